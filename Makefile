@@ -1,0 +1,34 @@
+# raceguard: PostgreSQL extension in C++, built with PGXS.
+
+EXTENSION = raceguard
+MODULE_big = raceguard
+DATA = sql/raceguard--1.0.sql
+
+SOURCES = $(wildcard src/*.cpp)
+OBJS = $(SOURCES:.cpp=.o)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
+
+# Server headers as system headers, so -Wextra speaks of our code only.
+PG_CPPFLAGS = -isystem $(INCLUDEDIR_SERVER)
+PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-missing-field-initializers -fno-omit-frame-pointer
+SHLIB_LINK += -lstdc++
+
+# pg_regress: sql/*.sql against expected/*.out
+REGRESS = boundary lock_version lock_version_errors
+REGRESS_OPTS = --inputdir=. --load-extension=raceguard
+
+# isolationtester: test/isolation/specs/*.spec against test/isolation/expected/*.out
+ISOLATION = lock_version_echo lock_version_prebump lock_version_blind lock_version_orm
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=raceguard
+
+EXTRA_CLEAN = results/ regression.diffs regression.out output_iso/ src/*.bc
+
+include $(PGXS)
+
+# The LLVM bitcode rule ignores PG_CXXFLAGS.
+COMPILE.cxx.bc += $(PG_CXXFLAGS)
+
+$(OBJS): $(wildcard src/*.hpp)

@@ -1,0 +1,21 @@
+// Every function PostgreSQL calls: extern "C" shims that run their C++ body
+// inside the error boundary (boundary.hpp).
+#include "boundary.hpp"
+#include "boundary_probe.hpp"
+#include "lock_version.hpp"
+
+extern "C" {
+
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(raceguard_lock_version);
+Datum raceguard_lock_version(PG_FUNCTION_ARGS) {
+    return raceguard::run_entry<raceguard::lock_version_trigger>(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(raceguard_boundary_probe);
+Datum raceguard_boundary_probe(PG_FUNCTION_ARGS) {
+    return raceguard::run_entry<raceguard::boundary_probe>(fcinfo);
+}
+
+}  // extern "C"

@@ -1,0 +1,191 @@
+// raceguard.lock_version(): optimistic locking enforced by a trigger.
+//
+// INSERT: a NULL version becomes 1. UPDATE, with o the stored version and n
+// the one in the new row (NULL counts as 0):
+//   n = o      the client echoed the version it read: store o + 1;
+//   n = o + 1  the client (an ORM) bumped it already: accept;
+//   otherwise  a stale write (40001).
+// One refinement makes the echo safe at READ COMMITTED: when the UPDATE waited
+// for another transaction's row lock and proceeds on the newer row, OLD is a
+// version the client cannot have read (it is not in the statement's
+// snapshot), so an assigned n = o there is an old pre-bump, hence stale; only
+// a relative increment (lock_version = lock_version + 1) gives n = o + 1.
+#include "lock_version.hpp"
+
+#include "trigger_cache.hpp"
+
+#include <string>
+
+namespace raceguard {
+
+namespace {
+
+constexpr FiringRules LOCK_VERSION_FIRING = {true, false, ON_INSERT | ON_UPDATE};
+
+int64 version_from_datum(Datum value, Oid type) {
+    switch (type) {
+        case INT2OID: return DatumGetInt16(value);
+        case INT4OID: return DatumGetInt32(value);
+        default: return DatumGetInt64(value);
+    }
+}
+
+Datum version_to_datum(int64 version, Oid type) {
+    switch (type) {
+        case INT2OID: return Int16GetDatum(static_cast<int16>(version));
+        case INT4OID: return Int32GetDatum(static_cast<int32>(version));
+        default: return Int64GetDatum(version);
+    }
+}
+
+// The version stored in a row; NULL counts as 0.
+int64 version_of(HeapTuple row, TupleDesc columns, const LockVersionState* state) {
+    bool is_null = false;
+    const Datum value = heap_getattr(row, state->version_attnum, columns, &is_null);
+    return is_null ? 0 : version_from_datum(value, state->version_type);
+}
+
+HeapTuple with_version(HeapTuple row, TupleDesc columns, const LockVersionState* state, int64 version) {
+    int column = state->version_attnum;
+    Datum value = version_to_datum(version, state->version_type);
+    bool is_null = false;
+    return pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 1, &column, &value, &is_null); });
+}
+
+// True when OLD is not in the statement's snapshot: the UPDATE waited for a
+// row lock and now works on a version committed after the statement began.
+bool row_changed_while_waiting(HeapTuple old_row) {
+    const TransactionId creator = HeapTupleHeaderGetXmin(old_row->t_data);
+    return pg_call([&] {
+        if (!ActiveSnapshotSet() || TransactionIdIsCurrentTransactionId(creator))
+            return false;
+        return XidInMVCCSnapshot(creator, GetActiveSnapshot());
+    });
+}
+
+enum class StaleKind { mismatch, changed_while_waiting, blind_write };
+
+const char* column_name(const TriggerData* trigger_data, const LockVersionState* state) {
+    return NameStr(TupleDescAttr(RelationGetDescr(trigger_data->tg_relation), state->version_attnum - 1)->attname);
+}
+
+[[noreturn]] void throw_stale_write(const TriggerData* trigger_data, const LockVersionState* state,
+                                    StaleKind kind, int64 stored, int64 sent) {
+    Relation relation = trigger_data->tg_relation;
+    const std::string column = column_name(trigger_data, state);
+    const std::string table = RelationGetRelationName(relation);
+    const bool show_versions = may_select_column(relation, state->version_attnum);
+    std::string message = "stale write to table \"" + table + "\": ";
+    std::string hint = "Re-read the row and retry the update with its current \"" + column + "\".";
+    if (kind == StaleKind::blind_write) {
+        message += "the UPDATE does not set column \"" + column + "\", and strict=true rejects blind writes";
+        hint = "Set \"" + column + "\" to the version you read (or to that version + 1), "
+               "or use WHERE \"" + column + "\" = <version read>.";
+    } else if (show_versions) {
+        message += "column \"" + column + "\" is " + std::to_string(stored) + " in the stored row, the update sent " +
+                   std::to_string(sent);
+    } else {
+        message += "the update's \"" + column + "\" is not the stored row's current version";
+    }
+    Error error = table_error(relation, state->stale_sqlstate, message);
+    error.with_column(column).with_hint(hint);
+    if (kind == StaleKind::changed_while_waiting)
+        error.with_detail("Another transaction updated the row after this statement began, so the version "
+                          "sent cannot have been read from the current row.");
+    if (state->stale_sqlstate == ERRCODE_CHECK_VIOLATION)
+        error.with_constraint(trigger_data->tg_trigger->tgname);
+    throw error;
+}
+
+[[noreturn]] void throw_version_overflow(const TriggerData* trigger_data, const LockVersionState* state) {
+    const std::string column = column_name(trigger_data, state);
+    Error error = table_error(trigger_data->tg_relation, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                              "column \"" + column + "\" of table \"" +
+                                  RelationGetRelationName(trigger_data->tg_relation) +
+                                  "\" cannot go past " + std::to_string(state->max_version) + ", the maximum of " +
+                                  type_name(state->version_type));
+    error.with_column(column).with_hint("Retype the column to a wider integer type (ALTER COLUMN ... TYPE bigint).");
+    throw error;
+}
+
+void* build_lock_version_state(const TriggerData* trigger_data, MemoryContext into) {
+    const LockVersionState validated =
+        validate_lock_version(describe_fired_trigger(trigger_data, LOCK_VERSION_GUARD));
+    auto* state = pg_call([&] { return static_cast<LockVersionState*>(MemoryContextAlloc(into, sizeof(LockVersionState))); });
+    *state = validated;
+    return state;
+}
+
+Datum on_insert(const TriggerData* trigger_data, const LockVersionState* state) {
+    HeapTuple row = trigger_data->tg_trigtuple;
+    TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
+    bool is_null = false;
+    heap_getattr(row, state->version_attnum, columns, &is_null);
+    return PointerGetDatum(is_null ? with_version(row, columns, state, 1) : row);
+}
+
+Datum on_update(const TriggerData* trigger_data, const LockVersionState* state) {
+    HeapTuple old_row = trigger_data->tg_trigtuple;
+    HeapTuple new_row = trigger_data->tg_newtuple;
+    TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
+    const int64 stored = version_of(old_row, columns, state);
+    const int64 sent = version_of(new_row, columns, state);
+    const bool assigned = bms_is_member(state->version_attnum - FirstLowInvalidHeapAttributeNumber,
+                                        trigger_data->tg_updatedcols);
+
+    if (state->strict && !assigned)
+        throw_stale_write(trigger_data, state, StaleKind::blind_write, stored, sent);
+    if (stored < state->max_version && sent == stored + 1)
+        return PointerGetDatum(new_row);
+    if (sent != stored)
+        throw_stale_write(trigger_data, state, StaleKind::mismatch, stored, sent);
+    if (assigned && row_changed_while_waiting(old_row))
+        throw_stale_write(trigger_data, state, StaleKind::changed_while_waiting, stored, sent);
+    if (stored >= state->max_version)
+        throw_version_overflow(trigger_data, state);
+    return PointerGetDatum(with_version(new_row, columns, state, stored + 1));
+}
+
+}  // namespace
+
+LockVersionState validate_lock_version(const TriggerDefinition& definition) {
+    check_firing(definition, LOCK_VERSION_FIRING);
+    const TriggerArguments arguments = parse_arguments(definition, {"strict", "sqlstate"});
+    if (arguments.columns.size() > 1)
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               std::string(definition.guard) + " takes at most one column, got " +
+                                   std::to_string(arguments.columns.size()));
+    const std::string column_arg = arguments.columns.empty() ? "lock_version" : arguments.columns.front();
+    const ResolvedColumn column = resolve_column(definition, column_arg);
+
+    LockVersionState state{};
+    state.version_attnum = column.attnum;
+    state.version_type = column.type;
+    switch (column.type) {
+        case INT2OID: state.max_version = PG_INT16_MAX; break;
+        case INT4OID: state.max_version = PG_INT32_MAX; break;
+        case INT8OID: state.max_version = PG_INT64_MAX; break;
+        default: throw column_type_error(definition, column_arg, column.type, "smallint, integer or bigint");
+    }
+    const std::string* strict = arguments.option("strict");
+    state.strict = strict != nullptr && parse_bool_option(definition, "strict", *strict);
+    state.stale_sqlstate = ERRCODE_T_R_SERIALIZATION_FAILURE;
+    if (const std::string* sqlstate = arguments.option("sqlstate")) {
+        if (*sqlstate == "23514")
+            state.stale_sqlstate = ERRCODE_CHECK_VIOLATION;
+        else if (*sqlstate != "40001")
+            throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                                   "option \"sqlstate\" must be 40001 or 23514, not \"" + *sqlstate + "\"");
+    }
+    return state;
+}
+
+Datum lock_version_trigger(FunctionCallInfo fcinfo) {
+    const TriggerData* trigger_data = require_trigger_call(fcinfo, LOCK_VERSION_GUARD);
+    const auto* state = trigger_state<LockVersionState>(fcinfo, trigger_data, build_lock_version_state);
+    if (TRIGGER_FIRED_BY_INSERT(trigger_data->tg_event))
+        return on_insert(trigger_data, state);
+    return on_update(trigger_data, state);
+}
+
+}  // namespace raceguard

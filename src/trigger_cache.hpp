@@ -1,0 +1,47 @@
+// Per-trigger state, built once and reused for every row.
+//
+// A guard parses its arguments, resolves its columns and checks how it is
+// fired once, into a plain-data state object. States live in a backend-local
+// hash keyed by the trigger's OID (like ri_triggers.c's constraint cache),
+// in memory that outlives queries; fn_extra points at the hash entry so that
+// the per-row path is a pointer check. A relcache invalidation of the table
+// (ALTER TABLE, CREATE/DROP/ALTER TRIGGER, ...) marks its entries stale, and
+// the next row rebuilds them. Entries are never removed, so a pointer kept in
+// fn_extra stays valid; stale entries are rebuilt in place.
+#pragma once
+
+#include "boundary.hpp"
+
+namespace raceguard {
+
+// Builds a guard's state for the fired trigger, allocating only in `into`.
+// May throw Error (a bad definition) or PgError.
+using StateBuilder = void* (*)(const TriggerData* trigger_data, MemoryContext into);
+
+struct TriggerCacheEntry {
+    Oid trigger_oid;  // hash key
+    Oid relid;
+    bool valid;
+    StateBuilder builder;
+    MemoryContext state_context;
+    void* state;
+};
+
+void* trigger_state_slow(FunctionCallInfo fcinfo, const TriggerData* trigger_data, StateBuilder builder);
+
+// The guard's state for this trigger; builds it on the first row after a
+// change. The hot path does no lookup at all.
+template <typename State>
+inline const State* trigger_state(FunctionCallInfo fcinfo, const TriggerData* trigger_data,
+                                  StateBuilder builder) {
+    auto* entry = static_cast<const TriggerCacheEntry*>(fcinfo->flinfo->fn_extra);
+    if (likely(entry != nullptr && entry->valid && entry->builder == builder &&
+               entry->trigger_oid == trigger_data->tg_trigger->tgoid))
+        return static_cast<const State*>(entry->state);
+    return static_cast<const State*>(trigger_state_slow(fcinfo, trigger_data, builder));
+}
+
+// Checks that the function was called by the trigger manager; 39P01 if not.
+const TriggerData* require_trigger_call(FunctionCallInfo fcinfo, const char* guard);
+
+}  // namespace raceguard

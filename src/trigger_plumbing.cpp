@@ -1,0 +1,196 @@
+#include "trigger_plumbing.hpp"
+
+extern "C" {
+#include "access/sysattr.h"
+#include "catalog/heap.h"
+}
+
+namespace raceguard {
+
+namespace {
+
+std::string quoted(const std::string& text) { return "\"" + text + "\""; }
+
+std::string timing_of(int16 trigger_type) {
+    if (TRIGGER_FOR_BEFORE(trigger_type))
+        return "BEFORE";
+    if (TRIGGER_FOR_INSTEAD(trigger_type))
+        return "INSTEAD OF";
+    return "AFTER";
+}
+
+std::string allowed_timings(const FiringRules& rules) {
+    if (rules.before_allowed && rules.after_allowed)
+        return "BEFORE or AFTER";
+    return rules.before_allowed ? "BEFORE" : "AFTER";
+}
+
+std::string event_list(unsigned events, const char* conjunction) {
+    static const std::pair<unsigned, const char*> names[] = {
+        {ON_INSERT, "INSERT"}, {ON_UPDATE, "UPDATE"}, {ON_DELETE, "DELETE"}, {ON_TRUNCATE, "TRUNCATE"}};
+    std::vector<const char*> present;
+    for (const auto& [bit, name] : names)
+        if (events & bit)
+            present.push_back(name);
+    std::string text;
+    for (size_t i = 0; i < present.size(); ++i) {
+        if (i > 0)
+            text += (i + 1 == present.size()) ? std::string(" ") + conjunction + " " : ", ";
+        text += present[i];
+    }
+    return text;
+}
+
+unsigned events_of(int16 trigger_type) {
+    unsigned events = 0;
+    if (TRIGGER_FOR_INSERT(trigger_type))
+        events |= ON_INSERT;
+    if (TRIGGER_FOR_UPDATE(trigger_type))
+        events |= ON_UPDATE;
+    if (TRIGGER_FOR_DELETE(trigger_type))
+        events |= ON_DELETE;
+    if (TRIGGER_FOR_TRUNCATE(trigger_type))
+        events |= ON_TRUNCATE;
+    return events;
+}
+
+}  // namespace
+
+TriggerDefinition describe_fired_trigger(const TriggerData* trigger_data, const char* guard) {
+    const Trigger* trigger = trigger_data->tg_trigger;
+    Relation relation = trigger_data->tg_relation;
+    TriggerDefinition definition;
+    definition.guard = guard;
+    definition.trigger_name = trigger->tgname;
+    const char* schema = pg_call([&] { return get_namespace_name(RelationGetNamespace(relation)); });
+    definition.schema_name = schema != nullptr ? schema : "";
+    definition.table_name = RelationGetRelationName(relation);
+    definition.trigger_type = trigger->tgtype;
+    for (int i = 0; i < trigger->tgnargs; ++i)
+        definition.arguments.emplace_back(trigger->tgargs[i]);
+    definition.columns = RelationGetDescr(relation);
+    return definition;
+}
+
+Error definition_error(const TriggerDefinition& definition, int sqlstate, const std::string& what) {
+    Error error(sqlstate, "trigger " + quoted(definition.trigger_name) + " on table " +
+                              quoted(definition.table_name) + ": " + what);
+    error.with_table(definition.schema_name, definition.table_name);
+    return error;
+}
+
+Error table_error(Relation relation, int sqlstate, std::string message) {
+    Error error(sqlstate, std::move(message));
+    const char* schema = pg_call([&] { return get_namespace_name(RelationGetNamespace(relation)); });
+    error.with_table(schema != nullptr ? schema : "", RelationGetRelationName(relation));
+    return error;
+}
+
+void check_firing(const TriggerDefinition& definition, const FiringRules& rules) {
+    const int16 type = definition.trigger_type;
+    const std::string guard = definition.guard;
+    if (!TRIGGER_FOR_ROW(type))
+        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                               guard + " must be fired FOR EACH ROW, not FOR EACH STATEMENT");
+    const bool timing_ok = (TRIGGER_FOR_BEFORE(type) && rules.before_allowed) ||
+                           (TRIGGER_FOR_AFTER(type) && rules.after_allowed);
+    if (!timing_ok)
+        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                               guard + " must be fired " + allowed_timings(rules) + ", not " +
+                                   timing_of(type));
+    const unsigned unsupported = events_of(type) & ~rules.events_allowed;
+    if (unsupported != 0)
+        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                               guard + " must be fired on " + event_list(rules.events_allowed, "or") +
+                                   ", not on " + event_list(unsupported, "or"));
+}
+
+const std::string* TriggerArguments::option(std::string_view key) const {
+    for (const auto& [name, value] : options)
+        if (name == key)
+            return &value;
+    return nullptr;
+}
+
+TriggerArguments parse_arguments(const TriggerDefinition& definition,
+                                 std::initializer_list<std::string_view> known_options) {
+    TriggerArguments parsed;
+    for (const std::string& argument : definition.arguments) {
+        if (argument.empty())
+            throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                                   "empty argument; arguments are column names and key=value options");
+        const size_t equals = argument.find('=');
+        if (equals == std::string::npos) {
+            parsed.columns.push_back(argument);
+            continue;
+        }
+        std::string key = argument.substr(0, equals);
+        std::string value = argument.substr(equals + 1);
+        bool known = false;
+        std::string accepted;
+        for (std::string_view option : known_options) {
+            known = known || option == key;
+            accepted += (accepted.empty() ? "" : ", ") + std::string(option);
+        }
+        if (!known)
+            throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                                   "unknown option " + quoted(key) + " in argument " + quoted(argument) +
+                                       "; " + definition.guard + " accepts " +
+                                       (accepted.empty() ? std::string("no options") : accepted));
+        if (parsed.option(key) != nullptr)
+            throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                                   "option " + quoted(key) + " is given more than once");
+        parsed.options.emplace_back(std::move(key), std::move(value));
+    }
+    return parsed;
+}
+
+bool parse_bool_option(const TriggerDefinition& definition, const std::string& key,
+                       const std::string& value) {
+    bool result = false;
+    if (!parse_bool(value.c_str(), &result))
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               "option " + quoted(key) + " must be true or false, not " + quoted(value));
+    return result;
+}
+
+ResolvedColumn resolve_column(const TriggerDefinition& definition, const std::string& name) {
+    const TupleDesc columns = definition.columns;
+    for (int i = 0; i < columns->natts; ++i) {
+        const Form_pg_attribute column = TupleDescAttr(columns, i);
+        if (!column->attisdropped && name == NameStr(column->attname))
+            return ResolvedColumn{column->attnum, column->atttypid};
+    }
+    if (SystemAttributeByName(name.c_str()) != nullptr)
+        throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
+                               "column " + quoted(name) + " is a system column; " + definition.guard +
+                                   " guards user columns only");
+    throw definition_error(definition, ERRCODE_UNDEFINED_COLUMN,
+                           "column " + quoted(name) + " does not exist")
+        .with_hint("Column names are matched exactly as stored: lower case unless the column was created quoted.");
+}
+
+std::string type_name(Oid type) { return pg_call([&] { return format_type_be(type); }); }
+
+Error column_type_error(const TriggerDefinition& definition, const std::string& column,
+                        Oid type, const char* accepted) {
+    Error error = definition_error(definition, ERRCODE_DATATYPE_MISMATCH,
+                                   "column " + quoted(column) + " has type " + type_name(type) + "; " +
+                                       definition.guard + " needs " + accepted);
+    error.with_column(column);
+    return error;
+}
+
+bool may_select_column(Relation relation, AttrNumber attnum) {
+    const Oid relid = RelationGetRelid(relation);
+    return pg_call([&] {
+        const Oid user = GetUserId();
+        if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+            return false;
+        if (pg_class_aclcheck(relid, user, ACL_SELECT) == ACLCHECK_OK)
+            return true;
+        return pg_attribute_aclcheck(relid, attnum, user, ACL_SELECT) == ACLCHECK_OK;
+    });
+}
+
+}  // namespace raceguard

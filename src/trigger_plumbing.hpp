@@ -1,0 +1,93 @@
+// What every raceguard trigger shares: checking how it was fired, parsing its
+// arguments, resolving its columns and building errors that name the trigger,
+// the table and the argument at fault.
+//
+// All of this runs when a trigger's state is built (once per trigger, see
+// trigger_cache.hpp), never per row. It works on a TriggerDefinition rather
+// than on TriggerData so that a definition read from pg_trigger can be
+// validated by the same code.
+#pragma once
+
+#include "boundary.hpp"
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace raceguard {
+
+// A trigger as validation sees it.
+struct TriggerDefinition {
+    const char* guard;  // e.g. "raceguard.lock_version()"
+    std::string trigger_name;
+    std::string schema_name;
+    std::string table_name;
+    int16 trigger_type;  // pg_trigger.tgtype
+    std::vector<std::string> arguments;
+    TupleDesc columns;  // the table's row type
+};
+
+TriggerDefinition describe_fired_trigger(const TriggerData* trigger_data, const char* guard);
+
+// An error about a trigger's definition: names the trigger and the table.
+Error definition_error(const TriggerDefinition& definition, int sqlstate, const std::string& what);
+
+// An error about a row of a table (a guard violation): carries the table.
+Error table_error(Relation relation, int sqlstate, std::string message);
+
+enum TriggerEvent : unsigned {
+    ON_INSERT = 1u << 0,
+    ON_UPDATE = 1u << 1,
+    ON_DELETE = 1u << 2,
+    ON_TRUNCATE = 1u << 3,
+};
+
+struct FiringRules {
+    bool before_allowed;
+    bool after_allowed;
+    unsigned events_allowed;  // TriggerEvent bits
+};
+
+// Throws 39P01 unless the trigger is a ROW trigger with an allowed timing and
+// only allowed events.
+void check_firing(const TriggerDefinition& definition, const FiringRules& rules);
+
+// A plain argument names a column; "key=value" is an option.
+struct TriggerArguments {
+    std::vector<std::string> columns;
+    std::vector<std::pair<std::string, std::string>> options;
+
+    const std::string* option(std::string_view key) const;
+};
+
+// Throws 22023 for an unknown or repeated option or an empty argument.
+TriggerArguments parse_arguments(const TriggerDefinition& definition,
+                                 std::initializer_list<std::string_view> known_options);
+
+// Parses an option's boolean value with PostgreSQL's spellings; throws 22023.
+bool parse_bool_option(const TriggerDefinition& definition, const std::string& key,
+                       const std::string& value);
+
+struct ResolvedColumn {
+    AttrNumber attnum;
+    Oid type;
+};
+
+// Finds a user column by its exact stored name: 42703 when it does not exist
+// (dropped columns included), 0A000 for a system column.
+ResolvedColumn resolve_column(const TriggerDefinition& definition, const std::string& name);
+
+// 42804 naming the column, its type and what the guard accepts.
+Error column_type_error(const TriggerDefinition& definition, const std::string& column,
+                        Oid type, const char* accepted);
+
+std::string type_name(Oid type);
+
+// Whether the current user may see the column's values in an error, by the
+// rules PostgreSQL applies to its own constraint errors (row-level security
+// hides everything; otherwise table or column SELECT privilege).
+bool may_select_column(Relation relation, AttrNumber attnum);
+
+}  // namespace raceguard
