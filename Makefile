@@ -21,7 +21,7 @@ REGRESS = setup boundary lock_version lock_version_errors
 REGRESS_OPTS = --inputdir=. --load-extension=raceguard
 
 # isolationtester: test/isolation/specs/*.spec against test/isolation/expected/*.out
-ISOLATION = lock_version_echo lock_version_prebump lock_version_blind lock_version_orm
+ISOLATION = helpers lock_version_echo lock_version_prebump lock_version_blind lock_version_orm
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=raceguard
 
 EXTRA_CLEAN = results/ regression.diffs regression.out output_iso/ src/*.bc

@@ -81,6 +81,9 @@ const char* column_name(const TriggerData* trigger_data, const LockVersionState*
         message += "the UPDATE does not set column \"" + column + "\", and strict=true rejects blind writes";
         hint = "Set \"" + column + "\" to the version you read (or to that version + 1), "
                "or use WHERE \"" + column + "\" = <version read>.";
+    } else if (show_versions && kind == StaleKind::changed_while_waiting) {
+        message += "another transaction changed the row to \"" + column + "\" " + std::to_string(stored) +
+                   " while this update waited for it, and the update sent " + std::to_string(sent);
     } else if (show_versions) {
         message += "column \"" + column + "\" is " + std::to_string(stored) + " in the stored row, the update sent " +
                    std::to_string(sent);

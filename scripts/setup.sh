@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what raceguard needs on Debian 12 (when missing), then builds and
+# installs the extension into the local PostgreSQL 15. Run as root.
+# Used by demo/run.sh and test/run_all.sh; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    build-essential
+    postgresql-15
+    postgresql-server-dev-15
+    postgresql-15-pgtap
+    libtap-parser-sourcehandler-pgtap-perl
+    python3-psycopg2
+)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+echo "== building raceguard"
+make -s PG_CONFIG="$PG_CONFIG" >/dev/null
+make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
