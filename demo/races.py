@@ -1,0 +1,457 @@
+"""raceguard demonstration: application races, without and with raceguard.
+
+Every race is played twice on real concurrent sessions (one connection and one
+thread per actor): first on a table without the guard, to show the damage,
+then with the raceguard trigger installed, to show the database refusing the
+racy write. The demo checks itself: it exits 1 when a race does not end as
+expected.
+
+Run it through demo/run.sh, or against any database that has raceguard
+installed (connection parameters from the PG* environment variables):
+
+    python3 demo/races.py                  # every race
+    python3 demo/races.py "lost update"    # only the named races
+
+Adding a race: subclass Race, fill in name, story and guard, implement
+setup(), run() and check(), and decorate the class with @register.
+"""
+
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+
+# Safety nets: no lock wait, statement or open transaction can outlive these,
+# so the demo cannot hang on a race that goes wrong.
+SESSION_OPTIONS = (
+    "-c lock_timeout=10s -c statement_timeout=15s "
+    "-c idle_in_transaction_session_timeout=60s"
+)
+CONNECT_TIMEOUT = 10  # seconds
+BLOCKED_TIMEOUT = 5.0  # seconds to see a session wait for a lock
+STEP_TIMEOUT = 20.0  # seconds for a background step (> statement_timeout)
+MAX_ATTEMPTS = 5  # of an application's retry loop
+
+
+# ---------------------------------------------------------------------------
+# Sessions: one connection per actor, with a background thread for the steps
+# that block.
+# ---------------------------------------------------------------------------
+
+
+def connect(application_name, autocommit):
+    conn = psycopg2.connect(
+        "",
+        application_name=application_name,
+        connect_timeout=CONNECT_TIMEOUT,
+        options=SESSION_OPTIONS,
+    )
+    conn.set_session(
+        isolation_level=psycopg2.extensions.ISOLATION_LEVEL_READ_COMMITTED,
+        autocommit=autocommit,
+    )
+    return conn
+
+
+class Session:
+    """One actor of a race: its own connection, READ COMMITTED, autocommit
+    off (every statement runs in a transaction until commit or rollback)."""
+
+    def __init__(self, label):
+        self.label = label
+        self.conn = connect(f"raceguard demo: {label}", autocommit=False)
+        self.pid = self.conn.get_backend_pid()
+        self._thread = None
+        self._result = None
+        self._error = None
+
+    def fetch_one(self, sql, args=()):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchone()
+
+    def execute(self, sql, args=()):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.rowcount
+
+    def start(self, step):
+        """Runs step() in a background thread, for a statement that blocks."""
+        assert self._thread is None, f"{self.label} is already busy"
+
+        def body():
+            try:
+                self._result = step()
+            except BaseException as error:  # handed to finish()
+                self._error = error
+
+        self._thread = threading.Thread(target=body, name=self.label, daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def finish(self, timeout=STEP_TIMEOUT):
+        """Waits for the background step; returns its result or raises its
+        exception. Cancels the running statement if it takes too long."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.conn.cancel()
+            self._thread.join(5)
+            raise TimeoutError(f"{self.label} did not finish within {timeout:.0f}s")
+        self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._result
+
+    def close(self):
+        if self.busy:
+            self.conn.cancel()
+            self._thread.join(5)
+        self.conn.close()
+
+
+class Observer:
+    """A third connection that watches the actors through pg_stat_activity."""
+
+    def __init__(self):
+        self.conn = connect("raceguard demo: observer", autocommit=True)
+
+    def wait_until_blocked(self, waiter, holder, timeout=BLOCKED_TIMEOUT):
+        """Polls until waiter's statement waits for a lock that holder holds.
+        Returns the wait event (e.g. 'transactionid'), or None when that did
+        not happen within timeout or waiter's step ended first."""
+        deadline = time.monotonic() + timeout
+        with self.conn.cursor() as cur:
+            while time.monotonic() < deadline and waiter.busy:
+                cur.execute(
+                    "SELECT wait_event FROM pg_stat_activity"
+                    " WHERE pid = %s AND wait_event_type = 'Lock'"
+                    " AND %s = ANY (pg_blocking_pids(pid))",
+                    (waiter.pid, holder.pid),
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    return row[0]
+                time.sleep(0.02)
+        return None
+
+    def fetch_one(self, sql, args=()):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchone()
+
+    def close(self):
+        self.conn.close()
+
+
+def sql_value(value):
+    """A value as psql would let you type it: NULL, 42 or 'text'."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(value)
+
+
+def describe_error(error):
+    """SQLSTATE, message and hint of a server error, one line each."""
+    lines = [f'ERROR {error.pgcode}: {error.diag.message_primary}']
+    if error.diag.message_hint:
+        lines.append(f"HINT: {error.diag.message_hint}")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    result: str  # a few words for the summary table
+    details: list = field(default_factory=list)  # lines printed under the race
+    facts: dict = field(default_factory=dict)  # what check() looks at
+
+
+class Race:
+    name = ""  # short, unique; also the command-line name
+    title = ""  # what races, in a few words
+    story = ""  # one sentence: who races whom over what
+    guard = ""  # the SQL that installs the guard
+
+    def setup(self, conn, guarded):
+        """(Re)creates the race's tables on conn (autocommit), with the
+        raceguard trigger when guarded."""
+        raise NotImplementedError
+
+    def run(self, guarded):
+        """Plays the race on fresh sessions; returns an Outcome."""
+        raise NotImplementedError
+
+    def check(self, outcome, guarded):
+        """True when the outcome is the expected one: the damage without
+        raceguard, no damage with it."""
+        raise NotImplementedError
+
+
+RACES = []
+
+
+def register(cls):
+    RACES.append(cls())
+    return cls
+
+
+# ---------------------------------------------------------------------------
+# Race 1: lost update (raceguard.lock_version)
+# ---------------------------------------------------------------------------
+
+
+@register
+class LostUpdate(Race):
+    name = "lost update"
+    title = "two consumers save the same order"
+    story = (
+        "Order-event consumers A (billing-address event) and B (payment-method"
+        " event) read order 1, change one field each and save the whole row,"
+        " as an ORM does."
+    )
+    guard = (
+        "CREATE TRIGGER orders_lock_version BEFORE INSERT OR UPDATE ON orders"
+        " FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version()"
+    )
+
+    READ = (
+        "SELECT customer, billing_address, payment_method, lock_version"
+        " FROM orders WHERE id = %s"
+    )
+    SAVE = (
+        "UPDATE orders SET customer = %s, billing_address = %s,"
+        " payment_method = %s, lock_version = %s WHERE id = %s"
+    )
+    COLUMNS = ("customer", "billing_address", "payment_method", "lock_version")
+
+    def setup(self, conn, guarded):
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS orders")
+            cur.execute(
+                "CREATE TABLE orders (id int PRIMARY KEY, customer text,"
+                " billing_address text, payment_method text, lock_version int)"
+            )
+            cur.execute(
+                "INSERT INTO orders VALUES (1, 'Ada Lovelace', NULL, NULL, 1)"
+            )
+            if guarded:
+                cur.execute(self.guard)
+
+    # The consumers' code: what an ORM does for order.save().
+
+    def read(self, session, order_id=1):
+        return dict(zip(self.COLUMNS, session.fetch_one(self.READ, (order_id,))))
+
+    def save(self, session, order, order_id=1):
+        """Writes every column back, echoing the version that was read."""
+        session.execute(
+            self.SAVE,
+            (
+                order["customer"],
+                order["billing_address"],
+                order["payment_method"],
+                order["lock_version"],
+                order_id,
+            ),
+        )
+
+    def save_with_retry(self, session, order, change, errors):
+        """Applies change to order and saves it; on a stale write (40001),
+        rolls back, re-reads and tries again. Returns the attempt that
+        saved."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if attempt > 1:
+                order = self.read(session)
+            change(order)
+            try:
+                self.save(session, order)
+                session.conn.commit()
+                return attempt
+            except psycopg2.errors.SerializationFailure as error:
+                session.conn.rollback()
+                errors.append(error)
+        raise RuntimeError(f"{session.label}: no save in {MAX_ATTEMPTS} attempts")
+
+    def run(self, guarded):
+        details = []
+        errors = []
+        observer = Observer()
+        a = Session("consumer A")
+        b = Session("consumer B")
+        try:
+            # 1. Both consumers read the whole order.
+            order_a = self.read(a)
+            order_b = self.read(b)
+            details.append(
+                f"A and B read order 1 at lock_version={order_a['lock_version']}"
+            )
+
+            # 2. A applies the billing-address event and saves, not committed.
+            order_a["billing_address"] = "Main St 1"
+            self.save(a, order_a)
+
+            # 3. B applies the payment-method event to its stale copy and
+            #    saves: the UPDATE has to wait for A's row lock.
+            def set_payment_method(order):
+                order["payment_method"] = "card"
+
+            b.start(lambda: self.save_with_retry(b, order_b, set_payment_method, errors))
+            wait_event = observer.wait_until_blocked(b, a)
+            if wait_event:
+                details.append(
+                    f"A saved (not committed); B's save waits for A's row lock"
+                    f" (wait_event={wait_event})"
+                )
+            else:
+                details.append("B's save did NOT wait for A's row lock")
+
+            # 4. A commits; B's UPDATE proceeds.
+            a.conn.commit()
+            attempt = b.finish()
+
+            if errors:
+                details.append("A committed; B's save failed:")
+                details.extend("  " + line for line in describe_error(errors[0]))
+                details.append(
+                    f"B rolled back, re-read and retried: attempt {attempt} saved"
+                )
+            else:
+                details.append(f"A committed; B's save went through (attempt {attempt})")
+
+            final = self.read(observer)
+        finally:
+            a.close()
+            b.close()
+            observer.close()
+
+        lost = final["billing_address"] != "Main St 1"
+        verdict = "billing address LOST" if lost else "nothing lost"
+        details.append(
+            "final row: "
+            + " ".join(f"{c}={sql_value(final[c])}" for c in self.COLUMNS[1:])
+            + f"  -> {verdict}"
+        )
+        if errors:
+            result = f"B got {errors[0].pgcode}, retried, {verdict}"
+        else:
+            result = verdict
+        return Outcome(
+            result=result,
+            details=details,
+            facts={
+                "b_waited": wait_event is not None,
+                "final": final,
+                "sqlstates": [e.pgcode for e in errors],
+                "attempt": attempt,
+            },
+        )
+
+    def check(self, outcome, guarded):
+        facts = outcome.facts
+        final = facts["final"]
+        if not facts["b_waited"] or final["payment_method"] != "card":
+            return False
+        if not guarded:
+            # The damage: B's stale copy overwrote A's billing address.
+            return final["billing_address"] is None and facts["sqlstates"] == []
+        # B was refused once, then saved from a fresh read: nothing lost.
+        return (
+            final["billing_address"] == "Main St 1"
+            and facts["sqlstates"] == ["40001"]
+            and facts["attempt"] == 2
+        )
+
+
+# ---------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------
+
+
+def play(race, admin, guarded):
+    """Sets the race up and plays it once; returns (outcome, as_expected)."""
+    try:
+        race.setup(admin, guarded)
+        outcome = race.run(guarded)
+    except Exception as error:  # a race that breaks is reported, not fatal
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        outcome = Outcome(
+            result=f"error: {type(error).__name__}",
+            details=[f"the race broke: {type(error).__name__}: {message}"],
+        )
+        return outcome, False
+    return outcome, race.check(outcome, guarded)
+
+
+def print_table(rows):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("   " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print("   " + "  ".join("-" * w for w in widths))
+
+
+def main(argv):
+    known = {race.name: race for race in RACES}
+    unknown = [name for name in argv if name not in known]
+    if unknown:
+        print(f"unknown race(s): {', '.join(unknown)}", file=sys.stderr)
+        print(f"known races: {', '.join(known)}", file=sys.stderr)
+        return 2
+    races = [known[name] for name in argv] if argv else RACES
+
+    admin = connect("raceguard demo: setup", autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS raceguard")
+        cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")
+        version = cur.fetchone()[0]
+        cur.execute("SHOW server_version")
+        server = cur.fetchone()[0]
+    print(f"raceguard {version} on PostgreSQL {server}")
+
+    summary = [("race", "without raceguard", "with raceguard", "as expected")]
+    all_expected = True
+    for race in races:
+        print()
+        print(f"== {race.name}: {race.title}" if race.title else f"== {race.name}")
+        print(textwrap.fill(race.story, width=100, initial_indent="   ", subsequent_indent="   "))
+        results = []
+        expected = True
+        for guarded in (False, True):
+            outcome, ok = play(race, admin, guarded)
+            expected &= ok
+            results.append(outcome.result)
+            label = "with raceguard:" if guarded else "without raceguard:"
+            print(f"   {label}{'' if ok else '  (NOT AS EXPECTED)'}")
+            if guarded:
+                print(f"     guard: {race.guard}")
+            for line in outcome.details:
+                print(f"     {line}")
+        summary.append((race.name, results[0], results[1], "yes" if expected else "NO"))
+        all_expected &= expected
+    admin.close()
+
+    print()
+    print("== summary")
+    print_table(summary)
+    print()
+    print("every race ended as expected" if all_expected else "SOME RACES DID NOT END AS EXPECTED")
+    return 0 if all_expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,52 @@
+-- The extension's objects, where they live and how they are declared.
+BEGIN;
+SELECT plan(9);
+
+SELECT has_schema('raceguard');
+SELECT has_function('raceguard', 'lock_version', ARRAY[]::name[]);
+SELECT function_returns('raceguard', 'lock_version', ARRAY[]::name[], 'trigger');
+SELECT function_lang_is('raceguard', 'lock_version', ARRAY[]::name[], 'c');
+
+-- Every object of the extension lives in schema raceguard.
+SELECT is_empty($$
+    SELECT pg_describe_object(d.classid, d.objid, 0)
+    FROM pg_depend d
+    JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
+    LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+    LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+    LEFT JOIN pg_type t ON d.classid = 'pg_type'::regclass AND t.oid = d.objid
+    WHERE e.extname = 'raceguard' AND d.deptype = 'e'
+      AND coalesce(p.pronamespace, c.relnamespace, t.typnamespace, 'raceguard'::regnamespace)
+          <> 'raceguard'::regnamespace
+$$, 'every object of the extension is in schema raceguard');
+
+-- SQL and PL/pgSQL functions pin search_path (except the claim functions,
+-- which must run the caller's filter under the caller's search_path).
+SELECT is_empty($$
+    SELECT p.oid::regprocedure
+    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+    WHERE p.pronamespace = 'raceguard'::regnamespace
+      AND l.lanname <> 'c'
+      AND p.proname NOT IN ('claim', 'claim_lease', 'release_lease', 'extend_lease')
+      AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) AS setting WHERE setting LIKE 'search\_path=%')
+$$, 'SQL-language functions have a pinned search_path');
+
+-- The C trigger functions carry no SET clause: it would cost a GUC save and
+-- restore on every row. They resolve nothing by name at run time instead.
+SELECT is_empty($$
+    SELECT p.oid::regprocedure
+    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+    WHERE p.pronamespace = 'raceguard'::regnamespace AND l.lanname = 'c'
+      AND p.proconfig IS NOT NULL
+$$, 'C functions have no SET clause');
+SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'raceguard.lock_version()'::regprocedure),
+          NULL, 'lock_version() has no SET search_path');
+
+-- No SECURITY DEFINER anywhere.
+SELECT is_empty($$
+    SELECT oid::regprocedure FROM pg_proc
+    WHERE pronamespace = 'raceguard'::regnamespace AND prosecdef
+$$, 'no SECURITY DEFINER functions');
+
+SELECT * FROM finish();
+ROLLBACK;

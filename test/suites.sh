@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The suites themselves; test/run_all.sh runs this inside a throwaway cluster
+# (PGHOST, PGPORT, PGUSER, PGPASSWORD set by pg_virtualenv).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+
+passed=0
+failed=0
+failures=()
+run_suite() {
+    local name=$1
+    shift
+    echo
+    echo "=== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+    fi
+}
+
+regress() {
+    rm -rf results/ regression.diffs regression.out output_iso/
+    if make -s PG_CONFIG="$PG_CONFIG" installcheck; then
+        return 0
+    fi
+    for diffs in regression.diffs output_iso/regression.diffs; do
+        [ -f "$diffs" ] && cat "$diffs"
+    done
+    return 1
+}
+
+pgtap() {
+    local db=raceguard_pgtap
+    dropdb --if-exists "$db" && createdb "$db" &&
+        psql -qX -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION pgtap; CREATE EXTENSION raceguard;" &&
+        pg_prove -d "$db" test/pgtap/*.sql
+}
+
+stress() {
+    local db=raceguard_stress script status=0
+    dropdb --if-exists "$db" && createdb "$db" &&
+        psql -qX -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION raceguard;" || return 1
+    for script in test/stress/*.sh; do
+        echo "--- $script"
+        PGDATABASE=$db bash "$script" || status=1
+    done
+    return $status
+}
+
+run_suite "pg_regress and isolation specs" regress
+run_suite "pgTAP" pgtap
+run_suite "stress" stress
+
+echo
+[ $failed -eq 0 ] || echo "failed suites: ${failures[*]}"
+echo "suites: $passed passed, $failed failed"
+[ $failed -eq 0 ]
