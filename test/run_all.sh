@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec pg_virtualenv -v 15 bash test/suites.sh
+exec pg_virtualenv -t -v 15 bash test/suites.sh
