@@ -13,3 +13,10 @@ CREATE FUNCTION raceguard.lock_version() RETURNS trigger
 
 COMMENT ON FUNCTION raceguard.lock_version() IS
     'optimistic locking: BEFORE INSERT OR UPDATE ... FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version([column] [, ''strict=true''] [, ''sqlstate=23514''])';
+
+CREATE FUNCTION raceguard.immutable_once_set() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'raceguard_immutable_once_set';
+
+COMMENT ON FUNCTION raceguard.immutable_once_set() IS
+    'write-once columns: BEFORE or AFTER UPDATE ... FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set(column [, column ...] [, ''allow_unset=true''])';

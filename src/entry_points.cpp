@@ -2,6 +2,7 @@
 // inside the error boundary (boundary.hpp).
 #include "boundary.hpp"
 #include "boundary_probe.hpp"
+#include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 
 extern "C" {
@@ -11,6 +12,11 @@ PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(raceguard_lock_version);
 Datum raceguard_lock_version(PG_FUNCTION_ARGS) {
     return raceguard::run_entry<raceguard::lock_version_trigger>(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(raceguard_immutable_once_set);
+Datum raceguard_immutable_once_set(PG_FUNCTION_ARGS) {
+    return raceguard::run_entry<raceguard::immutable_once_set_trigger>(fcinfo);
 }
 
 PG_FUNCTION_INFO_V1(raceguard_boundary_probe);

@@ -181,6 +181,15 @@ Error column_type_error(const TriggerDefinition& definition, const std::string& 
     return error;
 }
 
+std::string value_text(Datum value, Oid type) {
+    return pg_call([&] {
+        Oid output_function = InvalidOid;
+        bool is_varlena = false;
+        getTypeOutputInfo(type, &output_function, &is_varlena);
+        return static_cast<const char*>(OidOutputFunctionCall(output_function, value));
+    });
+}
+
 bool may_select_column(Relation relation, AttrNumber attnum) {
     const Oid relid = RelationGetRelid(relation);
     return pg_call([&] {

@@ -85,6 +85,9 @@ Error column_type_error(const TriggerDefinition& definition, const std::string& 
 
 std::string type_name(Oid type);
 
+// A value as its type's output function writes it (error paths only).
+std::string value_text(Datum value, Oid type);
+
 // Whether the current user may see the column's values in an error, by the
 // rules PostgreSQL applies to its own constraint errors (row-level security
 // hides everything; otherwise table or column SELECT privilege).
