@@ -79,6 +79,7 @@ DROP TRIGGER claims_agent ON claims;
 CREATE TABLE images (id integer PRIMARY KEY, amount numeric, ratio float8, tags int[], doc json, big text);
 CREATE TRIGGER images_write_once BEFORE UPDATE ON images
     FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('amount', 'ratio', 'tags', 'doc', 'big');
+ALTER TABLE images ALTER COLUMN big SET STORAGE EXTERNAL;  -- out of line, uncompressed
 INSERT INTO images VALUES (1, 1.0, '-0', '{1,2}', '{"a": 1}', repeat(md5('x'), 10000));
 SELECT sqlstate, column_name, detail FROM regress.error_of($$UPDATE images SET amount = 1.00$$);
 SELECT sqlstate, column_name, detail FROM regress.error_of($$UPDATE images SET ratio = 0.0$$);
@@ -86,7 +87,9 @@ SELECT sqlstate, column_name, detail FROM regress.error_of($$UPDATE images SET t
 SELECT sqlstate, column_name, detail FROM regress.error_of($$UPDATE images SET doc = '{"a":1}'$$);
 SELECT sqlstate, column_name FROM regress.error_of($$UPDATE images SET big = big || '!'$$);
 UPDATE images SET amount = 1.0, ratio = '-0', tags = '{1,2}', doc = '{"a": 1}', big = repeat(md5('x'), 10000);
-UPDATE images SET id = 1;
+UPDATE images SET id = 1;  -- the TOAST pointer is carried over unchanged
+-- 320000 bytes uncompressed cannot be inline: it is in the TOAST table.
+SELECT pg_column_size(big) = 320000 AS big_is_out_of_line FROM images;
 SELECT id, amount, ratio, tags, doc, length(big) FROM images;
 
 -- Values appear in DETAIL only for users who may SELECT the column.
