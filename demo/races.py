@@ -378,6 +378,126 @@ class LostUpdate(Race):
 
 
 # ---------------------------------------------------------------------------
+# Race 2: stolen claim (raceguard.immutable_once_set)
+# ---------------------------------------------------------------------------
+
+
+@register
+class StolenClaim(Race):
+    name = "stolen claim"
+    title = "two agents claim the same conversation"
+    story = (
+        "Support agents A and B both see conversation 1 unassigned and both"
+        " click 'take it': each checks that texter_id is NULL, then sets it."
+    )
+    guard = (
+        "CREATE TRIGGER conversation_texter_assignment_constraint BEFORE UPDATE"
+        " ON conversations FOR EACH ROW EXECUTE FUNCTION"
+        " raceguard.immutable_once_set('texter_id')"
+    )
+    AGENTS = {"agent A": 101, "agent B": 202}
+
+    def setup(self, conn, guarded):
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS conversations")
+            cur.execute(
+                "CREATE TABLE conversations (id int PRIMARY KEY, topic text, texter_id int)"
+            )
+            cur.execute("INSERT INTO conversations VALUES (1, 'refund request', NULL)")
+            if guarded:
+                cur.execute(self.guard)
+
+    # The agents' code: check, then claim.
+
+    def is_unassigned(self, session):
+        return session.fetch_one("SELECT texter_id IS NULL FROM conversations WHERE id = 1")[0]
+
+    def claim(self, session):
+        """Sets texter_id and commits; returns None on success, or the
+        server's error (the claim was refused)."""
+        try:
+            session.execute(
+                "UPDATE conversations SET texter_id = %s WHERE id = 1",
+                (self.AGENTS[session.label],),
+            )
+            session.conn.commit()
+            return None
+        except psycopg2.errors.CheckViolation as error:
+            session.conn.rollback()
+            return error
+
+    def run(self, guarded):
+        details = []
+        observer = Observer()
+        a = Session("agent A")
+        b = Session("agent B")
+        try:
+            # 1. Both agents check: unassigned.
+            both_saw_free = self.is_unassigned(a) and self.is_unassigned(b)
+            details.append(
+                "A and B both see conversation 1 unassigned"
+                if both_saw_free
+                else "the conversation was not unassigned for both"
+            )
+            # 2. A claims (its UPDATE holds the row lock until A commits);
+            #    B claims too and has to wait.
+            a.execute("UPDATE conversations SET texter_id = %s WHERE id = 1", (self.AGENTS["agent A"],))
+            b.start(lambda: self.claim(b))
+            wait_event = observer.wait_until_blocked(b, a)
+            details.append(
+                "A's claim is in flight; B's claim waits for A's row lock"
+                if wait_event
+                else "B's claim did NOT wait for A's row lock"
+            )
+            # 3. A commits: A got the conversation. B's UPDATE proceeds.
+            a.conn.commit()
+            b_error = b.finish()
+            winners = ["A"] + ([] if b_error else ["B"])
+            if b_error:
+                details.append("A committed; B's claim was refused:")
+                details.extend("  " + line for line in describe_error(b_error))
+                details.append(f"  CONSTRAINT: {b_error.diag.constraint_name}")
+            else:
+                details.append("A committed; B's claim went through too: both agents were told they won")
+            owner = observer.fetch_one("SELECT texter_id FROM conversations WHERE id = 1")[0]
+        finally:
+            a.close()
+            b.close()
+            observer.close()
+
+        owner_label = {v: k for k, v in self.AGENTS.items()}.get(owner, str(owner))
+        stolen = len(winners) > 1
+        verdict = "A's claim STOLEN by B" if stolen else "exactly one winner"
+        details.append(f"final owner: {owner_label} (texter_id={owner}); {len(winners)} agent(s) won -> {verdict}")
+        return Outcome(
+            result=(f"both won, {verdict}" if stolen else f"B got {b_error.pgcode}, {verdict}"),
+            details=details,
+            facts={
+                "both_saw_free": both_saw_free,
+                "b_waited": wait_event is not None,
+                "winners": winners,
+                "owner": owner,
+                "b_sqlstate": b_error.pgcode if b_error else None,
+                "b_constraint": b_error.diag.constraint_name if b_error else None,
+            },
+        )
+
+    def check(self, outcome, guarded):
+        facts = outcome.facts
+        if not facts["both_saw_free"] or not facts["b_waited"]:
+            return False
+        if not guarded:
+            # The damage: both won, and B silently took A's conversation.
+            return facts["winners"] == ["A", "B"] and facts["owner"] == self.AGENTS["agent B"]
+        return (
+            facts["winners"] == ["A"]
+            and facts["owner"] == self.AGENTS["agent A"]
+            and facts["b_sqlstate"] == "23514"
+            and facts["b_constraint"] == "conversation_texter_assignment_constraint"
+        )
+
+
+# ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
 
