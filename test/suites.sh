@@ -36,6 +36,7 @@ pgtap() {
     local db=raceguard_pgtap
     dropdb --if-exists "$db" && createdb "$db" &&
         psql -qX -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION pgtap; CREATE EXTENSION raceguard;" &&
+        psql -qX -v ON_ERROR_STOP=1 -d "$db" -f test/pgtap/setup/helpers.sql &&
         pg_prove -d "$db" test/pgtap/*.sql
 }
 

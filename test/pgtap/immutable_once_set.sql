@@ -20,16 +20,7 @@ SELECT results_eq('SELECT texter_id FROM conversations', ARRAY[7], 'the takeover
 
 -- The constraint name reaches the client, as an ORM reads it (Ecto's
 -- check_constraint, Rails' error cause).
-CREATE FUNCTION pg_temp.violated_constraint(statement text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE name text;
-BEGIN
-    EXECUTE statement;
-    RETURN NULL;
-EXCEPTION WHEN check_violation THEN
-    GET STACKED DIAGNOSTICS name = CONSTRAINT_NAME;
-    RETURN name;
-END $$;
-SELECT is(pg_temp.violated_constraint($$UPDATE conversations SET texter_id = 8 WHERE id = 1$$),
+SELECT is(tap_helpers.violated_constraint($$UPDATE conversations SET texter_id = 8 WHERE id = 1$$),
           'conversation_texter_assignment_constraint', 'CONSTRAINT_NAME is the trigger''s name');
 
 SELECT lives_ok($$UPDATE conversations SET texter_id = NULL WHERE id = 1$$, 'allow_unset=true lets the owner release it');

@@ -26,16 +26,7 @@ CREATE TRIGGER tickets_version BEFORE INSERT OR UPDATE ON tickets
     FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('sqlstate=23514');
 INSERT INTO tickets VALUES (1, 5);
 SELECT throws_ok($$UPDATE tickets SET lock_version = 9$$, '23514', NULL, 'sqlstate=23514 reports a check violation');
-CREATE FUNCTION pg_temp.constraint_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE name text;
-BEGIN
-    EXECUTE statement;
-    RETURN NULL;
-EXCEPTION WHEN check_violation THEN
-    GET STACKED DIAGNOSTICS name = CONSTRAINT_NAME;
-    RETURN name;
-END $$;
-SELECT is(pg_temp.constraint_of($$UPDATE tickets SET lock_version = 9$$), 'tickets_version',
+SELECT is(tap_helpers.violated_constraint($$UPDATE tickets SET lock_version = 9$$), 'tickets_version',
           'the constraint name is the trigger''s name');
 
 -- Overflow stops with 22003 instead of wrapping.
