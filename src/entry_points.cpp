@@ -4,6 +4,7 @@
 #include "boundary_probe.hpp"
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
+#include "running_balance.hpp"
 
 extern "C" {
 
@@ -17,6 +18,16 @@ Datum raceguard_lock_version(PG_FUNCTION_ARGS) {
 PG_FUNCTION_INFO_V1(raceguard_immutable_once_set);
 Datum raceguard_immutable_once_set(PG_FUNCTION_ARGS) {
     return raceguard::run_entry<raceguard::immutable_once_set_trigger>(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(raceguard_running_balance);
+Datum raceguard_running_balance(PG_FUNCTION_ARGS) {
+    return raceguard::run_entry<raceguard::running_balance_trigger>(fcinfo);
+}
+
+PG_FUNCTION_INFO_V1(raceguard_running_balance_layout);
+Datum raceguard_running_balance_layout(PG_FUNCTION_ARGS) {
+    return raceguard::run_entry<raceguard::running_balance_layout>(fcinfo);
 }
 
 PG_FUNCTION_INFO_V1(raceguard_boundary_probe);

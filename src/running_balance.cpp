@@ -1,0 +1,865 @@
+// raceguard.running_balance(): a running balance per group, serialized.
+//
+// Design. The ledger's rows are the only state: each append reads the
+// group's last row (highest seq) and writes balance = last balance + amount
+// and seq = last seq + 1. Nothing is kept elsewhere, so a rolled-back append
+// (transaction or savepoint), an append that ON CONFLICT skips, a crash or a
+// TRUNCATE leave nothing to repair: the next append reads whatever rows exist.
+//
+// What is locked, in what order. Before reading, an append takes a
+// transaction-level lock on (ledger root, hash of the group key): an
+// advisory-type lock in PostgreSQL's lock manager, tagged so that it cannot
+// meet the application's own advisory locks (field4 = RACEGUARD_LOCK_TAG).
+// It is held until the transaction ends, so appends to one group run one
+// transaction at a time and appends to different groups do not wait for each
+// other (two groups share a lock only if their 32-bit hashes collide). A
+// transaction appending to one group takes one lock and waits for nothing
+// else of ours, so it cannot deadlock; transactions appending to several
+// groups in different orders can, and the lock manager then raises 40P01.
+//
+// How the last row is found. Through a btree index whose leading columns are
+// the group columns followed by seq (required; on a partitioned ledger each
+// partition's index is searched and the highest seq wins), scanning backward
+// under SnapshotSelf: every committed row plus this transaction's own,
+// including rows inserted earlier by the same statement. The cost is one
+// index descent per partition, whatever the ledger's size.
+//
+// REPEATABLE READ / SERIALIZABLE. The transaction's snapshot may predate the
+// lock. If the last row found is not this transaction's own and its creator
+// is not visible to the snapshot, the append would build on a row the
+// transaction cannot see: it fails with 40001 instead.
+//
+// Why seq is required: without an ordering column stored in the rows, the
+// group's last row cannot be found without scanning the group or keeping
+// state outside the ledger, and outside state is exactly what an ON CONFLICT
+// skip (the BEFORE trigger runs, the row is never inserted) would corrupt.
+#include "running_balance.hpp"
+
+#include "trigger_cache.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
+#include "common/hashfn.h"
+#include "common/int.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "storage/lock.h"
+#include "utils/array.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+}
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace raceguard {
+
+namespace {
+
+constexpr FiringRules RUNNING_BALANCE_FIRING = {true, false, ON_INSERT | ON_UPDATE | ON_DELETE};
+
+// locktag_field4 of raceguard's group locks ("RG"): user advisory locks use 1 and 2.
+constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
+
+enum class Family { integer, numeric };
+
+// One group column as the firing relation stores it.
+struct GroupColumn {
+    AttrNumber attnum;
+    Oid type;
+    Oid collation;
+    int16 type_length;
+    bool by_value;
+    bool hashable;
+    FmgrInfo hash;  // the type's default hash function, for the lock key
+};
+
+// One group column as a scan key of one partition's index.
+struct IndexKey {
+    AttrNumber index_attno;
+    int group_position;  // which group column supplies the value
+    Oid collation;
+    FmgrInfo equality;   // the index opfamily's "="
+};
+
+// A partition (or the ledger itself) and the index that finds its last row.
+struct LedgerPart {
+    Oid relid;
+    Oid index_relid;
+    AttrNumber balance_attnum;
+    AttrNumber seq_attnum;
+    AttrNumber seq_index_attno;
+    IndexKey* keys;  // group_count entries
+};
+
+struct RunningBalanceState {
+    // Columns of the firing relation.
+    AttrNumber amount_attnum;
+    AttrNumber balance_attnum;
+    AttrNumber seq_attnum;
+    Oid amount_type;
+    Oid balance_type;
+    Oid seq_type;
+    int32 balance_typmod;
+    Family family;
+    int64 balance_min;  // integer family: the balance type's range
+    int64 balance_max;
+    int64 seq_max;
+    // initial and min_balance, as int64 (integer family) or numeric.
+    int64 initial_integer;
+    int64 min_balance_integer;
+    Datum initial_numeric;
+    Datum min_balance_numeric;
+    bool has_min_balance;
+    int group_count;
+    GroupColumn* groups;
+    Oid root_relid;  // the lock key: a partitioned ledger has one chain per group
+    int part_count;
+    LedgerPart* parts;
+};
+
+std::string quoted(const std::string& text) { return "\"" + text + "\""; }
+
+// ---- definition ---------------------------------------------------------
+
+bool is_integer_type(Oid type) { return type == INT2OID || type == INT4OID || type == INT8OID; }
+
+int64 integer_type_max(Oid type) {
+    return type == INT2OID ? PG_INT16_MAX : type == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
+}
+
+int64 integer_type_min(Oid type) {
+    return type == INT2OID ? PG_INT16_MIN : type == INT4OID ? PG_INT32_MIN : PG_INT64_MIN;
+}
+
+int64 integer_from_datum(Datum value, Oid type) {
+    return type == INT2OID ? DatumGetInt16(value) : type == INT4OID ? DatumGetInt32(value) : DatumGetInt64(value);
+}
+
+Datum integer_to_datum(int64 value, Oid type) {
+    return type == INT2OID   ? Int16GetDatum(static_cast<int16>(value))
+           : type == INT4OID ? Int32GetDatum(static_cast<int32>(value))
+                             : Int64GetDatum(value);
+}
+
+// A plain decimal number: optional sign, digits, optional fraction.
+bool looks_numeric(const std::string& text, bool allow_fraction) {
+    size_t i = (!text.empty() && (text[0] == '-' || text[0] == '+')) ? 1 : 0;
+    bool digits = false;
+    bool point = false;
+    for (; i < text.size(); ++i) {
+        if (std::isdigit(static_cast<unsigned char>(text[i])))
+            digits = true;
+        else if (text[i] == '.' && allow_fraction && !point)
+            point = true;
+        else
+            return false;
+    }
+    return digits;
+}
+
+// Parses initial= or min_balance= as a value of the balance column.
+void parse_balance_option(const TriggerDefinition& definition, const char* key, const std::string& text,
+                          RunningBalanceState& state, int64* integer, Datum* numeric_value,
+                          MemoryContext into) {
+    const bool integer_family = state.family == Family::integer;
+    if (!looks_numeric(text, !integer_family))
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               std::string("option ") + quoted(key) + " must be " +
+                                   (integer_family ? "an integer" : "a number") + " (a value of the balance column's type " +
+                                   type_name(state.balance_type) + "), not " + quoted(text));
+    if (integer_family) {
+        errno = 0;
+        char* end = nullptr;
+        const long long value = std::strtoll(text.c_str(), &end, 10);
+        if (errno == ERANGE || value < state.balance_min || value > state.balance_max)
+            throw definition_error(definition, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                                   std::string("option ") + quoted(key) + " = " + text + " is out of range for type " +
+                                       type_name(state.balance_type));
+        *integer = value;
+        return;
+    }
+    const int32 typmod = state.balance_typmod;
+    *numeric_value = pg_call([&] {
+        MemoryContext old = MemoryContextSwitchTo(into);
+        Datum value = DirectFunctionCall3(numeric_in, CStringGetDatum(text.c_str()), ObjectIdGetDatum(InvalidOid),
+                                          Int32GetDatum(typmod));
+        MemoryContextSwitchTo(old);
+        return value;
+    });
+}
+
+// Follows a cloned trigger up to the one the user created: its table is the
+// ledger's root, where a partitioned ledger keeps its chains.
+Oid ledger_root(const TriggerData* trigger_data) {
+    const Oid firing_relid = RelationGetRelid(trigger_data->tg_relation);
+    if (!trigger_data->tg_trigger->tgisclone)
+        return firing_relid;
+    const Oid clone_oid = trigger_data->tg_trigger->tgoid;
+    return pg_call([&] {
+        Oid trigger_oid = clone_oid;
+        Oid relid = firing_relid;
+        Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+        while (OidIsValid(trigger_oid)) {
+            ScanKeyData key;
+            ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger_oid));
+            SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
+            HeapTuple tuple = systable_getnext(scan);
+            if (HeapTupleIsValid(tuple)) {
+                const auto* form = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple));
+                relid = form->tgrelid;
+                trigger_oid = form->tgparentid;
+            } else {
+                trigger_oid = InvalidOid;
+            }
+            systable_endscan(scan);
+        }
+        table_close(triggers, AccessShareLock);
+        return relid;
+    });
+}
+
+struct PartColumns {
+    Oid relid;
+    char relkind;
+};
+
+std::vector<PartColumns> ledger_parts(Oid root_relid) {
+    std::vector<PartColumns> parts;
+    const char root_kind = pg_call([&] { return get_rel_relkind(root_relid); });
+    if (root_kind != RELKIND_PARTITIONED_TABLE) {
+        parts.push_back({root_relid, root_kind});
+        return parts;
+    }
+    List* all = pg_call([&] { return find_all_inheritors(root_relid, AccessShareLock, nullptr); });
+    const int count = list_length(all);
+    for (int i = 0; i < count; ++i) {
+        const Oid relid = list_nth_oid(all, i);
+        const char kind = pg_call([&] { return get_rel_relkind(relid); });
+        if (kind != RELKIND_PARTITIONED_TABLE)
+            parts.push_back({relid, kind});
+    }
+    return parts;
+}
+
+std::string relation_name(Oid relid) {
+    const char* name = pg_call([&] { return get_rel_name(relid); });
+    return name != nullptr ? name : "?";
+}
+
+AttrNumber attnum_in(Oid relid, const std::string& column) {
+    return pg_call([&] { return get_attnum(relid, column.c_str()); });
+}
+
+// Finds, in one partition, a valid btree index whose leading key columns are
+// the group columns (in any order) followed by seq.
+LedgerPart find_part_index(const TriggerDefinition& definition, const RunningBalanceArguments& arguments,
+                           const RunningBalanceState& state, Oid relid, MemoryContext into) {
+    LedgerPart part{};
+    part.relid = relid;
+    part.balance_attnum = attnum_in(relid, arguments.balance);
+    part.seq_attnum = attnum_in(relid, arguments.seq);
+    std::vector<AttrNumber> group_attnums;
+    for (const std::string& group : arguments.groups)
+        group_attnums.push_back(attnum_in(relid, group));
+    const int group_count = state.group_count;
+    part.keys = pg_call([&] {
+        return static_cast<IndexKey*>(MemoryContextAllocZero(into, sizeof(IndexKey) * (group_count > 0 ? group_count : 1)));
+    });
+
+    List* indexes = pg_call([&] {
+        Relation relation = table_open(relid, AccessShareLock);
+        List* list = RelationGetIndexList(relation);
+        table_close(relation, NoLock);
+        return list;
+    });
+    const int index_count = list_length(indexes);
+    for (int i = 0; i < index_count && !OidIsValid(part.index_relid); ++i) {
+        const Oid index_relid = list_nth_oid(indexes, i);
+        // Plain data out of the index's relcache entry; no C++ object lives
+        // across these calls.
+        struct IndexShape {
+            bool usable;
+            int key_count;
+            AttrNumber key_attnums[INDEX_MAX_KEYS];
+            Oid opfamilies[INDEX_MAX_KEYS];
+            Oid input_types[INDEX_MAX_KEYS];
+            Oid collations[INDEX_MAX_KEYS];
+        };
+        const IndexShape shape = pg_call([&] {
+            IndexShape result{};
+            Relation index = index_open(index_relid, AccessShareLock);
+            const Form_pg_index form = index->rd_index;
+            result.usable = index->rd_rel->relam == BTREE_AM_OID && form->indisvalid && form->indisready &&
+                            heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr) &&
+                            heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr);
+            result.key_count = form->indnkeyatts;
+            for (int k = 0; k < result.key_count && k < INDEX_MAX_KEYS; ++k) {
+                result.key_attnums[k] = form->indkey.values[k];
+                result.opfamilies[k] = index->rd_opfamily[k];
+                result.input_types[k] = index->rd_opcintype[k];
+                result.collations[k] = index->rd_indcollation[k];
+            }
+            index_close(index, NoLock);
+            return result;
+        });
+        if (!shape.usable || shape.key_count < group_count + 1)
+            continue;
+        bool matches = shape.key_attnums[group_count] == part.seq_attnum;
+        for (int k = 0; k < group_count && matches; ++k) {
+            int position = -1;
+            for (int g = 0; g < group_count; ++g)
+                if (group_attnums[g] == shape.key_attnums[k])
+                    position = g;
+            matches = position >= 0;
+            if (!matches)
+                break;
+            IndexKey& key = part.keys[k];
+            key.index_attno = static_cast<AttrNumber>(k + 1);
+            key.group_position = position;
+            key.collation = shape.collations[k];
+            const Oid opfamily = shape.opfamilies[k];
+            const Oid input_type = shape.input_types[k];
+            const Oid equality_operator = pg_call([&] {
+                return get_opfamily_member(opfamily, input_type, input_type, BTEqualStrategyNumber);
+            });
+            matches = OidIsValid(equality_operator);
+            if (matches)
+                pg_call([&] { fmgr_info_cxt(get_opcode(equality_operator), &key.equality, into); });
+        }
+        if (matches) {
+            part.index_relid = index_relid;
+            part.seq_index_attno = static_cast<AttrNumber>(group_count + 1);
+        }
+    }
+    if (!OidIsValid(part.index_relid)) {
+        std::string columns;
+        for (const std::string& group : arguments.groups)
+            columns += quoted(group) + ", ";
+        columns += quoted(arguments.seq);
+        throw definition_error(definition, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                               std::string(definition.guard) + " needs a btree index on (" + columns + ") of " +
+                                   quoted(relation_name(relid)) + " to find each group's last entry")
+            .with_hint("CREATE UNIQUE INDEX ON " + quoted(relation_name(relid)) + " (" + columns +
+                       "); on a partitioned ledger, a plain (non-unique) index on the parent.");
+    }
+    return part;
+}
+
+void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext into) {
+    const TriggerDefinition definition = describe_fired_trigger(trigger_data, RUNNING_BALANCE_GUARD);
+    check_firing(definition, RUNNING_BALANCE_FIRING);
+    if (!TRIGGER_FOR_INSERT(definition.trigger_type))
+        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                               std::string(definition.guard) + " must be fired on INSERT (and on UPDATE and DELETE, "
+                                                               "to keep the ledger's history unchanged)");
+    const RunningBalanceArguments arguments = parse_running_balance_arguments(definition);
+
+    RunningBalanceState state{};
+    const ResolvedColumn amount = resolve_column(definition, arguments.amount);
+    const ResolvedColumn balance = resolve_column(definition, arguments.balance);
+    const ResolvedColumn seq = resolve_column(definition, arguments.seq);
+    state.amount_attnum = amount.attnum;
+    state.amount_type = amount.type;
+    state.balance_attnum = balance.attnum;
+    state.balance_type = balance.type;
+    state.balance_typmod = TupleDescAttr(definition.columns, balance.attnum - 1)->atttypmod;
+    state.seq_attnum = seq.attnum;
+    state.seq_type = seq.type;
+    if (is_integer_type(amount.type) && is_integer_type(balance.type)) {
+        state.family = Family::integer;
+        state.balance_min = integer_type_min(balance.type);
+        state.balance_max = integer_type_max(balance.type);
+    } else if (amount.type == NUMERICOID && balance.type == NUMERICOID) {
+        state.family = Family::numeric;
+    } else {
+        const bool amount_ok = is_integer_type(amount.type) || amount.type == NUMERICOID;
+        const std::string& column = amount_ok ? arguments.balance : arguments.amount;
+        const Oid type = amount_ok ? balance.type : amount.type;
+        throw column_type_error(definition, column, type,
+                                "smallint, integer, bigint or numeric, the same family for amount and balance");
+    }
+    if (!is_integer_type(seq.type))
+        throw column_type_error(definition, arguments.seq, seq.type, "smallint, integer or bigint for seq");
+    state.seq_max = integer_type_max(seq.type);
+    if (amount.attnum == balance.attnum || amount.attnum == seq.attnum || balance.attnum == seq.attnum)
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               "the amount, balance and seq columns must be three different columns");
+
+    parse_balance_option(definition, "initial", arguments.initial, state, &state.initial_integer,
+                         &state.initial_numeric, into);
+    if (arguments.has_min_balance) {
+        state.has_min_balance = true;
+        parse_balance_option(definition, "min_balance", arguments.min_balance, state, &state.min_balance_integer,
+                             &state.min_balance_numeric, into);
+    }
+
+    state.group_count = static_cast<int>(arguments.groups.size());
+    const int group_count = state.group_count;
+    state.groups = pg_call([&] {
+        return static_cast<GroupColumn*>(MemoryContextAllocZero(into, sizeof(GroupColumn) * (group_count > 0 ? group_count : 1)));
+    });
+    for (int g = 0; g < group_count; ++g) {
+        const std::string& name = arguments.groups[g];
+        const ResolvedColumn column = resolve_column(definition, name);
+        if (column.attnum == amount.attnum || column.attnum == balance.attnum || column.attnum == seq.attnum)
+            throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                                   "group column " + quoted(name) + " is also the amount, balance or seq column");
+        for (int other = 0; other < g; ++other)
+            if (state.groups[other].attnum == column.attnum)
+                throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                                       "group column " + quoted(name) + " is listed more than once");
+        GroupColumn& group = state.groups[g];
+        const Form_pg_attribute attribute = TupleDescAttr(definition.columns, column.attnum - 1);
+        group.attnum = column.attnum;
+        group.type = column.type;
+        group.collation = attribute->attcollation;
+        group.type_length = attribute->attlen;
+        group.by_value = attribute->attbyval;
+        const Oid type = column.type;
+        const Oid hash_function = pg_call([&] {
+            TypeCacheEntry* entry = lookup_type_cache(type, TYPECACHE_HASH_PROC);
+            return entry->hash_proc;
+        });
+        group.hashable = OidIsValid(hash_function);
+        if (group.hashable)
+            pg_call([&] { fmgr_info_cxt(hash_function, &group.hash, into); });
+    }
+
+    state.root_relid = ledger_root(trigger_data);
+    const std::vector<PartColumns> parts = ledger_parts(state.root_relid);
+    state.part_count = static_cast<int>(parts.size());
+    const int part_count = state.part_count;
+    state.parts = pg_call([&] {
+        return static_cast<LedgerPart*>(MemoryContextAllocZero(into, sizeof(LedgerPart) * (part_count > 0 ? part_count : 1)));
+    });
+    for (int p = 0; p < part_count; ++p) {
+        if (parts[p].relkind != RELKIND_RELATION)
+            throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
+                                   "partition " + quoted(relation_name(parts[p].relid)) +
+                                       " is not a plain table; a ledger's partitions must be indexable tables");
+        state.parts[p] = find_part_index(definition, arguments, state, parts[p].relid, into);
+    }
+
+    auto* stored = pg_call([&] {
+        return static_cast<RunningBalanceState*>(MemoryContextAlloc(into, sizeof(RunningBalanceState)));
+    });
+    *stored = state;
+    return stored;
+}
+
+// ---- the per-row path ---------------------------------------------------
+// The functions below marked "C-side" run inside one pg_call: they use no
+// object with a destructor, so a PostgreSQL error longjmps over nothing.
+
+struct LastEntry {
+    bool found;
+    Datum balance;  // of the balance column's type, in the caller's memory
+    int64 seq;
+    TransactionId creator;
+};
+
+// C-side: the group's last entry over every part of the ledger.
+LastEntry find_last_entry(const RunningBalanceState* state, const Datum* group_values) {
+    LastEntry last{};
+    for (int p = 0; p < state->part_count; ++p) {
+        const LedgerPart* part = &state->parts[p];
+        Relation heap = table_open(part->relid, AccessShareLock);
+        Relation index = index_open(part->index_relid, AccessShareLock);
+        ScanKeyData keys[INDEX_MAX_KEYS];
+        const int key_count = state->group_count + 1;
+        for (int k = 0; k < state->group_count; ++k) {
+            const IndexKey* key = &part->keys[k];
+            ScanKeyEntryInitializeWithInfo(&keys[k], 0, key->index_attno, BTEqualStrategyNumber, InvalidOid,
+                                           key->collation, const_cast<FmgrInfo*>(&key->equality),
+                                           group_values[key->group_position]);
+        }
+        // seq IS NOT NULL: rows written around the trigger have no place in the chain.
+        ScanKeyEntryInitialize(&keys[state->group_count], SK_ISNULL | SK_SEARCHNOTNULL, part->seq_index_attno,
+                               InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, static_cast<Datum>(0));
+        IndexScanDesc scan = index_beginscan(heap, index, SnapshotSelf, key_count, 0);
+        index_rescan(scan, keys, key_count, nullptr, 0);
+        TupleTableSlot* slot = table_slot_create(heap, nullptr);
+        if (index_getnext_slot(scan, BackwardScanDirection, slot)) {
+            bool seq_is_null = false;
+            const int64 seq = integer_from_datum(slot_getattr(slot, part->seq_attnum, &seq_is_null), state->seq_type);
+            if (!last.found || seq > last.seq) {
+                bool balance_is_null = false;
+                const Datum balance = slot_getattr(slot, part->balance_attnum, &balance_is_null);
+                bool should_free = false;
+                HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+                last.found = true;
+                last.seq = seq;
+                last.creator = HeapTupleHeaderGetXmin(tuple->t_data);
+                if (balance_is_null)
+                    last.balance = state->family == Family::integer
+                                       ? integer_to_datum(state->initial_integer, state->balance_type)
+                                       : state->initial_numeric;
+                else if (state->family == Family::integer)
+                    last.balance = balance;  // by value
+                else
+                    last.balance = datumCopy(balance, false, -1);
+                if (should_free)
+                    heap_freetuple(tuple);
+            }
+        }
+        ExecDropSingleTupleTableSlot(slot);
+        index_endscan(scan);
+        index_close(index, NoLock);
+        table_close(heap, NoLock);
+    }
+    return last;
+}
+
+// C-side: the lock that serializes the group's appends until transaction end.
+void lock_group(const RunningBalanceState* state, const Datum* group_values) {
+    uint32 hash = 0;
+    for (int g = 0; g < state->group_count; ++g) {
+        const GroupColumn* group = &state->groups[g];
+        // A type without a hash function shares one lock slot per ledger:
+        // still correct, only coarser.
+        const uint32 column_hash =
+            group->hashable ? DatumGetUInt32(FunctionCall1Coll(const_cast<FmgrInfo*>(&group->hash), group->collation,
+                                                               group_values[g]))
+                            : 0;
+        hash = hash_combine(hash, column_hash);
+    }
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, state->root_relid, hash, RACEGUARD_LOCK_TAG);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+bool created_by_this_transaction(TransactionId creator) { return TransactionIdIsCurrentTransactionId(creator); }
+
+// ---- errors -------------------------------------------------------------
+
+std::string column_of(const TriggerData* trigger_data, AttrNumber attnum) {
+    return NameStr(TupleDescAttr(RelationGetDescr(trigger_data->tg_relation), attnum - 1)->attname);
+}
+
+std::string table_of(const TriggerData* trigger_data) { return RelationGetRelationName(trigger_data->tg_relation); }
+
+Error guard_violation(const TriggerData* trigger_data, int sqlstate, std::string message, AttrNumber column) {
+    Error error = table_error(trigger_data->tg_relation, sqlstate, std::move(message));
+    error.with_constraint(trigger_data->tg_trigger->tgname);
+    if (column != InvalidAttrNumber)
+        error.with_column(column_of(trigger_data, column));
+    return error;
+}
+
+// The group key as a row literal, "(42,EUR)", when the user may see it.
+std::string group_key_text(const TriggerData* trigger_data, const RunningBalanceState* state,
+                           const Datum* group_values) {
+    std::string text = "(";
+    for (int g = 0; g < state->group_count; ++g) {
+        if (!may_select_column(trigger_data->tg_relation, state->groups[g].attnum))
+            return "";
+        text += (g > 0 ? "," : "") + value_text(group_values[g], state->groups[g].type);
+    }
+    return text + ")";
+}
+
+[[noreturn]] void throw_null(const TriggerData* trigger_data, AttrNumber attnum, const char* role) {
+    throw guard_violation(trigger_data, ERRCODE_NOT_NULL_VIOLATION,
+                          "null value in column " + quoted(column_of(trigger_data, attnum)) + " of table " +
+                              quoted(table_of(trigger_data)) + ": a running balance needs " + role,
+                          attnum);
+}
+
+[[noreturn]] void throw_out_of_range(const TriggerData* trigger_data, AttrNumber attnum, Oid type) {
+    throw guard_violation(trigger_data, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                          "column " + quoted(column_of(trigger_data, attnum)) + " of table " +
+                              quoted(table_of(trigger_data)) + " would go out of range for type " + type_name(type),
+                          attnum);
+}
+
+std::string balance_text(const RunningBalanceState* state, Datum value) { return value_text(value, state->balance_type); }
+
+// ---- arithmetic ---------------------------------------------------------
+
+struct NewBalance {
+    Datum value;
+    bool overflow;
+    bool below_minimum;
+};
+
+NewBalance add_amount(const RunningBalanceState* state, Datum previous, Datum amount) {
+    NewBalance result{};
+    if (state->family == Family::integer) {
+        const int64 before = integer_from_datum(previous, state->balance_type);
+        const int64 added = integer_from_datum(amount, state->amount_type);
+        int64 after = 0;
+        if (pg_add_s64_overflow(before, added, &after) || after < state->balance_min || after > state->balance_max) {
+            result.overflow = true;
+            return result;
+        }
+        result.value = integer_to_datum(after, state->balance_type);
+        result.below_minimum = state->has_min_balance && added < 0 && after < state->min_balance_integer;
+        return result;
+    }
+    const int32 typmod = state->balance_typmod;
+    // numeric_add and the typmod coercion raise 22003 themselves on overflow.
+    result.value = pg_call([&] {
+        Datum sum = DirectFunctionCall2(numeric_add, previous, amount);
+        return typmod >= 0 ? DirectFunctionCall2(numeric, sum, Int32GetDatum(typmod)) : sum;
+    });
+    if (state->has_min_balance) {
+        const Datum minimum = state->min_balance_numeric;
+        const Datum sum = result.value;
+        const bool negative = pg_call([&] {
+            return DatumGetInt32(DirectFunctionCall2(numeric_cmp, amount, DirectFunctionCall1(int4_numeric, Int32GetDatum(0)))) < 0;
+        });
+        result.below_minimum = negative && pg_call([&] {
+                                   return DatumGetInt32(DirectFunctionCall2(numeric_cmp, sum, minimum)) < 0;
+                               });
+    }
+    return result;
+}
+
+// ---- events -------------------------------------------------------------
+
+Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* state) {
+    HeapTuple row = trigger_data->tg_trigtuple;
+    TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
+
+    bool is_null = false;
+    const Datum amount = heap_getattr(row, state->amount_attnum, columns, &is_null);
+    if (is_null)
+        throw_null(trigger_data, state->amount_attnum, "an amount");
+    Datum group_values[INDEX_MAX_KEYS];
+    for (int g = 0; g < state->group_count; ++g) {
+        group_values[g] = heap_getattr(row, state->groups[g].attnum, columns, &is_null);
+        if (is_null)
+            throw_null(trigger_data, state->groups[g].attnum, "a group for every entry");
+    }
+
+    const LastEntry last = pg_call([&] {
+        lock_group(state, group_values);
+        return find_last_entry(state, group_values);
+    });
+    if (last.found && IsolationUsesXactSnapshot() && !created_by_this_transaction(last.creator)) {
+        const TransactionId creator = last.creator;
+        const bool invisible = pg_call([&] { return XidInMVCCSnapshot(creator, GetActiveSnapshot()); });
+        if (invisible) {
+            Error error = table_error(trigger_data->tg_relation, ERRCODE_T_R_SERIALIZATION_FAILURE,
+                                      "could not serialize an append to table " + quoted(table_of(trigger_data)) +
+                                          ": the group's last entry was committed after this transaction's snapshot");
+            const std::string key = group_key_text(trigger_data, state, group_values);
+            if (!key.empty())
+                error.with_detail("Group " + key + " is at seq " + std::to_string(last.seq) +
+                                  ", which this transaction cannot see.");
+            error.with_hint("Retry the transaction.");
+            throw error;
+        }
+    }
+
+    const Datum previous = last.found ? last.balance
+                           : state->family == Family::integer
+                               ? integer_to_datum(state->initial_integer, state->balance_type)
+                               : state->initial_numeric;
+    const NewBalance balance = add_amount(state, previous, amount);
+    if (balance.overflow)
+        throw_out_of_range(trigger_data, state->balance_attnum, state->balance_type);
+    if (balance.below_minimum) {
+        Error error = guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
+                                      "append to table " + quoted(table_of(trigger_data)) +
+                                          " would take the balance below min_balance",
+                                      state->balance_attnum);
+        const std::string key = group_key_text(trigger_data, state, group_values);
+        if (!key.empty() && may_select_column(trigger_data->tg_relation, state->balance_attnum) &&
+            may_select_column(trigger_data->tg_relation, state->amount_attnum))
+            error.with_detail("Group " + key + ": balance " + balance_text(state, previous) + " + amount " +
+                              value_text(amount, state->amount_type) + " = " + balance_text(state, balance.value) +
+                              ", below the minimum " +
+                              (state->family == Family::integer ? std::to_string(state->min_balance_integer)
+                                                                : balance_text(state, state->min_balance_numeric)) +
+                              ".");
+        throw error;
+    }
+    const int64 seq = last.found ? last.seq + 1 : 1;
+    if (seq > state->seq_max)
+        throw_out_of_range(trigger_data, state->seq_attnum, state->seq_type);
+
+    int replaced[2] = {state->balance_attnum, state->seq_attnum};
+    Datum values[2] = {balance.value, integer_to_datum(seq, state->seq_type)};
+    bool nulls[2] = {false, false};
+    return PointerGetDatum(
+        pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 2, replaced, values, nulls); }));
+}
+
+bool same_image(HeapTuple old_row, HeapTuple new_row, TupleDesc columns, AttrNumber attnum) {
+    bool old_null = false;
+    bool new_null = false;
+    const Datum old_value = heap_getattr(old_row, attnum, columns, &old_null);
+    const Datum new_value = heap_getattr(new_row, attnum, columns, &new_null);
+    if (old_null || new_null)
+        return old_null == new_null;
+    const Form_pg_attribute attribute = TupleDescAttr(columns, attnum - 1);
+    return pg_call([&] { return datum_image_eq(old_value, new_value, attribute->attbyval, attribute->attlen); });
+}
+
+Datum on_update(const TriggerData* trigger_data, const RunningBalanceState* state) {
+    TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
+    AttrNumber ledger_columns[INDEX_MAX_KEYS + 3];
+    int count = 0;
+    ledger_columns[count++] = state->amount_attnum;
+    ledger_columns[count++] = state->balance_attnum;
+    ledger_columns[count++] = state->seq_attnum;
+    for (int g = 0; g < state->group_count; ++g)
+        ledger_columns[count++] = state->groups[g].attnum;
+    for (int i = 0; i < count; ++i)
+        if (!same_image(trigger_data->tg_trigtuple, trigger_data->tg_newtuple, columns, ledger_columns[i]))
+            throw guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
+                                  "cannot change column " + quoted(column_of(trigger_data, ledger_columns[i])) +
+                                      " of ledger table " + quoted(table_of(trigger_data)) +
+                                      ": its entries are history",
+                                  ledger_columns[i])
+                .with_hint("Append a correcting entry instead.");
+    return PointerGetDatum(trigger_data->tg_newtuple);
+}
+
+}  // namespace
+
+RunningBalanceArguments parse_running_balance_arguments(const TriggerDefinition& definition) {
+    const TriggerArguments parsed = parse_arguments(definition, {"seq", "min_balance", "initial"});
+    if (parsed.columns.size() < 2)
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               std::string(definition.guard) +
+                                   " needs the amount column and the balance column, then the group columns")
+            .with_hint("raceguard.running_balance('amount', 'running_balance', 'account_id', 'seq=entry_no')");
+    RunningBalanceArguments arguments;
+    arguments.amount = parsed.columns[0];
+    arguments.balance = parsed.columns[1];
+    arguments.groups.assign(parsed.columns.begin() + 2, parsed.columns.end());
+    if (parsed.columns.size() - 2 > INDEX_MAX_KEYS - 1)
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE, "too many group columns");
+    const std::string* seq = parsed.option("seq");
+    if (seq == nullptr || seq->empty())
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               std::string(definition.guard) + " needs seq=<column>: the append order is kept in the "
+                                                               "rows, so that each append can find its group's last entry")
+            .with_hint("Add a bigint column for the entry number, e.g. entry_no, and pass 'seq=entry_no'.");
+    arguments.seq = *seq;
+    if (const std::string* minimum = parsed.option("min_balance")) {
+        arguments.has_min_balance = true;
+        arguments.min_balance = *minimum;
+    }
+    const std::string* initial = parsed.option("initial");
+    arguments.initial = initial != nullptr ? *initial : "0";
+    return arguments;
+}
+
+Datum running_balance_trigger(FunctionCallInfo fcinfo) {
+    const TriggerData* trigger_data = require_trigger_call(fcinfo, RUNNING_BALANCE_GUARD);
+    const auto* state = trigger_state<RunningBalanceState>(fcinfo, trigger_data, build_running_balance_state);
+    if (TRIGGER_FIRED_BY_INSERT(trigger_data->tg_event))
+        return on_insert(trigger_data, state);
+    if (TRIGGER_FIRED_BY_UPDATE(trigger_data->tg_event))
+        return on_update(trigger_data, state);
+    throw guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
+                          "cannot delete from ledger table " + quoted(table_of(trigger_data)) +
+                              ": its entries are history",
+                          InvalidAttrNumber)
+        .with_hint("Append a correcting entry instead.");
+}
+
+Datum running_balance_layout(FunctionCallInfo fcinfo) {
+    const Oid trigger_oid = PG_GETARG_OID(0);
+    // The trigger as the relcache has it: name, table, arguments.
+    struct Found {
+        bool found;
+        Oid relid;
+        int16 type;
+        NameData name;
+        int argument_count;
+        char** arguments;
+    };
+    const Found found = pg_call([&] {
+        Found result{};
+        Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+        ScanKeyData key;
+        ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger_oid));
+        SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
+        HeapTuple tuple = systable_getnext(scan);
+        if (HeapTupleIsValid(tuple))
+            result.relid = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple))->tgrelid;
+        systable_endscan(scan);
+        table_close(triggers, AccessShareLock);
+        if (!OidIsValid(result.relid))
+            return result;
+        Relation relation = table_open(result.relid, AccessShareLock);
+        const TriggerDesc* descriptor = relation->trigdesc;
+        for (int i = 0; descriptor != nullptr && i < descriptor->numtriggers; ++i) {
+            const Trigger* trigger = &descriptor->triggers[i];
+            if (trigger->tgoid != trigger_oid)
+                continue;
+            result.found = true;
+            result.type = trigger->tgtype;
+            namestrcpy(&result.name, trigger->tgname);
+            result.argument_count = trigger->tgnargs;
+            result.arguments = static_cast<char**>(palloc0(sizeof(char*) * (trigger->tgnargs + 1)));
+            for (int a = 0; a < trigger->tgnargs; ++a)
+                result.arguments[a] = pstrdup(trigger->tgargs[a]);
+        }
+        table_close(relation, AccessShareLock);
+        return result;
+    });
+    if (!found.found)
+        throw Error(ERRCODE_UNDEFINED_OBJECT, "trigger with OID " + std::to_string(trigger_oid) + " does not exist");
+
+    TriggerDefinition definition;
+    definition.guard = RUNNING_BALANCE_GUARD;
+    definition.trigger_name = NameStr(found.name);
+    definition.table_name = relation_name(found.relid);
+    definition.trigger_type = found.type;
+    for (int a = 0; a < found.argument_count; ++a)
+        definition.arguments.emplace_back(found.arguments[a]);
+    definition.columns = nullptr;
+    const RunningBalanceArguments arguments = parse_running_balance_arguments(definition);
+
+    // (amount name, balance name, groups name[], seq name, initial text)
+    std::vector<Datum> groups;
+    for (const std::string& group : arguments.groups)
+        groups.push_back(pg_call([&] { return CStringGetDatum(pstrdup(group.c_str())); }));
+    const Datum amount_name = pg_call([&] { return CStringGetDatum(pstrdup(arguments.amount.c_str())); });
+    const Datum balance_name = pg_call([&] { return CStringGetDatum(pstrdup(arguments.balance.c_str())); });
+    const Datum seq_name = pg_call([&] { return CStringGetDatum(pstrdup(arguments.seq.c_str())); });
+    const std::string& initial = arguments.initial;
+    const int group_count = static_cast<int>(groups.size());
+    const Datum* group_names = groups.data();
+    return pg_call([&] {
+        TupleDesc descriptor = nullptr;
+        if (get_call_result_type(fcinfo, nullptr, &descriptor) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "running_balance_layout must return a composite type");
+        Datum* name_datums = static_cast<Datum*>(palloc(sizeof(Datum) * (group_count > 0 ? group_count : 1)));
+        for (int g = 0; g < group_count; ++g)
+            name_datums[g] = DirectFunctionCall1(namein, group_names[g]);
+        ArrayType* group_array = construct_array(name_datums, group_count, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR);
+        Datum values[5] = {
+            DirectFunctionCall1(namein, amount_name),
+            DirectFunctionCall1(namein, balance_name),
+            PointerGetDatum(group_array),
+            DirectFunctionCall1(namein, seq_name),
+            CStringGetTextDatum(initial.c_str()),
+        };
+        bool nulls[5] = {false, false, false, false, false};
+        return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(descriptor), values, nulls));
+    });
+}
+
+}  // namespace raceguard
