@@ -50,7 +50,8 @@ BEGIN
     SELECT pg_catalog.array_agg(t.oid) INTO guard_oids
     FROM pg_catalog.pg_trigger t
     WHERE t.tgrelid = ledger
-      AND t.tgfoid = 'raceguard.running_balance()'::pg_catalog.regprocedure;
+      AND t.tgfoid = 'raceguard.running_balance()'::pg_catalog.regprocedure
+      AND t.tgparentid = 0;  -- not the clones on partitions
     IF guard_oids IS NULL THEN
         RAISE EXCEPTION 'table % has no raceguard.running_balance() trigger', ledger
             USING ERRCODE = 'undefined_object',

@@ -1,0 +1,185 @@
+-- raceguard.running_balance(): every rule of SPEC §3 on one session.
+-- Concurrency is in test/isolation; load in test/stress.
+CREATE TABLE payments (
+    id bigserial PRIMARY KEY,
+    account_id integer,
+    amount bigint,
+    running_balance bigint,
+    entry_no bigint,
+    idempotency_key text UNIQUE,
+    note text
+);
+CREATE UNIQUE INDEX payments_chain ON payments (account_id, entry_no);
+CREATE TRIGGER payments_running_balance
+    BEFORE INSERT OR UPDATE OR DELETE ON payments
+    FOR EACH ROW EXECUTE FUNCTION
+        raceguard.running_balance('amount', 'running_balance', 'account_id', 'seq=entry_no', 'min_balance=0');
+
+-- Single-row and multi-row INSERT; a supplied balance or seq is overwritten.
+INSERT INTO payments (account_id, amount) VALUES (1, 100);
+INSERT INTO payments (account_id, amount, running_balance, entry_no) VALUES (1, -30, 12345, 99);
+INSERT INTO payments (account_id, amount) VALUES (2, 50), (1, 5), (2, -20), (1, 1);
+-- INSERT ... SELECT, several rows of each group in one statement.
+INSERT INTO payments (account_id, amount) SELECT 1 + g % 2, g FROM generate_series(1, 6) g;
+-- COPY.
+COPY payments (account_id, amount) FROM stdin;
+2	1000
+1	-2
+3	7
+\.
+SELECT account_id, entry_no, amount, running_balance FROM payments ORDER BY account_id, entry_no;
+SELECT * FROM raceguard.verify_running_balance('payments');
+
+-- Several appends in one transaction build on each other; a rolled-back
+-- transaction and a rolled-back savepoint leave no trace.
+BEGIN;
+INSERT INTO payments (account_id, amount) VALUES (3, 10);
+INSERT INTO payments (account_id, amount) VALUES (3, 10) RETURNING entry_no, running_balance;
+ROLLBACK;
+BEGIN;
+INSERT INTO payments (account_id, amount) VALUES (3, 1);
+SAVEPOINT before_mistake;
+INSERT INTO payments (account_id, amount) VALUES (3, 500);
+ROLLBACK TO SAVEPOINT before_mistake;
+INSERT INTO payments (account_id, amount) VALUES (3, 2) RETURNING entry_no, running_balance;
+COMMIT;
+SELECT entry_no, amount, running_balance FROM payments WHERE account_id = 3 ORDER BY entry_no;
+
+-- An append skipped by ON CONFLICT (the idempotent retry) leaves no trace:
+-- no gap in seq, its amount in no later balance.
+INSERT INTO payments (account_id, amount, idempotency_key) VALUES (3, 40, 'invoice-17')
+    ON CONFLICT (idempotency_key) DO NOTHING RETURNING entry_no, running_balance;
+INSERT INTO payments (account_id, amount, idempotency_key) VALUES (3, 40, 'invoice-17')
+    ON CONFLICT (idempotency_key) DO NOTHING RETURNING entry_no, running_balance;
+INSERT INTO payments (account_id, amount, idempotency_key) VALUES (3, 40, 'invoice-17')
+    ON CONFLICT (idempotency_key) DO UPDATE SET note = 'retried' RETURNING entry_no, running_balance, note;
+INSERT INTO payments (account_id, amount) VALUES (3, 1) RETURNING entry_no, running_balance;
+-- ... and DO UPDATE may not rewrite the ledger columns.
+SELECT sqlstate, message FROM regress.error_of($$
+    INSERT INTO payments (account_id, amount, idempotency_key) VALUES (3, 41, 'invoice-17')
+    ON CONFLICT (idempotency_key) DO UPDATE SET amount = excluded.amount$$);
+SELECT * FROM raceguard.verify_running_balance('payments');
+
+-- min_balance: a withdrawal that would overdraw fails with 23514 and writes
+-- nothing; one that fits is accepted.
+SELECT * FROM regress.error_of($$INSERT INTO payments (account_id, amount) VALUES (3, -1000)$$) \gx
+INSERT INTO payments (account_id, amount) VALUES (3, -51) RETURNING entry_no, running_balance;
+SELECT sqlstate FROM regress.error_of($$INSERT INTO payments (account_id, amount) VALUES (3, -1)$$);
+SELECT max(entry_no) AS last_entry FROM payments WHERE account_id = 3;
+
+-- Ledger rows are history: changing the amount, balance, seq or group, and
+-- DELETE, fail with 23514. Other columns may change, and writing the ledger
+-- columns with their current values (an ORM saving every column) is allowed.
+SELECT sqlstate, column_name, constraint_name FROM regress.error_of($$UPDATE payments SET amount = 0 WHERE account_id = 3 AND entry_no = 1$$);
+SELECT sqlstate, column_name FROM regress.error_of($$UPDATE payments SET running_balance = 0 WHERE account_id = 3 AND entry_no = 1$$);
+SELECT sqlstate, column_name FROM regress.error_of($$UPDATE payments SET entry_no = 100 WHERE account_id = 3 AND entry_no = 1$$);
+SELECT sqlstate, column_name FROM regress.error_of($$UPDATE payments SET account_id = 9 WHERE account_id = 3 AND entry_no = 1$$);
+SELECT * FROM regress.error_of($$DELETE FROM payments WHERE account_id = 3$$) \gx
+UPDATE payments SET note = 'reconciled' WHERE account_id = 3 AND entry_no = 1;
+UPDATE payments SET note = 'saved whole', amount = amount, running_balance = running_balance,
+    entry_no = entry_no, account_id = account_id WHERE account_id = 3 AND entry_no = 2;
+SELECT entry_no, note FROM payments WHERE account_id = 3 AND note IS NOT NULL ORDER BY entry_no;
+
+-- NULL amount or group: 23502.
+SELECT * FROM regress.error_of($$INSERT INTO payments (account_id, amount) VALUES (1, NULL)$$) \gx
+SELECT sqlstate, message, column_name FROM regress.error_of($$INSERT INTO payments (account_id, amount) VALUES (NULL, 5)$$);
+
+-- Deposits are always accepted, even below the minimum (initial=-50).
+CREATE TABLE overdrawn (account_id integer, amount integer, balance integer, n integer);
+CREATE INDEX ON overdrawn (account_id, n);
+CREATE TRIGGER overdrawn_balance BEFORE INSERT ON overdrawn FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n', 'min_balance=0', 'initial=-50');
+INSERT INTO overdrawn (account_id, amount) VALUES (1, 10) RETURNING balance, n;
+SELECT sqlstate FROM regress.error_of($$INSERT INTO overdrawn (account_id, amount) VALUES (1, -1)$$);
+INSERT INTO overdrawn (account_id, amount) VALUES (1, 45), (1, -5) RETURNING balance, n;
+
+-- No group column: one balance for the whole table.
+CREATE TABLE cash_book (amount numeric(10,2), balance numeric(10,2), line integer);
+CREATE UNIQUE INDEX ON cash_book (line);
+CREATE TRIGGER cash_book_balance BEFORE INSERT OR UPDATE OR DELETE ON cash_book FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'seq=line', 'initial=100.50');
+INSERT INTO cash_book (amount) VALUES (10), (-0.25), (1.005) RETURNING *;
+SELECT * FROM raceguard.verify_running_balance('cash_book');
+-- numeric overflow of the balance column's precision: 22003.
+SELECT sqlstate FROM regress.error_of($$INSERT INTO cash_book (amount) VALUES (99999999)$$);
+
+-- Several group columns; groups compare with the type's equality, as
+-- GROUP BY does (numeric 1.0 and 1.00 are one group).
+CREATE TABLE fx_ledger (account numeric, currency text, amount bigint, balance bigint, seq integer);
+CREATE INDEX ON fx_ledger (currency, account, seq);
+CREATE TRIGGER fx_ledger_balance BEFORE INSERT ON fx_ledger FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'account', 'currency', 'seq=seq');
+INSERT INTO fx_ledger (account, currency, amount) VALUES (42, 'EUR', 5), (42, 'USD', 7), (42.0, 'EUR', 1), (42.00, 'EUR', 1);
+SELECT account, currency, seq, balance FROM fx_ledger ORDER BY currency, seq;
+SELECT * FROM raceguard.verify_running_balance('fx_ledger');
+
+-- Types and overflow: smallint balance and seq stop at their maximum (22003).
+CREATE TABLE small_ledger (amount smallint, balance smallint, seq smallint);
+CREATE INDEX ON small_ledger (seq);
+CREATE TRIGGER small_ledger_balance BEFORE INSERT ON small_ledger FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'seq=seq', 'initial=32760');
+INSERT INTO small_ledger (amount) VALUES (7);
+SELECT * FROM regress.error_of($$INSERT INTO small_ledger (amount) VALUES (1)$$) \gx
+SELECT * FROM small_ledger;
+CREATE TABLE seq_limit (amount bigint, balance bigint, seq smallint);
+CREATE INDEX ON seq_limit (seq);
+CREATE TRIGGER seq_limit_balance BEFORE INSERT ON seq_limit FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'seq=seq');
+ALTER TABLE seq_limit DISABLE TRIGGER seq_limit_balance;
+INSERT INTO seq_limit VALUES (0, 0, 32767);
+ALTER TABLE seq_limit ENABLE TRIGGER seq_limit_balance;
+SELECT sqlstate, column_name FROM regress.error_of($$INSERT INTO seq_limit (amount) VALUES (1)$$);
+
+-- A partitioned ledger (by month): one chain per account across partitions.
+CREATE TABLE entries (account_id integer, booked date, amount bigint, balance bigint, entry_no bigint)
+    PARTITION BY RANGE (booked);
+CREATE TABLE entries_2026_10 PARTITION OF entries FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+CREATE TABLE entries_2026_11 PARTITION OF entries FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+CREATE INDEX ON entries (account_id, entry_no);
+CREATE TRIGGER entries_balance BEFORE INSERT OR UPDATE OR DELETE ON entries FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no');
+INSERT INTO entries (account_id, booked, amount) VALUES (1, '2026-10-30', 10), (1, '2026-11-02', 5), (2, '2026-11-03', 1);
+-- Straight into a partition: the chain still continues across partitions.
+INSERT INTO entries_2026_10 (account_id, booked, amount) VALUES (1, '2026-10-31', 100);
+-- A partition attached later joins the chain.
+CREATE TABLE entries_2026_12 (LIKE entries);
+ALTER TABLE entries ATTACH PARTITION entries_2026_12 FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
+INSERT INTO entries (account_id, booked, amount) VALUES (1, '2026-12-01', 1000);
+SELECT tableoid::regclass AS partition, account_id, entry_no, amount, balance FROM entries ORDER BY account_id, entry_no;
+SELECT * FROM raceguard.verify_running_balance('entries');
+
+-- TRUNCATE: nothing is kept outside the ledger, so the chain restarts cleanly.
+TRUNCATE overdrawn;
+INSERT INTO overdrawn (account_id, amount) VALUES (1, 60) RETURNING balance, n;
+-- UNLOGGED and TEMP ledgers work the same way (after a crash an UNLOGGED
+-- ledger is empty and its chains restart, as after TRUNCATE).
+CREATE UNLOGGED TABLE unlogged_ledger (amount integer, balance integer, seq integer);
+CREATE INDEX ON unlogged_ledger (seq);
+CREATE TRIGGER unlogged_ledger_balance BEFORE INSERT ON unlogged_ledger FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'seq=seq');
+INSERT INTO unlogged_ledger (amount) VALUES (1), (2), (3) RETURNING *;
+CREATE TEMP TABLE temp_ledger (amount integer, balance integer, seq integer);
+CREATE INDEX ON temp_ledger (seq);
+CREATE TRIGGER temp_ledger_balance BEFORE INSERT ON temp_ledger FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'seq=seq');
+INSERT INTO temp_ledger (amount) VALUES (4), (5) RETURNING *;
+SELECT * FROM raceguard.verify_running_balance('temp_ledger');
+
+-- verify_running_balance finds hand-made corruption (written with the
+-- trigger disabled): a wrong balance, a missing entry, a seq out of line.
+ALTER TABLE payments DISABLE TRIGGER payments_running_balance;
+UPDATE payments SET running_balance = running_balance + 1 WHERE account_id = 1 AND entry_no = 3;
+DELETE FROM payments WHERE account_id = 2 AND entry_no = 2;
+INSERT INTO payments (account_id, amount, running_balance, entry_no) VALUES (3, 5, 5, 10);
+ALTER TABLE payments ENABLE TRIGGER payments_running_balance;
+SELECT * FROM raceguard.verify_running_balance('payments');
+-- Its errors: a table without the guard, and a partition (its chains span
+-- the whole ledger: verify the table the trigger was created on).
+CREATE TABLE not_a_ledger (amount integer);
+SELECT sqlstate, message, hint FROM regress.error_of($$SELECT * FROM raceguard.verify_running_balance('not_a_ledger')$$);
+SELECT sqlstate, message FROM regress.error_of($$SELECT * FROM raceguard.verify_running_balance('entries_2026_10')$$);
+-- A guard without seq= (it fails at its first row too) cannot be verified.
+CREATE TABLE seqless (amount integer, balance integer);
+CREATE TRIGGER seqless_balance BEFORE INSERT ON seqless FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance');
+SELECT sqlstate, message FROM regress.error_of($$SELECT * FROM raceguard.verify_running_balance('seqless')$$);
