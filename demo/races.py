@@ -498,6 +498,117 @@ class StolenClaim(Race):
 
 
 # ---------------------------------------------------------------------------
+# Race 3: wrong running balance (raceguard.running_balance)
+# ---------------------------------------------------------------------------
+
+
+@register
+class WrongBalance(Race):
+    name = "running balance"
+    title = "two payments read the same previous balance"
+    story = (
+        "Payment services A and B book a payment of 10 and one of 5 on account 1"
+        " (balance 100) at the same time: each reads the last balance, adds its"
+        " amount and inserts the new ledger row."
+    )
+    guard = (
+        "CREATE TRIGGER payments_running_balance BEFORE INSERT OR UPDATE OR DELETE"
+        " ON payments FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance("
+        "'amount', 'running_balance', 'account_id', 'seq=entry_no')"
+    )
+    AMOUNTS = {"service A": 10, "service B": 5}
+
+    def setup(self, conn, guarded):
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS payments")
+            cur.execute(
+                "CREATE TABLE payments (account_id int NOT NULL, amount bigint,"
+                " running_balance bigint, entry_no bigint)"
+            )
+            cur.execute("CREATE INDEX ON payments (account_id, entry_no)")
+            cur.execute(
+                "INSERT INTO payments VALUES (1, 100, 100, 1)"
+            )
+            if guarded:
+                cur.execute(self.guard)
+
+    # The services' code: read the last balance, add, insert.
+
+    def read_last(self, session):
+        return session.fetch_one(
+            "SELECT running_balance, entry_no FROM payments WHERE account_id = 1"
+            " ORDER BY entry_no DESC LIMIT 1"
+        )
+
+    def book(self, session, last):
+        balance, entry_no = last
+        amount = self.AMOUNTS[session.label]
+        session.execute(
+            "INSERT INTO payments VALUES (1, %s, %s, %s)",
+            (amount, balance + amount, entry_no + 1),
+        )
+
+    def run(self, guarded):
+        details = []
+        observer = Observer()
+        a = Session("service A")
+        b = Session("service B")
+        try:
+            last_a = self.read_last(a)
+            last_b = self.read_last(b)
+            details.append(f"A and B both read balance {last_a[0]} (entry {last_a[1]})")
+            self.book(a, last_a)
+            b.start(lambda: (self.book(b, last_b), b.conn.commit()))
+            wait_event = observer.wait_until_blocked(b, a)
+            if wait_event:
+                details.append("A booked +10 (not committed); B's insert waits for A's account lock")
+            else:
+                details.append("A booked +10 (not committed); B booked +5 at once, no waiting")
+            a.conn.commit()
+            b.finish()
+            rows = []
+            with observer.conn.cursor() as cur:
+                cur.execute(
+                    "SELECT entry_no, amount, running_balance FROM payments"
+                    " WHERE account_id = 1 ORDER BY entry_no, running_balance"
+                )
+                rows = cur.fetchall()
+            chain_ok = all(
+                rows[i][2] == rows[i - 1][2] + rows[i][1] and rows[i][0] == rows[i - 1][0] + 1
+                for i in range(1, len(rows))
+            )
+        finally:
+            a.close()
+            b.close()
+            observer.close()
+
+        expected = 100 + sum(self.AMOUNTS.values())
+        final = rows[-1][2]
+        details.append(
+            "ledger: " + ", ".join(f"#{n} {amount:+d} -> {balance}" for n, amount, balance in rows)
+        )
+        verdict = "balance exact" if final == expected and chain_ok else "balance WRONG"
+        details.append(f"final balance {final}, expected {expected} -> {verdict}")
+        return Outcome(
+            result=f"final {final}, expected {expected}",
+            details=details,
+            facts={
+                "b_waited": wait_event is not None,
+                "final": final,
+                "expected": expected,
+                "chain_ok": chain_ok,
+            },
+        )
+
+    def check(self, outcome, guarded):
+        facts = outcome.facts
+        if not guarded:
+            # The damage: one payment vanished from the balance.
+            return not facts["b_waited"] and facts["final"] != facts["expected"]
+        return facts["b_waited"] and facts["final"] == facts["expected"] and facts["chain_ok"]
+
+
+# ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
 
