@@ -609,6 +609,106 @@ class WrongBalance(Race):
 
 
 # ---------------------------------------------------------------------------
+# Race 4: double processing (raceguard.claim)
+# ---------------------------------------------------------------------------
+
+
+@register
+class DoubleInvoice(Race):
+    name = "double invoice"
+    title = "two servers run the same billing job"
+    story = (
+        "Servers A and B both run the 'send pending invoices' job at 09:00:"
+        " each picks pending invoices in batches of 3, sends them, marks them"
+        " sent and commits."
+    )
+    CLAIM = "SELECT id FROM raceguard.claim(NULL::invoices, $$status = 'pending'$$, 3, 'id')"
+    guard = CLAIM + "  -- instead of a plain SELECT"
+    INVOICES = 6
+
+    def setup(self, conn, guarded):
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS invoices, sent_emails")
+            cur.execute(
+                "CREATE TABLE invoices (id int PRIMARY KEY, customer text, status text NOT NULL)"
+            )
+            cur.execute(
+                "INSERT INTO invoices SELECT g, 'customer ' || g, 'pending'"
+                " FROM generate_series(1, %s) g",
+                (self.INVOICES,),
+            )
+            cur.execute("CREATE TABLE sent_emails (invoice_id int, server text)")
+
+    # The servers' job: pick a batch, send, mark sent, commit.
+
+    def pick(self, session, guarded):
+        sql = (
+            self.CLAIM
+            if guarded
+            else "SELECT id FROM invoices WHERE status = 'pending' ORDER BY id LIMIT 3"
+        )
+        with session.conn.cursor() as cur:
+            cur.execute(sql)
+            return [row[0] for row in cur.fetchall()]
+
+    def send_and_mark(self, session, ids):
+        for invoice_id in ids:  # the e-mail goes out here
+            session.execute(
+                "INSERT INTO sent_emails VALUES (%s, %s)", (invoice_id, session.label)
+            )
+        session.execute("UPDATE invoices SET status = 'sent' WHERE id = ANY(%s)", (ids,))
+        session.conn.commit()
+
+    def run(self, guarded):
+        details = []
+        errors = []
+        a = Session("server A")
+        b = Session("server B")
+        observer = Observer()
+        try:
+            # Both servers pick before either one commits, as when both
+            # cron jobs fire at the same minute.
+            for _round in range(2):
+                batch_a = self.pick(a, guarded)
+                batch_b = self.pick(b, guarded)
+                details.append(f"A picked {batch_a or 'nothing'}, B picked {batch_b or 'nothing'}")
+                for session, batch in ((a, batch_a), (b, batch_b)):
+                    try:
+                        self.send_and_mark(session, batch)
+                    except psycopg2.Error as error:
+                        session.conn.rollback()
+                        errors.append(error)
+            emails, invoices, pending = observer.fetch_one(
+                "SELECT count(*), count(DISTINCT invoice_id),"
+                " (SELECT count(*) FROM invoices WHERE status = 'pending')"
+                " FROM sent_emails"
+            )
+        finally:
+            a.close()
+            b.close()
+            observer.close()
+        twice = emails - invoices
+        verdict = f"{twice} invoices SENT TWICE" if twice else "each invoice sent once"
+        details.append(
+            f"{emails} e-mails for {invoices} invoices, {pending} still pending,"
+            f" {len(errors)} errors -> {verdict}"
+        )
+        return Outcome(
+            result=verdict,
+            details=details,
+            facts={"emails": emails, "invoices": invoices, "pending": pending, "errors": len(errors)},
+        )
+
+    def check(self, outcome, guarded):
+        facts = outcome.facts
+        if facts["errors"] or facts["pending"] or facts["invoices"] != self.INVOICES:
+            return False
+        if not guarded:
+            return facts["emails"] > facts["invoices"]
+        return facts["emails"] == facts["invoices"]
+
+
+# ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
 
