@@ -16,6 +16,7 @@ extern "C" {
 #include "utils/datum.h"
 }
 
+#include <cstring>
 #include <string>
 
 namespace raceguard {
@@ -55,9 +56,13 @@ bool same_toast_pointer(Datum old_value, Datum new_value) {
 }
 
 bool unchanged(const WriteOnceColumn& column, Datum old_value, Datum new_value) {
+    if (column.by_value)
+        return old_value == new_value;  // what datum_image_eq does for these, without a call
+    if (column.type_length > 0)
+        return std::memcmp(DatumGetPointer(old_value), DatumGetPointer(new_value), column.type_length) == 0;
     if (column.type_length == -1 && same_toast_pointer(old_value, new_value))
         return true;
-    // May detoast: through the boundary.
+    // Variable length: may detoast, so through the boundary.
     return pg_call([&] { return datum_image_eq(old_value, new_value, column.by_value, column.type_length); });
 }
 

@@ -53,6 +53,7 @@ extern "C" {
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "pgstat.h"
 #include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/datum.h"
@@ -104,8 +105,49 @@ struct LedgerPart {
     AttrNumber balance_attnum;
     AttrNumber seq_attnum;
     AttrNumber seq_index_attno;
-    IndexKey* keys;  // group_count entries
+    FmgrInfo seq_at_least;  // the index opfamily's ">=" on seq, for a hinted scan
+    IndexKey* keys;         // group_count entries
 };
+
+// What this backend last wrote for a group.
+//
+// As a hint, seq is where a lookup starts: if nothing at or after it exists
+// (rolled back, skipped, truncated, or another group sharing the slot), the
+// lookup searches the whole group. As an exact answer (`exact`), it replaces
+// the lookup: see AppendTracker.
+constexpr int MAX_CACHED_GROUP_COLUMNS = 4;
+struct SeqHint {
+    uint32 group_hash;
+    bool valid;
+    int64 seq;
+    // Exact answer: valid while `epoch` is the tracker's current epoch.
+    bool exact;
+    uint64 epoch;
+    int64 balance;                                   // integer family only
+    Datum group_values[MAX_CACHED_GROUP_COLUMNS];    // by-value group columns only
+};
+constexpr int SEQ_HINT_SLOTS = 16384;
+
+// Knowing a group's last entry without reading it. Within one transaction,
+// holding the group's lock, the only appends to the group are this
+// transaction's own, computed right here; an entry computed here is the
+// group's last one if its row was really inserted. An append's row is
+// inserted or not before the trigger's next call; the table's own
+// transaction-level write counters (pgstat's, which heap_insert bumps) tell
+// which: exactly one more insert and no other write since the previous call
+// means the previous call's row went in. Anything else (an ON CONFLICT skip,
+// a later trigger that skipped the row, writes around the trigger, a
+// subtransaction abort, a new transaction) starts a new epoch, which
+// forgets every exact answer; lookups then read the index again.
+struct AppendTracker {
+    uint64 transaction_generation;  // of the epoch
+    uint64 epoch;
+    bool expecting_insert;          // the previous call computed an append
+    int64 writes_before;            // the table's counted writes at that call
+};
+
+// Bumped at every transaction end and subtransaction abort.
+uint64 transaction_generation = 1;
 
 struct RunningBalanceState {
     // Columns of the firing relation.
@@ -131,9 +173,46 @@ struct RunningBalanceState {
     Oid root_relid;  // the lock key: a partitioned ledger has one chain per group
     int part_count;
     LedgerPart* parts;
+    SeqHint* hints;  // SEQ_HINT_SLOTS entries; written by the per-row path
+    AppendTracker* tracker;
+    bool exact_cache_usable;  // plain (unpartitioned) ledger, integer family, by-value groups
 };
 
 std::string quoted(const std::string& text) { return "\"" + text + "\""; }
+
+void forget_transaction(XactEvent event, void*) {
+    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+        event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+        ++transaction_generation;
+}
+
+void forget_subtransaction(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    if (event == SUBXACT_EVENT_ABORT_SUB)
+        ++transaction_generation;
+}
+
+void ensure_transaction_callbacks() {
+    static bool registered = false;
+    if (registered)
+        return;
+    pg_call([] {
+        RegisterXactCallback(forget_transaction, nullptr);
+        RegisterSubXactCallback(forget_subtransaction, nullptr);
+    });
+    registered = true;
+}
+
+// The table's inserts, updates and deletes counted so far in this
+// transaction (pgstat's per-transaction counters). Stays 0 when track_counts
+// is off, which keeps every append on the lookup path.
+int64 counted_writes(Relation relation) {
+    int64 total = 0;
+    const PgStat_TableStatus* info = relation->pgstat_info;
+    for (const PgStat_TableXactStatus* level = info != nullptr ? info->trans : nullptr; level != nullptr;
+         level = level->upper)
+        total += level->tuples_inserted + level->tuples_updated + level->tuples_deleted;
+    return total;
+}
 
 // ---- definition ---------------------------------------------------------
 
@@ -343,6 +422,16 @@ LedgerPart find_part_index(const TriggerDefinition& definition, const RunningBal
                 pg_call([&] { fmgr_info_cxt(get_opcode(equality_operator), &key.equality, into); });
         }
         if (matches) {
+            const Oid opfamily = shape.opfamilies[group_count];
+            const Oid input_type = shape.input_types[group_count];
+            const Oid at_least = pg_call([&] {
+                return get_opfamily_member(opfamily, input_type, input_type, BTGreaterEqualStrategyNumber);
+            });
+            matches = OidIsValid(at_least) && input_type == state.seq_type;
+            if (matches)
+                pg_call([&] { fmgr_info_cxt(get_opcode(at_least), &part.seq_at_least, into); });
+        }
+        if (matches) {
             part.index_relid = index_relid;
             part.seq_index_attno = static_cast<AttrNumber>(group_count + 1);
         }
@@ -456,6 +545,22 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         state.parts[p] = find_part_index(definition, arguments, state, parts[p].relid, into);
     }
 
+    state.hints = pg_call([&] {
+        return static_cast<SeqHint*>(MemoryContextAllocZero(into, sizeof(SeqHint) * SEQ_HINT_SLOTS));
+    });
+    state.tracker = pg_call([&] {
+        return static_cast<AppendTracker*>(MemoryContextAllocZero(into, sizeof(AppendTracker)));
+    });
+    state.exact_cache_usable = state.family == Family::integer && state.part_count == 1 &&
+                               state.parts[0].relid == RelationGetRelid(trigger_data->tg_relation) &&
+                               state.group_count <= MAX_CACHED_GROUP_COLUMNS;
+    for (int g = 0; g < state.group_count; ++g) {
+        const GroupColumn& group = state.groups[g];
+        // Binary equality must be the type's equality: not so for floats (-0 = 0).
+        if (!group.by_value || group.type == FLOAT4OID || group.type == FLOAT8OID)
+            state.exact_cache_usable = false;
+    }
+    ensure_transaction_callbacks();
     auto* stored = pg_call([&] {
         return static_cast<RunningBalanceState*>(MemoryContextAlloc(into, sizeof(RunningBalanceState)));
     });
@@ -474,60 +579,86 @@ struct LastEntry {
     TransactionId creator;
 };
 
-// C-side: the group's last entry over every part of the ledger.
-LastEntry find_last_entry(const RunningBalanceState* state, const Datum* group_values) {
-    LastEntry last{};
-    for (int p = 0; p < state->part_count; ++p) {
-        const LedgerPart* part = &state->parts[p];
-        Relation heap = table_open(part->relid, AccessShareLock);
-        Relation index = index_open(part->index_relid, AccessShareLock);
-        ScanKeyData keys[INDEX_MAX_KEYS];
-        const int key_count = state->group_count + 1;
-        for (int k = 0; k < state->group_count; ++k) {
-            const IndexKey* key = &part->keys[k];
-            ScanKeyEntryInitializeWithInfo(&keys[k], 0, key->index_attno, BTEqualStrategyNumber, InvalidOid,
-                                           key->collation, const_cast<FmgrInfo*>(&key->equality),
-                                           group_values[key->group_position]);
-        }
-        // seq IS NOT NULL: rows written around the trigger have no place in the chain.
+// C-side: records one entry if it is later than what `last` holds.
+void take_if_later(const RunningBalanceState* state, const LedgerPart* part, TupleTableSlot* slot, LastEntry* last) {
+    bool seq_is_null = false;
+    const int64 seq = integer_from_datum(slot_getattr(slot, part->seq_attnum, &seq_is_null), state->seq_type);
+    if (last->found && seq <= last->seq)
+        return;
+    bool balance_is_null = false;
+    const Datum balance = slot_getattr(slot, part->balance_attnum, &balance_is_null);
+    bool should_free = false;
+    HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+    last->found = true;
+    last->seq = seq;
+    last->creator = HeapTupleHeaderGetXmin(tuple->t_data);
+    if (balance_is_null)
+        last->balance = state->family == Family::integer ? integer_to_datum(state->initial_integer, state->balance_type)
+                                                          : state->initial_numeric;
+    else if (state->family == Family::integer)
+        last->balance = balance;  // by value
+    else
+        last->balance = datumCopy(balance, false, -1);
+    if (should_free)
+        heap_freetuple(tuple);
+}
+
+// C-side: the group's last entry in one part. With a hint, only the entries
+// at or after it are read (forward: usually one); without, the scan starts
+// from the group's end (backward), and reads the group's entries on that
+// index page.
+void scan_part(const RunningBalanceState* state, const LedgerPart* part, const Datum* group_values,
+               const int64* hint, LastEntry* last) {
+    Relation heap = table_open(part->relid, AccessShareLock);
+    Relation index = index_open(part->index_relid, AccessShareLock);
+    ScanKeyData keys[INDEX_MAX_KEYS];
+    const int key_count = state->group_count + 1;
+    for (int k = 0; k < state->group_count; ++k) {
+        const IndexKey* key = &part->keys[k];
+        ScanKeyEntryInitializeWithInfo(&keys[k], 0, key->index_attno, BTEqualStrategyNumber, InvalidOid,
+                                       key->collation, const_cast<FmgrInfo*>(&key->equality),
+                                       group_values[key->group_position]);
+    }
+    if (hint != nullptr)
+        ScanKeyEntryInitializeWithInfo(&keys[state->group_count], 0, part->seq_index_attno,
+                                       BTGreaterEqualStrategyNumber, InvalidOid, InvalidOid,
+                                       const_cast<FmgrInfo*>(&part->seq_at_least),
+                                       integer_to_datum(*hint, state->seq_type));
+    else  // seq IS NOT NULL: rows written around the trigger have no place in the chain
         ScanKeyEntryInitialize(&keys[state->group_count], SK_ISNULL | SK_SEARCHNOTNULL, part->seq_index_attno,
                                InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, static_cast<Datum>(0));
-        IndexScanDesc scan = index_beginscan(heap, index, SnapshotSelf, key_count, 0);
-        index_rescan(scan, keys, key_count, nullptr, 0);
-        TupleTableSlot* slot = table_slot_create(heap, nullptr);
-        if (index_getnext_slot(scan, BackwardScanDirection, slot)) {
-            bool seq_is_null = false;
-            const int64 seq = integer_from_datum(slot_getattr(slot, part->seq_attnum, &seq_is_null), state->seq_type);
-            if (!last.found || seq > last.seq) {
-                bool balance_is_null = false;
-                const Datum balance = slot_getattr(slot, part->balance_attnum, &balance_is_null);
-                bool should_free = false;
-                HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-                last.found = true;
-                last.seq = seq;
-                last.creator = HeapTupleHeaderGetXmin(tuple->t_data);
-                if (balance_is_null)
-                    last.balance = state->family == Family::integer
-                                       ? integer_to_datum(state->initial_integer, state->balance_type)
-                                       : state->initial_numeric;
-                else if (state->family == Family::integer)
-                    last.balance = balance;  // by value
-                else
-                    last.balance = datumCopy(balance, false, -1);
-                if (should_free)
-                    heap_freetuple(tuple);
-            }
-        }
-        ExecDropSingleTupleTableSlot(slot);
-        index_endscan(scan);
-        index_close(index, NoLock);
-        table_close(heap, NoLock);
+    IndexScanDesc scan = index_beginscan(heap, index, SnapshotSelf, key_count, 0);
+    index_rescan(scan, keys, key_count, nullptr, 0);
+    TupleTableSlot* slot = table_slot_create(heap, nullptr);
+    if (hint != nullptr) {
+        while (index_getnext_slot(scan, ForwardScanDirection, slot))
+            take_if_later(state, part, slot, last);
+    } else if (index_getnext_slot(scan, BackwardScanDirection, slot)) {
+        take_if_later(state, part, slot, last);
     }
+    ExecDropSingleTupleTableSlot(slot);
+    index_endscan(scan);
+    index_close(index, NoLock);
+    table_close(heap, NoLock);
+}
+
+// C-side: the group's last entry over every part of the ledger. Any entry at
+// or after the hint means the last one is among those (seq only grows).
+LastEntry find_last_entry(const RunningBalanceState* state, const Datum* group_values, const int64* hint) {
+    LastEntry last{};
+    if (hint != nullptr) {
+        for (int p = 0; p < state->part_count; ++p)
+            scan_part(state, &state->parts[p], group_values, hint, &last);
+        if (last.found)
+            return last;
+    }
+    for (int p = 0; p < state->part_count; ++p)
+        scan_part(state, &state->parts[p], group_values, nullptr, &last);
     return last;
 }
 
-// C-side: the lock that serializes the group's appends until transaction end.
-void lock_group(const RunningBalanceState* state, const Datum* group_values) {
+// C-side: the group key's hash (the lock key).
+uint32 group_hash_of(const RunningBalanceState* state, const Datum* group_values) {
     uint32 hash = 0;
     for (int g = 0; g < state->group_count; ++g) {
         const GroupColumn* group = &state->groups[g];
@@ -539,9 +670,16 @@ void lock_group(const RunningBalanceState* state, const Datum* group_values) {
                             : 0;
         hash = hash_combine(hash, column_hash);
     }
+    return hash;
+}
+
+// C-side: the lock that serializes the group's appends until transaction end.
+uint32 lock_group(const RunningBalanceState* state, const Datum* group_values) {
+    const uint32 hash = group_hash_of(state, group_values);
     LOCKTAG tag;
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, state->root_relid, hash, RACEGUARD_LOCK_TAG);
     (void)LockAcquire(&tag, ExclusiveLock, false, false);
+    return hash;
 }
 
 bool created_by_this_transaction(TransactionId creator) { return TransactionIdIsCurrentTransactionId(creator); }
@@ -648,10 +786,43 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
             throw_null(trigger_data, state->groups[g].attnum, "a group for every entry");
     }
 
-    const LastEntry last = pg_call([&] {
-        lock_group(state, group_values);
-        return find_last_entry(state, group_values);
-    });
+    // Was the previous append's row inserted? Then every exact answer of
+    // this epoch still holds; otherwise start a new epoch.
+    AppendTracker* tracker = state->tracker;
+    const int64 writes_now = counted_writes(trigger_data->tg_relation);
+    const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
+                                   tracker->expecting_insert && writes_now == tracker->writes_before + 1;
+    if (!previous_inserted) {
+        tracker->transaction_generation = transaction_generation;
+        ++tracker->epoch;
+    }
+
+    uint32 group_hash = 0;
+    LastEntry last{};
+    bool known = false;
+    if (state->exact_cache_usable) {
+        group_hash = group_hash_of(state, group_values);
+        const SeqHint& slot = state->hints[group_hash % SEQ_HINT_SLOTS];
+        known = slot.exact && slot.epoch == tracker->epoch && slot.group_hash == group_hash;
+        for (int g = 0; known && g < state->group_count; ++g)
+            known = slot.group_values[g] == group_values[g];
+        if (known) {
+            // This transaction holds the group's lock since it wrote the
+            // entry (a subtransaction abort would have ended the epoch).
+            last.found = true;
+            last.seq = slot.seq;
+            last.balance = integer_to_datum(slot.balance, state->balance_type);
+            last.creator = GetCurrentTransactionIdIfAny();
+        }
+    }
+    if (!known)
+        last = pg_call([&] {
+            group_hash = lock_group(state, group_values);
+            const SeqHint& hint = state->hints[group_hash % SEQ_HINT_SLOTS];
+            const bool hinted = hint.valid && hint.group_hash == group_hash;
+            return find_last_entry(state, group_values, hinted ? &hint.seq : nullptr);
+        });
+    tracker->expecting_insert = false;  // until this append is computed
     if (last.found && IsolationUsesXactSnapshot() && !created_by_this_transaction(last.creator)) {
         const TransactionId creator = last.creator;
         const bool invisible = pg_call([&] { return XidInMVCCSnapshot(creator, GetActiveSnapshot()); });
@@ -695,6 +866,20 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     if (seq > state->seq_max)
         throw_out_of_range(trigger_data, state->seq_attnum, state->seq_type);
 
+    SeqHint& slot = state->hints[group_hash % SEQ_HINT_SLOTS];
+    slot.group_hash = group_hash;
+    slot.valid = true;
+    slot.seq = seq;
+    slot.exact = state->exact_cache_usable;
+    if (slot.exact) {
+        slot.epoch = tracker->epoch;
+        slot.balance = integer_from_datum(balance.value, state->balance_type);
+        for (int g = 0; g < state->group_count; ++g)
+            slot.group_values[g] = group_values[g];
+    }
+    tracker->expecting_insert = true;
+    tracker->writes_before = writes_now;
+
     int replaced[2] = {state->balance_attnum, state->seq_attnum};
     Datum values[2] = {balance.value, integer_to_datum(seq, state->seq_type)};
     bool nulls[2] = {false, false};
@@ -714,6 +899,7 @@ bool same_image(HeapTuple old_row, HeapTuple new_row, TupleDesc columns, AttrNum
 }
 
 Datum on_update(const TriggerData* trigger_data, const RunningBalanceState* state) {
+    state->tracker->expecting_insert = false;
     TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
     AttrNumber ledger_columns[INDEX_MAX_KEYS + 3];
     int count = 0;
