@@ -19,10 +19,15 @@
 //
 // How the last row is found. Through a btree index whose leading columns are
 // the group columns followed by seq (required; on a partitioned ledger each
-// partition's index is searched and the highest seq wins), scanning backward
-// under SnapshotSelf: every committed row plus this transaction's own,
-// including rows inserted earlier by the same statement. The cost is one
-// index descent per partition, whatever the ledger's size.
+// partition's index is searched and the highest seq wins), under
+// SnapshotSelf: every committed row plus this transaction's own, including
+// rows inserted earlier by the same statement. The scan starts at the last
+// seq this backend wrote for the group when it knows one (reading forward,
+// usually one entry), else at the group's end (reading backward). Within a
+// transaction, when every append computed so far was really inserted
+// (AppendTracker below), the group's last entry is known without reading it.
+// The cost is at most one index descent per partition, whatever the
+// ledger's size or the number of rows the transaction already appended.
 //
 // REPEATABLE READ / SERIALIZABLE. The transaction's snapshot may predate the
 // lock. If the last row found is not this transaction's own and its creator
