@@ -105,8 +105,8 @@ COMMENT ON FUNCTION raceguard.verify_running_balance(regclass) IS
 -- The caller's filter and order_by are SQL text evaluated with the caller's
 -- own search_path (so status = 'pending'::job_status works), which is why
 -- these four functions have no pinned search_path; every function, operator
--- and type of their own is schema-qualified instead, so nothing planted in
--- the caller's schemas is ever called by them.
+-- and type the SQL they build uses of its own is schema-qualified instead,
+-- so nothing planted in the caller's schemas is ever called by them.
 -- ---------------------------------------------------------------------------
 
 -- Lease tokens: unique in the database, one per claim_lease() call. Dumped
@@ -114,177 +114,35 @@ COMMENT ON FUNCTION raceguard.verify_running_balance(regclass) IS
 CREATE SEQUENCE raceguard.lease_token_seq AS bigint;
 SELECT pg_catalog.pg_extension_config_dump('raceguard.lease_token_seq', '');
 
--- The table whose row type target has, schema-qualified and quoted.
-CREATE FUNCTION raceguard.claim_target_table(target_type regtype) RETURNS text
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $function$
-DECLARE
-    table_oid oid;
-    table_kind "char";
-    qualified text;
-BEGIN
-    SELECT c.oid, c.relkind, format('%I.%I', n.nspname, c.relname)
-      INTO table_oid, table_kind, qualified
-      FROM pg_type t
-      JOIN pg_class c ON c.oid = t.typrelid
-      JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE t.oid = target_type;
-    IF table_oid IS NULL OR table_kind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION '% is not the row type of a table', target_type
-            USING ERRCODE = 'wrong_object_type',
-                  HINT = 'Pass a NULL of the table''s row type, e.g. raceguard.claim(NULL::invoices, ...).';
-    END IF;
-    IF NOT has_any_column_privilege(table_oid, 'UPDATE') THEN
-        RAISE EXCEPTION 'permission denied for table %: claiming a row locks it, which needs UPDATE privilege',
-            table_oid::regclass
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN qualified;
-END
-$function$;
-
--- Checks the lease columns of claim_lease(), release_lease(), extend_lease().
-CREATE FUNCTION raceguard.check_lease_columns(target_type regtype, token_column name, until_column name)
-    RETURNS void
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $function$
-DECLARE
-    table_oid oid := (SELECT typrelid FROM pg_type WHERE oid = target_type);
-    column_type regtype;
-    wanted record;
-BEGIN
-    FOR wanted IN SELECT * FROM (VALUES (token_column, 'bigint'::regtype, 'token_column'),
-                                        (until_column, 'timestamp with time zone'::regtype, 'until_column'))
-                               AS w(column_name, column_type, parameter)
-    LOOP
-        IF wanted.column_name IS NULL THEN
-            RAISE EXCEPTION '% must not be NULL', wanted.parameter USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        SELECT a.atttypid INTO column_type
-          FROM pg_attribute a
-         WHERE a.attrelid = table_oid AND a.attname = wanted.column_name AND a.attnum > 0 AND NOT a.attisdropped;
-        IF column_type IS NULL THEN
-            RAISE EXCEPTION 'column "%" of table % does not exist', wanted.column_name, table_oid::regclass
-                USING ERRCODE = 'undefined_column',
-                      HINT = format('A lease needs a %s column (%s) on the table.', wanted.column_type, wanted.parameter);
-        END IF;
-        IF column_type <> wanted.column_type THEN
-            RAISE EXCEPTION 'column "%" of table % has type %, a lease''s % needs %',
-                wanted.column_name, table_oid::regclass, column_type, wanted.parameter, wanted.column_type
-                USING ERRCODE = 'datatype_mismatch';
-        END IF;
-    END LOOP;
-END
-$function$;
-
+-- The four functions are C: each call shape (table, filter, order, lease
+-- columns) is planned once per session and the plan kept (src/claim.cpp).
 CREATE FUNCTION raceguard.claim(target anyelement, filter text DEFAULT 'true', batch integer DEFAULT 1,
                                 order_by text DEFAULT NULL)
     RETURNS SETOF anyelement
-    LANGUAGE plpgsql VOLATILE ROWS 10
-AS $function$
-DECLARE
-    table_name pg_catalog.text := raceguard.claim_target_table(pg_catalog.pg_typeof(target));
-BEGIN
-    IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
-        RAISE EXCEPTION 'batch must be at least 1, not %', batch USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN QUERY EXECUTE pg_catalog.format(
-        'SELECT * FROM %s WHERE (%s) %s LIMIT $1 FOR UPDATE SKIP LOCKED',
-        table_name,
-        COALESCE(filter, 'true'),
-        CASE WHEN order_by IS NULL OR order_by OPERATOR(pg_catalog.=) '' THEN ''
-             ELSE pg_catalog.format('ORDER BY %s', order_by) END)
-    USING batch;
-END
-$function$;
+    LANGUAGE c VOLATILE ROWS 10
+    AS 'MODULE_PATHNAME', 'raceguard_claim';
 
 CREATE FUNCTION raceguard.claim_lease(target anyelement, filter text, batch integer, lease interval,
                                       order_by text DEFAULT NULL,
                                       token_column name DEFAULT 'claim_token',
                                       until_column name DEFAULT 'claimed_until')
     RETURNS SETOF anyelement
-    LANGUAGE plpgsql VOLATILE ROWS 10
-AS $function$
-DECLARE
-    table_name pg_catalog.text := raceguard.claim_target_table(pg_catalog.pg_typeof(target));
-BEGIN
-    PERFORM raceguard.check_lease_columns(pg_catalog.pg_typeof(target), token_column, until_column);
-    IF batch IS NULL OR batch OPERATOR(pg_catalog.<) 1 THEN
-        RAISE EXCEPTION 'batch must be at least 1, not %', batch USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF lease IS NULL OR lease OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'lease must be a positive interval, not %', lease USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- Lock what is claimable (not leased, or the lease ran out; not locked),
-    -- then write one new token and the expiry into exactly those rows.
-    RETURN QUERY EXECUTE pg_catalog.format(
-        'WITH claimable AS ('
-        '    SELECT tableoid AS claimed_table, ctid AS claimed_row FROM %1$s'
-        '    WHERE (%4$s) AND (%3$I IS NULL OR %3$I OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())'
-        '    %5$s LIMIT $3 FOR UPDATE SKIP LOCKED)'
-        ' UPDATE %1$s SET %2$I = $1, %3$I = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $2'
-        ' FROM claimable'
-        ' WHERE %1$s.tableoid OPERATOR(pg_catalog.=) claimable.claimed_table'
-        '   AND %1$s.ctid OPERATOR(pg_catalog.=) claimable.claimed_row'
-        ' RETURNING %1$s.*',
-        table_name, token_column, until_column,
-        COALESCE(filter, 'true'),
-        CASE WHEN order_by IS NULL OR order_by OPERATOR(pg_catalog.=) '' THEN ''
-             ELSE pg_catalog.format('ORDER BY %s', order_by) END)
-    USING pg_catalog.nextval('raceguard.lease_token_seq'::pg_catalog.regclass), lease, batch;
-END
-$function$;
+    LANGUAGE c VOLATILE ROWS 10
+    AS 'MODULE_PATHNAME', 'raceguard_claim_lease';
 
 CREATE FUNCTION raceguard.release_lease(target anyelement, token bigint,
                                         token_column name DEFAULT 'claim_token',
                                         until_column name DEFAULT 'claimed_until')
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-AS $function$
-DECLARE
-    table_name pg_catalog.text := raceguard.claim_target_table(pg_catalog.pg_typeof(target));
-    released pg_catalog.int8;
-BEGIN
-    PERFORM raceguard.check_lease_columns(pg_catalog.pg_typeof(target), token_column, until_column);
-    IF token IS NULL THEN
-        RAISE EXCEPTION 'token must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- Fencing: only rows that still hold this token.
-    EXECUTE pg_catalog.format('UPDATE %1$s SET %2$I = NULL, %3$I = NULL WHERE %2$I OPERATOR(pg_catalog.=) $1',
-                              table_name, token_column, until_column)
-    USING token;
-    GET DIAGNOSTICS released = ROW_COUNT;
-    RETURN released;
-END
-$function$;
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'raceguard_release_lease';
 
 CREATE FUNCTION raceguard.extend_lease(target anyelement, token bigint, lease interval,
                                        token_column name DEFAULT 'claim_token',
                                        until_column name DEFAULT 'claimed_until')
     RETURNS bigint
-    LANGUAGE plpgsql VOLATILE
-AS $function$
-DECLARE
-    table_name pg_catalog.text := raceguard.claim_target_table(pg_catalog.pg_typeof(target));
-    extended pg_catalog.int8;
-BEGIN
-    PERFORM raceguard.check_lease_columns(pg_catalog.pg_typeof(target), token_column, until_column);
-    IF token IS NULL THEN
-        RAISE EXCEPTION 'token must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF lease IS NULL OR lease OPERATOR(pg_catalog.<=) '0'::pg_catalog.interval THEN
-        RAISE EXCEPTION 'lease must be a positive interval, not %', lease USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    EXECUTE pg_catalog.format(
-        'UPDATE %1$s SET %3$I = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $2 WHERE %2$I OPERATOR(pg_catalog.=) $1',
-        table_name, token_column, until_column)
-    USING token, lease;
-    GET DIAGNOSTICS extended = ROW_COUNT;
-    RETURN extended;
-END
-$function$;
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'raceguard_extend_lease';
 
 COMMENT ON FUNCTION raceguard.claim(anyelement, text, integer, text) IS
     'locks and returns up to batch rows matching filter, skipping rows other transactions hold (FOR UPDATE SKIP LOCKED)';

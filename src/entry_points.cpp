@@ -2,6 +2,7 @@
 // inside the error boundary (boundary.hpp).
 #include "boundary.hpp"
 #include "boundary_probe.hpp"
+#include "claim.hpp"
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
@@ -29,6 +30,18 @@ PG_FUNCTION_INFO_V1(raceguard_running_balance_layout);
 Datum raceguard_running_balance_layout(PG_FUNCTION_ARGS) {
     return raceguard::run_entry<raceguard::running_balance_layout>(fcinfo);
 }
+
+PG_FUNCTION_INFO_V1(raceguard_claim);
+Datum raceguard_claim(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::claim>(fcinfo); }
+
+PG_FUNCTION_INFO_V1(raceguard_claim_lease);
+Datum raceguard_claim_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::claim_lease>(fcinfo); }
+
+PG_FUNCTION_INFO_V1(raceguard_release_lease);
+Datum raceguard_release_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::release_lease>(fcinfo); }
+
+PG_FUNCTION_INFO_V1(raceguard_extend_lease);
+Datum raceguard_extend_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::extend_lease>(fcinfo); }
 
 PG_FUNCTION_INFO_V1(raceguard_boundary_probe);
 Datum raceguard_boundary_probe(PG_FUNCTION_ARGS) {
