@@ -16,6 +16,7 @@
 #include "claim.hpp"
 
 extern "C" {
+#include "access/transam.h"
 #include "access/tupconvert.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -51,7 +52,8 @@ ClaimTarget claim_target(FunctionCallInfo fcinfo) {
     const Found found = pg_call([&] {
         Found result{};
         result.relid = get_typ_typrelid(type);
-        result.type_name = format_type_be_qualified(type);
+        // Built-in types as SQL writes them ("integer"), others schema-qualified.
+        result.type_name = type < FirstNormalObjectId ? format_type_be(type) : format_type_be_qualified(type);
         if (OidIsValid(result.relid)) {
             result.kind = get_rel_relkind(result.relid);
             result.schema = get_namespace_name(get_rel_namespace(result.relid));
