@@ -17,7 +17,7 @@ PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-missing-field-initializers -fno-omit
 SHLIB_LINK += -lstdc++
 
 # pg_regress: sql/*.sql against expected/*.out
-REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim
+REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim guards
 REGRESS_OPTS = --inputdir=. --load-extension=raceguard
 
 # isolationtester: test/isolation/specs/*.spec against test/isolation/expected/*.out

@@ -175,7 +175,10 @@ BULK_VARIANTS = [
 
 
 def bulk_update(conn, report, rows, rounds):
-    report.heading(f"bulk UPDATE of {rows:,} rows (SET payload = payload + 1), median of {rounds} rounds")
+    # The fastest of the rounds: a bulk UPDATE is mostly WAL and buffer work,
+    # and what the machine adds (another process, a WAL segment created) only
+    # ever adds; the minimum is the cost of the work itself.
+    report.heading(f"bulk UPDATE of {rows:,} rows (SET payload = payload + 1), fastest of {rounds} rounds")
     execute(conn, PLPGSQL_PEERS)
     for name, trigger in BULK_VARIANTS:
         table = f"bulk_{name}"
@@ -192,9 +195,10 @@ def bulk_update(conn, report, rows, rounds):
             # Every side starts from a compact table: the state a fresh one has.
             execute(conn, f"VACUUM FULL bulk_{name}")
             execute(conn, f"VACUUM ANALYZE bulk_{name}")
+            execute(conn, "CHECKPOINT")
             times[name].append(timed(conn, f"UPDATE bulk_{name} SET payload = payload + 1"))
-    median = {name: statistics.median(values) for name, values in times.items()}
-    report.info("medians: " + ", ".join(f"{name} {median[name]:.2f}s" for name in names))
+    median = {name: min(values) for name, values in times.items()}
+    report.info("fastest: " + ", ".join(f"{name} {median[name]:.2f}s" for name in names))
     report.ratio("floor trigger (suppress_redundant_updates_trigger) / no trigger", median["floor"] / median["none"])
     report.ratio("lock_version / floor trigger", median["lock_version"] / median["floor"], "<=", 1.10)
     report.ratio("lock_version / PL/pgSQL written for the table",
@@ -208,7 +212,6 @@ def bulk_update(conn, report, rows, rounds):
                  median["once_plpgsql_generic"] / median["none"])
     for name in names:
         execute(conn, f"DROP TABLE bulk_{name}")
-    # The guards really ran: lock_version bumped every row once per round.
     return median
 
 
@@ -433,7 +436,8 @@ def main(argv):
     server = execute(conn, "SHOW server_version")[0][0]
     settings = execute(conn, "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)"
                              " FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync',"
-                             " 'full_page_writes', 'max_wal_size', 'autovacuum', 'jit', 'max_locks_per_transaction')")[0][0]
+                             " 'full_page_writes', 'max_wal_size', 'wal_init_zero', 'autovacuum', 'jit',"
+                             " 'max_locks_per_transaction')")[0][0]
     report = Report()
     started = time.perf_counter()
     print(f"raceguard {version} on PostgreSQL {server}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
@@ -441,7 +445,7 @@ def main(argv):
     print(f"settings: {settings}")
 
     if "bulk_update" in only:
-        bulk_update(conn, report, rows=100_000 if quick else 1_000_000, rounds=3)
+        bulk_update(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5)
     if "running_balance" in only:
         running_balance(conn, report, clients=8, seconds=3 if quick else 12, rounds=2,
                         bulk_rows=100_000 if quick else 1_000_000)

@@ -157,3 +157,94 @@ COMMENT ON FUNCTION raceguard.extend_lease(anyelement, bigint, interval, name, n
 -- run with the caller's own privileges); a claim_lease() caller takes tokens.
 GRANT USAGE ON SCHEMA raceguard TO PUBLIC;
 GRANT USAGE ON SEQUENCE raceguard.lease_token_seq TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Seeing and checking the guards.
+-- ---------------------------------------------------------------------------
+
+-- A raceguard trigger's guard, columns and options (every option with its
+-- effective value). The guard's own parser reads the arguments.
+CREATE FUNCTION raceguard.guard_definition(trigger_oid oid,
+    OUT guard text, OUT columns name[], OUT options text)
+    RETURNS record
+    LANGUAGE c STRICT STABLE
+    AS 'MODULE_PATHNAME', 'raceguard_guard_definition';
+
+-- What is wrong with a raceguard trigger now: the checks its first row would
+-- make, plus the problems no single row sees. Empty when all is well.
+CREATE FUNCTION raceguard.guard_problems(trigger_oid oid) RETURNS text[]
+    LANGUAGE c STRICT STABLE
+    AS 'MODULE_PATHNAME', 'raceguard_guard_problems';
+
+-- Raises the error a guard's first row would raise, for the event trigger.
+CREATE FUNCTION raceguard.check_guard_ddl(object_oid oid, command_tag text) RETURNS void
+    LANGUAGE c STRICT VOLATILE
+    AS 'MODULE_PATHNAME', 'raceguard_check_guard_ddl';
+
+CREATE VIEW raceguard.guards AS
+SELECT t.tgrelid::pg_catalog.regclass AS table_name,
+       t.tgname AS trigger_name,
+       d.guard,
+       d.columns,
+       d.options::pg_catalog.jsonb AS options,
+       CASE WHEN (t.tgtype::integer OPERATOR(pg_catalog.&) 2) OPERATOR(pg_catalog.<>) 0 THEN 'BEFORE'
+            WHEN (t.tgtype::integer OPERATOR(pg_catalog.&) 64) OPERATOR(pg_catalog.<>) 0 THEN 'INSTEAD OF'
+            ELSE 'AFTER' END AS timing,
+       ARRAY(SELECT e.event FROM (VALUES (4, 'INSERT', 1), (16, 'UPDATE', 2), (8, 'DELETE', 3), (32, 'TRUNCATE', 4))
+                                  AS e(bit, event, position)
+             WHERE (t.tgtype::integer OPERATOR(pg_catalog.&) e.bit) OPERATOR(pg_catalog.<>) 0
+             ORDER BY e.position) AS events,
+       t.tgenabled OPERATOR(pg_catalog.=) ANY (ARRAY['O', 'A']::"char"[]) AS enabled,
+       (SELECT p.tgrelid::pg_catalog.regclass FROM pg_catalog.pg_trigger p
+         WHERE p.oid OPERATOR(pg_catalog.=) t.tgparentid) AS clone_of
+FROM pg_catalog.pg_trigger t
+CROSS JOIN LATERAL raceguard.guard_definition(t.oid) d
+WHERE t.tgfoid OPERATOR(pg_catalog.=) ANY (ARRAY['raceguard.lock_version()'::pg_catalog.regprocedure,
+                                                 'raceguard.immutable_once_set()'::pg_catalog.regprocedure,
+                                                 'raceguard.running_balance()'::pg_catalog.regprocedure]);
+
+COMMENT ON VIEW raceguard.guards IS
+    'every raceguard trigger in the database, partition clones included (clone_of names the table of the trigger they were cloned from)';
+
+CREATE FUNCTION raceguard.check_guards()
+    RETURNS TABLE (table_name regclass, trigger_name name, problem text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+    SELECT g.table_name, g.trigger_name, p.problem
+    FROM raceguard.guards g
+    JOIN pg_trigger t ON t.tgrelid = g.table_name AND t.tgname = g.trigger_name
+    CROSS JOIN LATERAL unnest(raceguard.guard_problems(t.oid)) AS p(problem)
+    ORDER BY g.table_name::text, g.trigger_name, p.problem
+$function$;
+
+COMMENT ON FUNCTION raceguard.check_guards() IS
+    'one row per problem of any raceguard trigger: missing or renamed columns, wrong types, timing, level or events, bad options, missing indexes, disabled guards, risky neighbours; no rows when all is well';
+
+-- At migration time: a CREATE TRIGGER of a guard that would fail at its
+-- first row fails now, with the same SQLSTATE; an ALTER TABLE that leaves a
+-- guard unable to work (a guarded column dropped, renamed or retyped to a
+-- type the guard cannot serve) fails with a HINT to drop or recreate the
+-- trigger first. Enabled ALWAYS: it runs under session_replication_role =
+-- replica too.
+CREATE FUNCTION raceguard.validate_guards_at_ddl() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    command record;
+BEGIN
+    FOR command IN
+        SELECT * FROM pg_event_trigger_ddl_commands()
+        WHERE command_tag IN ('CREATE TRIGGER', 'ALTER TABLE')
+          AND classid IN ('pg_catalog.pg_trigger'::regclass, 'pg_catalog.pg_class'::regclass)
+    LOOP
+        PERFORM raceguard.check_guard_ddl(command.objid, command.command_tag);
+    END LOOP;
+END
+$function$;
+
+CREATE EVENT TRIGGER raceguard_validate_guards ON ddl_command_end
+    WHEN TAG IN ('CREATE TRIGGER', 'ALTER TABLE')
+    EXECUTE FUNCTION raceguard.validate_guards_at_ddl();
+ALTER EVENT TRIGGER raceguard_validate_guards ENABLE ALWAYS;

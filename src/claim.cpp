@@ -9,7 +9,7 @@
 // schemas is ever called by them.
 //
 // One plan per call shape: the statement for a (function, table, filter,
-// order_by, lease columns) is prepared once per backend and kept; batch,
+// order_by, batch, lease columns) is prepared once per backend and kept;
 // lease and token are parameters. PostgreSQL's plan cache replans it when the
 // table changes, or when the search_path or the user differs from when it was
 // planned.
@@ -250,14 +250,14 @@ Datum claim(FunctionCallInfo fcinfo) {
     const ClaimTarget target = claim_target(fcinfo);
     const std::string filter = text_argument(fcinfo, 1, "true");
     const int32 batch = batch_argument(fcinfo, 2);
+    // The batch is part of the statement (and of its call shape): a LIMIT
+    // the planner can see lets it pick the index a hand-written claim gets.
     const std::string statement = "SELECT " + target.qualified_name + ".* FROM " + target.qualified_name +
-                                  " WHERE (" + filter + ")" + order_clause(fcinfo, 3) +
-                                  " LIMIT $1 FOR UPDATE SKIP LOCKED";
+                                  " WHERE (" + filter + ")" + order_clause(fcinfo, 3) + " LIMIT " +
+                                  std::to_string(batch) + " FOR UPDATE SKIP LOCKED";
     with_spi([&] {
-        Oid types[1] = {INT4OID};
-        SPIPlanPtr plan = plan_for(statement, 1, types);
-        Datum values[1] = {Int32GetDatum(batch)};
-        pg_call([&] { materialize_rows(fcinfo, plan, values, nullptr); });
+        SPIPlanPtr plan = plan_for(statement, 0, nullptr);
+        pg_call([&] { materialize_rows(fcinfo, plan, nullptr, nullptr); });
     });
     return static_cast<Datum>(0);
 }
@@ -278,15 +278,15 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
         " claimable AS (SELECT tableoid AS claimed_table, ctid AS claimed_row FROM " + table +
         " WHERE (" + filter + ") AND (" + until_column + " IS NULL OR " + until_column +
         " OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())" + order_clause(fcinfo, 4) +
-        " LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " LIMIT " + std::to_string(batch) + " FOR UPDATE SKIP LOCKED)"
         " UPDATE " + table + " SET " + token_column + " = (SELECT value FROM token), " + until_column +
         " = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $1"
         " FROM claimable WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) claimable.claimed_table AND " + table +
         ".ctid OPERATOR(pg_catalog.=) claimable.claimed_row RETURNING " + table + ".*";
     with_spi([&] {
-        Oid types[2] = {INTERVALOID, INT4OID};
-        SPIPlanPtr plan = plan_for(statement, 2, types);
-        Datum values[2] = {lease, Int32GetDatum(batch)};
+        Oid types[1] = {INTERVALOID};
+        SPIPlanPtr plan = plan_for(statement, 1, types);
+        Datum values[1] = {lease};
         pg_call([&] { materialize_rows(fcinfo, plan, values, nullptr); });
     });
     return static_cast<Datum>(0);

@@ -3,6 +3,7 @@
 #include "boundary.hpp"
 #include "boundary_probe.hpp"
 #include "claim.hpp"
+#include "guard_catalog.hpp"
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
@@ -42,6 +43,15 @@ Datum raceguard_release_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<ra
 
 PG_FUNCTION_INFO_V1(raceguard_extend_lease);
 Datum raceguard_extend_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::extend_lease>(fcinfo); }
+
+PG_FUNCTION_INFO_V1(raceguard_guard_definition);
+Datum raceguard_guard_definition(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::guard_definition>(fcinfo); }
+
+PG_FUNCTION_INFO_V1(raceguard_guard_problems);
+Datum raceguard_guard_problems(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::guard_problems>(fcinfo); }
+
+PG_FUNCTION_INFO_V1(raceguard_check_guard_ddl);
+Datum raceguard_check_guard_ddl(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::check_guard_ddl>(fcinfo); }
 
 PG_FUNCTION_INFO_V1(raceguard_boundary_probe);
 Datum raceguard_boundary_probe(PG_FUNCTION_ARGS) {

@@ -18,6 +18,7 @@ extern "C" {
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace raceguard {
 
@@ -107,14 +108,38 @@ void check_update(const TriggerData* trigger_data, const ImmutableOnceSetState* 
 
 }  // namespace
 
-ImmutableOnceSetState validate_immutable_once_set(const TriggerDefinition& definition,
-                                                  WriteOnceColumn* columns) {
-    check_firing(definition, IMMUTABLE_ONCE_SET_FIRING);
+namespace {
+
+struct ImmutableOnceSetArguments {
+    std::vector<std::string> columns;
+    bool allow_unset;
+};
+
+ImmutableOnceSetArguments parse_immutable_once_set_arguments(const TriggerDefinition& definition) {
     const TriggerArguments arguments = parse_arguments(definition, {"allow_unset"});
     if (arguments.columns.empty())
         throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
                                std::string(definition.guard) + " needs at least one column")
             .with_hint("List the write-once columns: raceguard.immutable_once_set('owner_id').");
+    const std::string* allow_unset = arguments.option("allow_unset");
+    return ImmutableOnceSetArguments{
+        arguments.columns, allow_unset != nullptr && parse_bool_option(definition, "allow_unset", *allow_unset)};
+}
+
+GuardDescription describe_immutable_once_set(const TriggerDefinition& definition) {
+    const ImmutableOnceSetArguments parsed = parse_immutable_once_set_arguments(definition);
+    GuardDescription description;
+    description.columns = parsed.columns;
+    description.options = {{"allow_unset", json_bool(parsed.allow_unset)}};
+    return description;
+}
+
+}  // namespace
+
+ImmutableOnceSetState validate_immutable_once_set(const TriggerDefinition& definition,
+                                                  WriteOnceColumn* columns) {
+    check_firing(definition, IMMUTABLE_ONCE_SET_FIRING);
+    const ImmutableOnceSetArguments arguments = parse_immutable_once_set_arguments(definition);
     ImmutableOnceSetState state{};
     for (const std::string& name : arguments.columns) {
         const ResolvedColumn resolved = resolve_column(definition, name);
@@ -127,8 +152,7 @@ ImmutableOnceSetState validate_immutable_once_set(const TriggerDefinition& defin
             WriteOnceColumn{resolved.attnum, resolved.type, attribute->attlen, attribute->attbyval};
     }
     state.columns = columns;
-    const std::string* allow_unset = arguments.option("allow_unset");
-    state.allow_unset = allow_unset != nullptr && parse_bool_option(definition, "allow_unset", *allow_unset);
+    state.allow_unset = arguments.allow_unset;
     return state;
 }
 
@@ -142,5 +166,7 @@ Datum immutable_once_set_trigger(FunctionCallInfo fcinfo) {
     return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigger_data->tg_event) ? trigger_data->tg_newtuple
                                                                            : trigger_data->tg_trigtuple);
 }
+
+extern const GuardKind IMMUTABLE_ONCE_SET_KIND = {"immutable_once_set", build_immutable_once_set_state, describe_immutable_once_set};
 
 }  // namespace raceguard

@@ -1,7 +1,7 @@
 // raceguard.immutable_once_set(): write-once columns (SPEC §2).
 #pragma once
 
-#include "trigger_plumbing.hpp"
+#include "guard_kind.hpp"
 
 namespace raceguard {
 
@@ -26,5 +26,7 @@ ImmutableOnceSetState validate_immutable_once_set(const TriggerDefinition& defin
                                                   WriteOnceColumn* columns);
 
 Datum immutable_once_set_trigger(FunctionCallInfo fcinfo);
+
+extern const GuardKind IMMUTABLE_ONCE_SET_KIND;
 
 }  // namespace raceguard

@@ -151,15 +151,48 @@ Datum on_update(const TriggerData* trigger_data, const LockVersionState* state) 
 
 }  // namespace
 
-LockVersionState validate_lock_version(const TriggerDefinition& definition) {
-    check_firing(definition, LOCK_VERSION_FIRING);
+namespace {
+
+// The arguments, parsed and checked without looking at the table.
+struct LockVersionArguments {
+    std::string column;
+    bool strict;
+    bool stale_is_check_violation;  // sqlstate=23514
+};
+
+LockVersionArguments parse_lock_version_arguments(const TriggerDefinition& definition) {
     const TriggerArguments arguments = parse_arguments(definition, {"strict", "sqlstate"});
     if (arguments.columns.size() > 1)
         throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
                                std::string(definition.guard) + " takes at most one column, got " +
                                    std::to_string(arguments.columns.size()));
-    const std::string column_arg = arguments.columns.empty() ? "lock_version" : arguments.columns.front();
-    const ResolvedColumn column = resolve_column(definition, column_arg);
+    LockVersionArguments parsed;
+    parsed.column = arguments.columns.empty() ? "lock_version" : arguments.columns.front();
+    const std::string* strict = arguments.option("strict");
+    parsed.strict = strict != nullptr && parse_bool_option(definition, "strict", *strict);
+    const std::string* sqlstate = arguments.option("sqlstate");
+    if (sqlstate != nullptr && *sqlstate != "23514" && *sqlstate != "40001")
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               "option \"sqlstate\" must be 40001 or 23514, not \"" + *sqlstate + "\"");
+    parsed.stale_is_check_violation = sqlstate != nullptr && *sqlstate == "23514";
+    return parsed;
+}
+
+GuardDescription describe_lock_version(const TriggerDefinition& definition) {
+    const LockVersionArguments parsed = parse_lock_version_arguments(definition);
+    GuardDescription description;
+    description.columns.push_back(parsed.column);
+    description.options = {{"strict", json_bool(parsed.strict)},
+                           {"sqlstate", json_string(parsed.stale_is_check_violation ? "23514" : "40001")}};
+    return description;
+}
+
+}  // namespace
+
+LockVersionState validate_lock_version(const TriggerDefinition& definition) {
+    check_firing(definition, LOCK_VERSION_FIRING);
+    const LockVersionArguments arguments = parse_lock_version_arguments(definition);
+    const ResolvedColumn column = resolve_column(definition, arguments.column);
 
     LockVersionState state{};
     state.version_attnum = column.attnum;
@@ -168,18 +201,10 @@ LockVersionState validate_lock_version(const TriggerDefinition& definition) {
         case INT2OID: state.max_version = PG_INT16_MAX; break;
         case INT4OID: state.max_version = PG_INT32_MAX; break;
         case INT8OID: state.max_version = PG_INT64_MAX; break;
-        default: throw column_type_error(definition, column_arg, column.type, "smallint, integer or bigint");
+        default: throw column_type_error(definition, arguments.column, column.type, "smallint, integer or bigint");
     }
-    const std::string* strict = arguments.option("strict");
-    state.strict = strict != nullptr && parse_bool_option(definition, "strict", *strict);
-    state.stale_sqlstate = ERRCODE_T_R_SERIALIZATION_FAILURE;
-    if (const std::string* sqlstate = arguments.option("sqlstate")) {
-        if (*sqlstate == "23514")
-            state.stale_sqlstate = ERRCODE_CHECK_VIOLATION;
-        else if (*sqlstate != "40001")
-            throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
-                                   "option \"sqlstate\" must be 40001 or 23514, not \"" + *sqlstate + "\"");
-    }
+    state.strict = arguments.strict;
+    state.stale_sqlstate = arguments.stale_is_check_violation ? ERRCODE_CHECK_VIOLATION : ERRCODE_T_R_SERIALIZATION_FAILURE;
     return state;
 }
 
@@ -190,5 +215,7 @@ Datum lock_version_trigger(FunctionCallInfo fcinfo) {
         return on_insert(trigger_data, state);
     return on_update(trigger_data, state);
 }
+
+extern const GuardKind LOCK_VERSION_KIND = {"lock_version", build_lock_version_state, describe_lock_version};
 
 }  // namespace raceguard

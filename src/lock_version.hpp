@@ -1,7 +1,7 @@
 // raceguard.lock_version(): optimistic locking enforced by a trigger (SPEC §1).
 #pragma once
 
-#include "trigger_plumbing.hpp"
+#include "guard_kind.hpp"
 
 namespace raceguard {
 
@@ -21,5 +21,7 @@ struct LockVersionState {
 LockVersionState validate_lock_version(const TriggerDefinition& definition);
 
 Datum lock_version_trigger(FunctionCallInfo fcinfo);
+
+extern const GuardKind LOCK_VERSION_KIND;
 
 }  // namespace raceguard

@@ -145,6 +145,8 @@ constexpr int SEQ_HINT_SLOTS = 16384;
 // subtransaction abort, a new transaction) starts a new epoch, which
 // forgets every exact answer; lookups then read the index again.
 struct AppendTracker {
+    MemoryContext context;          // the trigger state's, for `hints`
+    SeqHint* hints;                 // SEQ_HINT_SLOTS entries, made at the first append
     uint64 transaction_generation;  // of the epoch
     uint64 epoch;
     bool expecting_insert;          // the previous call computed an append
@@ -178,8 +180,7 @@ struct RunningBalanceState {
     Oid root_relid;  // the lock key: a partitioned ledger has one chain per group
     int part_count;
     LedgerPart* parts;
-    SeqHint* hints;  // SEQ_HINT_SLOTS entries; written by the per-row path
-    AppendTracker* tracker;
+    AppendTracker* tracker;  // written by the per-row path
     bool exact_cache_usable;  // plain (unpartitioned) ledger, integer family, by-value groups
 };
 
@@ -550,12 +551,10 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         state.parts[p] = find_part_index(definition, arguments, state, parts[p].relid, into);
     }
 
-    state.hints = pg_call([&] {
-        return static_cast<SeqHint*>(MemoryContextAllocZero(into, sizeof(SeqHint) * SEQ_HINT_SLOTS));
-    });
     state.tracker = pg_call([&] {
         return static_cast<AppendTracker*>(MemoryContextAllocZero(into, sizeof(AppendTracker)));
     });
+    state.tracker->context = into;
     state.exact_cache_usable = state.family == Family::integer && state.part_count == 1 &&
                                state.parts[0].relid == RelationGetRelid(trigger_data->tg_relation) &&
                                state.group_count <= MAX_CACHED_GROUP_COLUMNS;
@@ -794,6 +793,11 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     // Was the previous append's row inserted? Then every exact answer of
     // this epoch still holds; otherwise start a new epoch.
     AppendTracker* tracker = state->tracker;
+    if (tracker->hints == nullptr)
+        tracker->hints = pg_call([&] {
+            return static_cast<SeqHint*>(MemoryContextAllocZero(tracker->context, sizeof(SeqHint) * SEQ_HINT_SLOTS));
+        });
+    SeqHint* const hints = tracker->hints;
     const int64 writes_now = counted_writes(trigger_data->tg_relation);
     const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
                                    tracker->expecting_insert && writes_now == tracker->writes_before + 1;
@@ -807,7 +811,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     bool known = false;
     if (state->exact_cache_usable) {
         group_hash = group_hash_of(state, group_values);
-        const SeqHint& slot = state->hints[group_hash % SEQ_HINT_SLOTS];
+        const SeqHint& slot = hints[group_hash % SEQ_HINT_SLOTS];
         known = slot.exact && slot.epoch == tracker->epoch && slot.group_hash == group_hash;
         for (int g = 0; known && g < state->group_count; ++g)
             known = slot.group_values[g] == group_values[g];
@@ -823,7 +827,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     if (!known)
         last = pg_call([&] {
             group_hash = lock_group(state, group_values);
-            const SeqHint& hint = state->hints[group_hash % SEQ_HINT_SLOTS];
+            const SeqHint& hint = hints[group_hash % SEQ_HINT_SLOTS];
             const bool hinted = hint.valid && hint.group_hash == group_hash;
             return find_last_entry(state, group_values, hinted ? &hint.seq : nullptr);
         });
@@ -871,7 +875,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     if (seq > state->seq_max)
         throw_out_of_range(trigger_data, state->seq_attnum, state->seq_type);
 
-    SeqHint& slot = state->hints[group_hash % SEQ_HINT_SLOTS];
+    SeqHint& slot = hints[group_hash % SEQ_HINT_SLOTS];
     slot.group_hash = group_hash;
     slot.valid = true;
     slot.seq = seq;
@@ -955,6 +959,23 @@ RunningBalanceArguments parse_running_balance_arguments(const TriggerDefinition&
     return arguments;
 }
 
+namespace {
+
+GuardDescription describe_running_balance(const TriggerDefinition& definition) {
+    const RunningBalanceArguments arguments = parse_running_balance_arguments(definition);
+    GuardDescription description;
+    description.columns = {arguments.amount, arguments.balance};
+    description.columns.insert(description.columns.end(), arguments.groups.begin(), arguments.groups.end());
+    description.options = {
+        {"seq", json_string(arguments.seq)},
+        {"min_balance", arguments.has_min_balance ? json_number(arguments.min_balance) : std::string("null")},
+        {"initial", json_number(arguments.initial)},
+    };
+    return description;
+}
+
+}  // namespace
+
 Datum running_balance_trigger(FunctionCallInfo fcinfo) {
     const TriggerData* trigger_data = require_trigger_call(fcinfo, RUNNING_BALANCE_GUARD);
     const auto* state = trigger_state<RunningBalanceState>(fcinfo, trigger_data, build_running_balance_state);
@@ -982,15 +1003,7 @@ Datum running_balance_layout(FunctionCallInfo fcinfo) {
     };
     const Found found = pg_call([&] {
         Found result{};
-        Relation triggers = table_open(TriggerRelationId, AccessShareLock);
-        ScanKeyData key;
-        ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger_oid));
-        SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
-        HeapTuple tuple = systable_getnext(scan);
-        if (HeapTupleIsValid(tuple))
-            result.relid = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple))->tgrelid;
-        systable_endscan(scan);
-        table_close(triggers, AccessShareLock);
+        result.relid = trigger_table(trigger_oid);
         if (!OidIsValid(result.relid))
             return result;
         Relation relation = table_open(result.relid, AccessShareLock);
@@ -1052,5 +1065,7 @@ Datum running_balance_layout(FunctionCallInfo fcinfo) {
         return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(descriptor), values, nulls));
     });
 }
+
+extern const GuardKind RUNNING_BALANCE_KIND = {"running_balance", build_running_balance_state, describe_running_balance};
 
 }  // namespace raceguard

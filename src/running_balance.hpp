@@ -1,7 +1,7 @@
 // raceguard.running_balance(): serialized per-group running balances (SPEC §3).
 #pragma once
 
-#include "trigger_plumbing.hpp"
+#include "guard_kind.hpp"
 
 namespace raceguard {
 
@@ -26,5 +26,7 @@ Datum running_balance_trigger(FunctionCallInfo fcinfo);
 // SQL: raceguard.running_balance_layout(trigger oid): the parsed arguments of
 // a running_balance trigger, for verify_running_balance().
 Datum running_balance_layout(FunctionCallInfo fcinfo);
+
+extern const GuardKind RUNNING_BALANCE_KIND;
 
 }  // namespace raceguard

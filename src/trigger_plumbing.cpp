@@ -1,8 +1,12 @@
 #include "trigger_plumbing.hpp"
 
 extern "C" {
+#include "access/genam.h"
 #include "access/sysattr.h"
+#include "access/table.h"
 #include "catalog/heap.h"
+#include "catalog/indexing.h"
+#include "utils/fmgroids.h"
 }
 
 namespace raceguard {
@@ -179,6 +183,18 @@ Error column_type_error(const TriggerDefinition& definition, const std::string& 
                                        definition.guard + " needs " + accepted);
     error.with_column(column);
     return error;
+}
+
+Oid trigger_table(Oid trigger_oid) {
+    Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+    ScanKeyData key;
+    ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger_oid));
+    SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
+    HeapTuple tuple = systable_getnext(scan);
+    const Oid relid = HeapTupleIsValid(tuple) ? reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple))->tgrelid : InvalidOid;
+    systable_endscan(scan);
+    table_close(triggers, AccessShareLock);
+    return relid;
 }
 
 std::string value_text(Datum value, Oid type) {

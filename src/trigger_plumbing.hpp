@@ -88,6 +88,10 @@ std::string type_name(Oid type);
 // A value as its type's output function writes it (error paths only).
 std::string value_text(Datum value, Oid type);
 
+// The table a trigger (by OID) is on; InvalidOid when there is no such
+// trigger. C-side: call it through pg_call.
+Oid trigger_table(Oid trigger_oid);
+
 // Whether the current user may see the column's values in an error, by the
 // rules PostgreSQL applies to its own constraint errors (row-level security
 // hides everything; otherwise table or column SELECT privilege).

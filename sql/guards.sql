@@ -1,0 +1,96 @@
+-- Seeing and checking the guards: raceguard.guards, raceguard.check_guards()
+-- and the event trigger that checks guards at migration time. (The earlier
+-- suites run with the event trigger disabled, to reach each guard's own
+-- first-row checks; here it is on.)
+ALTER EVENT TRIGGER raceguard_validate_guards ENABLE ALWAYS;
+CREATE SCHEMA shop;
+CREATE TABLE shop.orders (id integer PRIMARY KEY, texter_id integer, counselor_id integer, note text, lock_version integer);
+CREATE TRIGGER orders_lock_version BEFORE INSERT OR UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+CREATE TRIGGER orders_assignment AFTER UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('texter_id', 'counselor_id', 'allow_unset=true');
+CREATE TABLE shop.ledger (account_id integer, booked date, amount numeric(12,2), balance numeric(12,2), entry_no bigint)
+    PARTITION BY RANGE (booked);
+CREATE TABLE shop.ledger_2026 PARTITION OF shop.ledger FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE INDEX ON shop.ledger (account_id, entry_no);
+CREATE TRIGGER ledger_balance BEFORE INSERT OR UPDATE OR DELETE ON shop.ledger
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no', 'min_balance=-100.50');
+
+-- The view: one row per raceguard trigger, partition clones included.
+SELECT * FROM raceguard.guards WHERE table_name::text LIKE 'shop.%' ORDER BY table_name::text, trigger_name;
+SELECT * FROM raceguard.check_guards() WHERE table_name::text LIKE 'shop.%';
+
+-- CREATE TRIGGER with a bad definition fails at once, with the SQLSTATE the
+-- trigger's first row would raise (nothing is created).
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('lock_versoin')$$);
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('note')$$);
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t AFTER UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version()$$);
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders
+    FOR EACH STATEMENT EXECUTE FUNCTION raceguard.immutable_once_set('texter_id')$$);
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t BEFORE DELETE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version()$$);
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('texter_id', 'allow_unset=perhaps')$$);
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t BEFORE INSERT ON shop.ledger
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'booked', 'seq=entry_no')$$);
+SELECT count(*) AS created FROM pg_trigger WHERE tgname = 't';
+
+-- ALTER TABLE that breaks a guard fails with a HINT; nothing changes.
+SELECT * FROM regress.error_of($$ALTER TABLE shop.orders DROP COLUMN lock_version$$) \gx
+SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.orders RENAME COLUMN texter_id TO agent_id$$);
+SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.orders ALTER COLUMN lock_version TYPE text$$);
+SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.ledger ALTER COLUMN amount TYPE bigint$$);
+SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.ledger RENAME COLUMN entry_no TO n$$);
+SELECT attname FROM pg_attribute WHERE attrelid = 'shop.orders'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
+-- Retypes the guard still serves, and changes to other columns, pass.
+ALTER TABLE shop.orders ALTER COLUMN lock_version TYPE bigint;
+ALTER TABLE shop.orders ALTER COLUMN texter_id TYPE bigint;
+ALTER TABLE shop.orders RENAME COLUMN note TO remark;
+ALTER TABLE shop.ledger ALTER COLUMN amount TYPE numeric(14,2), ALTER COLUMN balance TYPE numeric(14,2);
+-- The documented way: drop the trigger, change the table, recreate it.
+BEGIN;
+DROP TRIGGER orders_lock_version ON shop.orders;
+ALTER TABLE shop.orders RENAME COLUMN lock_version TO version;
+CREATE TRIGGER orders_lock_version BEFORE INSERT OR UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('version');
+COMMIT;
+SELECT table_name, trigger_name, columns FROM raceguard.guards WHERE table_name = 'shop.orders'::regclass ORDER BY 2;
+
+-- check_guards() reports every kind of problem, each on its own row.
+-- (Broken guards are made here with the event trigger off, as a migration
+-- from before raceguard was installed would have left them.)
+ALTER EVENT TRIGGER raceguard_validate_guards DISABLE;
+CREATE TABLE shop.broken (id integer, amount integer, balance integer, n integer, owner text, label text, v text);
+CREATE TRIGGER a_missing_column BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('gone');
+CREATE TRIGGER b_wrong_type BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('label');
+CREATE TRIGGER c_wrong_timing AFTER UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('id');
+CREATE TRIGGER d_wrong_level BEFORE UPDATE ON shop.broken FOR EACH STATEMENT EXECUTE FUNCTION raceguard.immutable_once_set('owner');
+CREATE TRIGGER e_wrong_events BEFORE DELETE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('id');
+CREATE TRIGGER f_bad_option BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner', 'allow_unset=often');
+CREATE TRIGGER g_disabled BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner');
+ALTER TABLE shop.broken DISABLE TRIGGER g_disabled;
+CREATE TRIGGER h_replica_only BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner');
+ALTER TABLE shop.broken ENABLE REPLICA TRIGGER h_replica_only;
+CREATE TRIGGER i_balance BEFORE INSERT ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'seq=n');
+CREATE TRIGGER j_renamed BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('v');
+ALTER TABLE shop.broken RENAME COLUMN v TO w;
+CREATE UNIQUE INDEX ON shop.broken (n);
+CREATE FUNCTION shop.round_amount() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER z_rounds_the_amount BEFORE INSERT ON shop.broken FOR EACH ROW EXECUTE FUNCTION shop.round_amount();
+ALTER EVENT TRIGGER raceguard_validate_guards ENABLE ALWAYS;
+SELECT trigger_name, problem FROM raceguard.check_guards() WHERE table_name::text LIKE 'shop.%' ORDER BY 1, 2;
+SELECT trigger_name, guard, columns, options, timing, events, enabled
+  FROM raceguard.guards WHERE table_name = 'shop.broken'::regclass ORDER BY 1;
+-- allow_unset=true without a lock_version guard on the table is a warning.
+DROP TRIGGER orders_lock_version ON shop.orders;
+SELECT trigger_name, problem FROM raceguard.check_guards() WHERE table_name = 'shop.orders'::regclass;
+
+-- The check runs under session_replication_role = replica too.
+SET session_replication_role = replica;
+SELECT sqlstate FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('nope')$$);
+RESET session_replication_role;
+DROP SCHEMA shop CASCADE;

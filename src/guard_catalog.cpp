@@ -1,0 +1,341 @@
+// Seeing and checking the guards (SPEC §5): the functions behind the view
+// raceguard.guards, raceguard.check_guards() and the check at migration
+// time. A guard is checked by running the very builder its trigger runs at
+// its first row, on the table as it is now.
+#include "guard_catalog.hpp"
+
+#include "immutable_once_set.hpp"
+#include "lock_version.hpp"
+#include "running_balance.hpp"
+
+extern "C" {
+#include "access/table.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_proc.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/syscache.h"
+#include "utils/tuplestore.h"
+}
+
+#include <string>
+#include <vector>
+
+namespace raceguard {
+
+std::string json_string(const std::string& text) {
+    std::string json = "\"";
+    for (const char c : text) {
+        switch (c) {
+            case '"': json += "\\\""; break;
+            case '\\': json += "\\\\"; break;
+            case '\n': json += "\\n"; break;
+            case '\r': json += "\\r"; break;
+            case '\t': json += "\\t"; break;
+            default:
+                if (static_cast<unsigned char>(c) < 0x20) {
+                    char escaped[8];
+                    snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned char>(c));
+                    json += escaped;
+                } else {
+                    json += c;
+                }
+        }
+    }
+    return json + "\"";
+}
+
+std::string json_bool(bool value) { return value ? "true" : "false"; }
+
+std::string json_number(const std::string& text) {
+    // JSON's number: -?digits(.digits)?; anything else stays a string.
+    size_t i = (!text.empty() && text[0] == '-') ? 1 : 0;
+    const size_t digits_start = i;
+    while (i < text.size() && isdigit(static_cast<unsigned char>(text[i])))
+        ++i;
+    bool ok = i > digits_start && !(text[digits_start] == '0' && i - digits_start > 1);
+    if (ok && i < text.size() && text[i] == '.') {
+        const size_t fraction_start = ++i;
+        while (i < text.size() && isdigit(static_cast<unsigned char>(text[i])))
+            ++i;
+        ok = i > fraction_start;
+    }
+    return ok && i == text.size() ? text : json_string(text);
+}
+
+namespace {
+
+const GuardKind* const GUARD_KINDS[] = {&LOCK_VERSION_KIND, &IMMUTABLE_ONCE_SET_KIND, &RUNNING_BALANCE_KIND};
+
+// The guard a trigger function is, if it is one of raceguard's.
+const GuardKind* guard_kind_of(Oid function_oid) {
+    struct Name {
+        const char* schema;
+        const char* function;
+    };
+    const Name name = pg_call([&] {
+        Name result{};
+        const Oid schema = get_func_namespace(function_oid);
+        if (OidIsValid(schema)) {
+            result.schema = get_namespace_name(schema);
+            result.function = get_func_name(function_oid);
+        }
+        return result;
+    });
+    if (name.schema == nullptr || name.function == nullptr || std::string(name.schema) != "raceguard")
+        return nullptr;
+    for (const GuardKind* kind : GUARD_KINDS)
+        if (std::string(name.function) == kind->name)
+            return kind;
+    return nullptr;
+}
+
+// A trigger as the relcache has it, with its table opened (AccessShareLock).
+struct OpenTrigger {
+    Relation relation;
+    const Trigger* trigger;
+};
+
+OpenTrigger open_trigger(Oid trigger_oid) {
+    return pg_call([&] {
+        OpenTrigger result{};
+        const Oid relid = trigger_table(trigger_oid);
+        if (!OidIsValid(relid))
+            return result;
+        result.relation = table_open(relid, AccessShareLock);
+        const TriggerDesc* descriptor = result.relation->trigdesc;
+        for (int i = 0; descriptor != nullptr && i < descriptor->numtriggers; ++i)
+            if (descriptor->triggers[i].tgoid == trigger_oid)
+                result.trigger = &descriptor->triggers[i];
+        return result;
+    });
+}
+
+void close_trigger(const OpenTrigger& open) {
+    if (open.relation != nullptr)
+        pg_call([&] { table_close(open.relation, AccessShareLock); });
+}
+
+// Runs the guard's own builder on the table as it is now, in a scratch
+// memory context. Throws the Error its first row would raise.
+void check_definition(const GuardKind& kind, const OpenTrigger& open) {
+    TriggerData data{};
+    data.type = T_TriggerData;
+    data.tg_event = TRIGGER_EVENT_ROW;
+    data.tg_relation = open.relation;
+    data.tg_trigger = const_cast<Trigger*>(open.trigger);
+    MemoryContext scratch = pg_call([] {
+        return AllocSetContextCreate(CurrentMemoryContext, "raceguard guard check", ALLOCSET_SMALL_SIZES);
+    });
+    try {
+        kind.builder(&data, scratch);
+    } catch (const Error&) {
+        pg_call([&] { MemoryContextDelete(scratch); });
+        throw;
+    }
+    pg_call([&] { MemoryContextDelete(scratch); });
+}
+
+// What check_guards() says: the error without its "trigger ... on table ...:"
+// prefix (the row names both).
+std::string problem_text(const Error& error, const OpenTrigger& open) {
+    const std::string prefix = "trigger \"" + std::string(open.trigger->tgname) + "\" on table \"" +
+                               RelationGetRelationName(open.relation) + "\": ";
+    if (error.message.compare(0, prefix.size(), prefix) == 0)
+        return error.message.substr(prefix.size());
+    return error.message;
+}
+
+std::string argument_text(const Trigger* trigger, int index) { return trigger->tgargs[index]; }
+
+std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrigger& open) {
+    std::vector<std::string> problems;
+    try {
+        check_definition(kind, open);
+    } catch (const Error& error) {
+        problems.push_back(problem_text(error, open));
+    }
+    const Trigger* trigger = open.trigger;
+    if (trigger->tgenabled == TRIGGER_DISABLED)
+        problems.push_back("disabled: the guard does not run (ALTER TABLE ... ENABLE TRIGGER " +
+                           std::string(trigger->tgname) + ")");
+    else if (trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA)
+        problems.push_back("enabled only for session_replication_role = replica: the guard does not run in normal sessions");
+
+    const TriggerDesc* triggers = open.relation->trigdesc;
+    if (&kind == &IMMUTABLE_ONCE_SET_KIND) {
+        bool allow_unset = false;
+        for (int a = 0; a < trigger->tgnargs; ++a) {
+            const std::string argument = argument_text(trigger, a);
+            if (argument.rfind("allow_unset=", 0) == 0) {
+                bool value = false;
+                allow_unset = parse_bool(argument.c_str() + 12, &value) && value;
+            }
+        }
+        bool has_lock_version = false;
+        for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i)
+            has_lock_version = has_lock_version || guard_kind_of(triggers->triggers[i].tgfoid) == &LOCK_VERSION_KIND;
+        if (allow_unset && !has_lock_version)
+            problems.push_back("warning: allow_unset=true on a table with no lock_version guard: an ORM that saves "
+                               "every column can unset the column from a stale object");
+    }
+    if (&kind == &RUNNING_BALANCE_KIND) {
+        for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
+            const Trigger* other = &triggers->triggers[i];
+            const bool later_before_insert = TRIGGER_FOR_ROW(other->tgtype) && TRIGGER_FOR_BEFORE(other->tgtype) &&
+                                             TRIGGER_FOR_INSERT(other->tgtype) &&
+                                             strcmp(other->tgname, trigger->tgname) > 0;
+            if (later_before_insert && guard_kind_of(other->tgfoid) == nullptr)
+                problems.push_back("BEFORE INSERT trigger \"" + std::string(other->tgname) +
+                                   "\" fires after this one (names sort later) and could change the amount or a "
+                                   "group column after the balance was computed");
+        }
+    }
+    return problems;
+}
+
+Datum text_array(const std::vector<std::string>& items, Oid element_type) {
+    const int count = static_cast<int>(items.size());
+    std::vector<const char*> strings;
+    for (const std::string& item : items)
+        strings.push_back(item.c_str());
+    const char* const* data = strings.data();
+    return pg_call([&] {
+        Datum* elements = static_cast<Datum*>(palloc(sizeof(Datum) * (count > 0 ? count : 1)));
+        for (int i = 0; i < count; ++i)
+            elements[i] = element_type == NAMEOID ? DirectFunctionCall1(namein, CStringGetDatum(data[i]))
+                                                  : CStringGetTextDatum(data[i]);
+        return PointerGetDatum(element_type == NAMEOID
+                                   ? construct_array(elements, count, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR)
+                                   : construct_array(elements, count, TEXTOID, -1, false, TYPALIGN_INT));
+    });
+}
+
+}  // namespace
+
+Datum guard_definition(FunctionCallInfo fcinfo) {
+    const Oid trigger_oid = PG_GETARG_OID(0);
+    const OpenTrigger open = open_trigger(trigger_oid);
+    if (open.trigger == nullptr) {
+        close_trigger(open);
+        PG_RETURN_NULL();
+    }
+    const GuardKind* kind = guard_kind_of(open.trigger->tgfoid);
+    if (kind == nullptr) {
+        close_trigger(open);
+        PG_RETURN_NULL();
+    }
+    TriggerDefinition definition;
+    definition.guard = kind->name;
+    definition.trigger_name = open.trigger->tgname;
+    definition.table_name = RelationGetRelationName(open.relation);
+    definition.trigger_type = open.trigger->tgtype;
+    for (int a = 0; a < open.trigger->tgnargs; ++a)
+        definition.arguments.push_back(argument_text(open.trigger, a));
+    definition.columns = RelationGetDescr(open.relation);
+
+    GuardDescription description;
+    try {
+        description = kind->describe(definition);
+    } catch (const Error& error) {
+        // Arguments that do not parse: shown as written.
+        description = GuardDescription{};
+        for (const std::string& argument : definition.arguments) {
+            const size_t equals = argument.find('=');
+            if (equals == std::string::npos)
+                description.columns.push_back(argument);
+            else
+                description.options.emplace_back(argument.substr(0, equals), json_string(argument.substr(equals + 1)));
+        }
+        description.options.emplace_back("invalid", json_string(problem_text(error, open)));
+    }
+    close_trigger(open);
+
+    std::string options = "{";
+    for (size_t i = 0; i < description.options.size(); ++i)
+        options += (i > 0 ? ", " : "") + json_string(description.options[i].first) + ": " +
+                   description.options[i].second;
+    options += "}";
+    const Datum columns = text_array(description.columns, NAMEOID);
+    const std::string guard_name = kind->name;
+    return pg_call([&] {
+        TupleDesc descriptor = nullptr;
+        if (get_call_result_type(fcinfo, nullptr, &descriptor) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "guard_definition must return a composite type");
+        Datum values[3] = {CStringGetTextDatum(guard_name.c_str()), columns, CStringGetTextDatum(options.c_str())};
+        bool nulls[3] = {false, false, false};
+        return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(descriptor), values, nulls));
+    });
+}
+
+Datum guard_problems(FunctionCallInfo fcinfo) {
+    const Oid trigger_oid = PG_GETARG_OID(0);
+    const OpenTrigger open = open_trigger(trigger_oid);
+    std::vector<std::string> problems;
+    const GuardKind* kind = open.trigger != nullptr ? guard_kind_of(open.trigger->tgfoid) : nullptr;
+    if (kind != nullptr)
+        problems = guard_problems_of(*kind, open);
+    close_trigger(open);
+    const Datum array = text_array(problems, TEXTOID);
+    PG_RETURN_DATUM(array);
+}
+
+Datum check_guard_ddl(FunctionCallInfo fcinfo) {
+    const Oid object_oid = PG_GETARG_OID(0);
+    const std::string command = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(1)); });
+    // The triggers to check: the one created, or every guard on an altered
+    // table and its partitions.
+    std::vector<Oid> triggers;
+    if (command == "CREATE TRIGGER") {
+        triggers.push_back(object_oid);
+    } else {
+        List* tables = pg_call([&] {
+            const char kind = get_rel_relkind(object_oid);
+            if (kind == RELKIND_PARTITIONED_TABLE)
+                return find_all_inheritors(object_oid, AccessShareLock, nullptr);
+            // ALTER TABLE also names indexes, views, sequences: no guards there.
+            return kind == RELKIND_RELATION || kind == RELKIND_FOREIGN_TABLE ? list_make1_oid(object_oid) : NIL;
+        });
+        const int count = list_length(tables);
+        for (int t = 0; t < count; ++t) {
+            const Oid relid = list_nth_oid(tables, t);
+            List* oids = pg_call([&] {
+                List* result = NIL;
+                Relation relation = table_open(relid, AccessShareLock);
+                const TriggerDesc* descriptor = relation->trigdesc;
+                for (int i = 0; descriptor != nullptr && i < descriptor->numtriggers; ++i)
+                    result = lappend_oid(result, descriptor->triggers[i].tgoid);
+                table_close(relation, AccessShareLock);
+                return result;
+            });
+            for (int i = 0; i < list_length(oids); ++i)
+                triggers.push_back(list_nth_oid(oids, i));
+        }
+    }
+    for (const Oid trigger_oid : triggers) {
+        const OpenTrigger open = open_trigger(trigger_oid);
+        const GuardKind* kind = open.trigger != nullptr ? guard_kind_of(open.trigger->tgfoid) : nullptr;
+        if (kind == nullptr) {
+            close_trigger(open);
+            continue;
+        }
+        // A failure propagates: the DDL fails with the guard's own SQLSTATE.
+        try {
+            check_definition(*kind, open);
+        } catch (const Error& error) {
+            if (command == "CREATE TRIGGER")
+                throw;
+            Error broken = error;
+            broken.message = "this " + command + " breaks a raceguard guard: " + error.message;
+            broken.with_hint("Drop or recreate trigger \"" + std::string(open.trigger->tgname) + "\" on table \"" +
+                             RelationGetRelationName(open.relation) +
+                             "\" first, in the same migration (DROP TRIGGER, then CREATE TRIGGER with the new "
+                             "column names).");
+            throw broken;
+        }
+        close_trigger(open);
+    }
+    PG_RETURN_VOID();
+}
+
+}  // namespace raceguard
