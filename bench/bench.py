@@ -450,7 +450,7 @@ def main(argv):
         running_balance(conn, report, clients=8, seconds=3 if quick else 12, rounds=2,
                         bulk_rows=100_000 if quick else 1_000_000)
     if "claims" in only:
-        claims(conn, report, clients=8, rows=10_000 if quick else 100_000, rounds=2)
+        claims(conn, report, clients=8, rows=10_000 if quick else 100_000, rounds=3)
     conn.close()
 
     print(f"\n{len(report.lines)} figures in {time.perf_counter() - started:.0f}s;"
