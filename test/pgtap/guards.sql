@@ -21,10 +21,12 @@ CREATE TRIGGER conversation_texter_assignment_constraint BEFORE UPDATE ON app.co
     FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('texter_id');
 
 SELECT results_eq(
-    $$SELECT table_name::text, trigger_name::text, guard, columns::text[], options, timing, events, enabled
+    $$SELECT table_name::text COLLATE "C", trigger_name::text COLLATE "C", guard COLLATE "C",
+             columns::text[] COLLATE "C", options, timing COLLATE "C", events COLLATE "C", enabled
         FROM raceguard.guards WHERE table_name::text LIKE 'app.%' ORDER BY 1, 2$$,
-    $$VALUES ('app.conversations', 'conversation_texter_assignment_constraint', 'immutable_once_set',
-              ARRAY['texter_id'], '{"allow_unset": false}'::jsonb, 'BEFORE', ARRAY['UPDATE'], true),
+    $$VALUES ('app.conversations' COLLATE "C", 'conversation_texter_assignment_constraint' COLLATE "C",
+              'immutable_once_set' COLLATE "C", ARRAY['texter_id'] COLLATE "C", '{"allow_unset": false}'::jsonb,
+              'BEFORE' COLLATE "C", ARRAY['UPDATE'] COLLATE "C", true),
              ('app.conversations', 'conversations_lock_version', 'lock_version',
               ARRAY['lock_version'], '{"strict": true, "sqlstate": "40001"}'::jsonb, 'BEFORE', ARRAY['INSERT', 'UPDATE'], true),
              ('app.orders', 'orders_lock_version', 'lock_version',
