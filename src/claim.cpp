@@ -108,6 +108,22 @@ std::string lease_column(const ClaimTarget& target, FunctionCallInfo fcinfo, int
     return quoted_identifier(column);
 }
 
+// The table and its two lease columns, from the arguments at `first_column`
+// (token_column) and the one after it (until_column).
+struct LeaseTarget {
+    ClaimTarget table;
+    std::string token_column;
+    std::string until_column;
+};
+
+LeaseTarget lease_target(FunctionCallInfo fcinfo, int first_column) {
+    LeaseTarget target{claim_target(fcinfo), {}, {}};
+    target.token_column = lease_column(target.table, fcinfo, first_column, "token_column", INT8OID, "bigint");
+    target.until_column = lease_column(target.table, fcinfo, first_column + 1, "until_column", TIMESTAMPTZOID,
+                                       "timestamp with time zone");
+    return target;
+}
+
 int32 batch_argument(FunctionCallInfo fcinfo, int argument) {
     const bool is_null = PG_ARGISNULL(argument);
     const int32 batch = is_null ? 0 : PG_GETARG_INT32(argument);
@@ -263,14 +279,13 @@ Datum claim(FunctionCallInfo fcinfo) {
 }
 
 Datum claim_lease(FunctionCallInfo fcinfo) {
-    const ClaimTarget target = claim_target(fcinfo);
-    const std::string token_column = lease_column(target, fcinfo, 5, "token_column", INT8OID, "bigint");
-    const std::string until_column =
-        lease_column(target, fcinfo, 6, "until_column", TIMESTAMPTZOID, "timestamp with time zone");
+    const LeaseTarget target = lease_target(fcinfo, 5);
+    const std::string& token_column = target.token_column;
+    const std::string& until_column = target.until_column;
     const std::string filter = text_argument(fcinfo, 1, "true");
     const int32 batch = batch_argument(fcinfo, 2);
     const Datum lease = lease_argument(fcinfo, 3);
-    const std::string& table = target.qualified_name;
+    const std::string& table = target.table.qualified_name;
     // Lock what is claimable (not leased, or the lease ran out; not locked),
     // then write one new token and the expiry into exactly those rows.
     const std::string statement =
@@ -292,39 +307,38 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     return static_cast<Datum>(0);
 }
 
-Datum release_lease(FunctionCallInfo fcinfo) {
-    const ClaimTarget target = claim_target(fcinfo);
-    const std::string token_column = lease_column(target, fcinfo, 2, "token_column", INT8OID, "bigint");
-    const std::string until_column =
-        lease_column(target, fcinfo, 3, "until_column", TIMESTAMPTZOID, "timestamp with time zone");
+namespace {
+
+// release_lease() and extend_lease(): one UPDATE of the rows that still
+// hold the token (fencing); returns how many it changed.
+Datum update_leased_rows(FunctionCallInfo fcinfo, const LeaseTarget& target, const std::string& assignments,
+                         const Datum* lease) {
     const int64 token = token_argument(fcinfo, 1);
-    // Fencing: only rows that still hold this token.
-    const std::string statement = "UPDATE " + target.qualified_name + " SET " + token_column + " = NULL, " +
-                                  until_column + " = NULL WHERE " + token_column + " OPERATOR(pg_catalog.=) $1";
-    const uint64 released = with_spi([&] {
-        Oid types[1] = {INT8OID};
-        Datum values[1] = {Int64GetDatum(token)};
-        return run_update(plan_for(statement, 1, types), values, nullptr);
+    const std::string statement = "UPDATE " + target.table.qualified_name + " SET " + assignments + " WHERE " +
+                                  target.token_column + " OPERATOR(pg_catalog.=) $1";
+    const uint64 changed = with_spi([&] {
+        Oid types[2] = {INT8OID, INTERVALOID};
+        Datum values[2] = {Int64GetDatum(token), lease != nullptr ? *lease : static_cast<Datum>(0)};
+        return run_update(plan_for(statement, lease != nullptr ? 2 : 1, types), values, nullptr);
     });
-    return Int64GetDatum(static_cast<int64>(released));
+    return Int64GetDatum(static_cast<int64>(changed));
+}
+
+}  // namespace
+
+Datum release_lease(FunctionCallInfo fcinfo) {
+    const LeaseTarget target = lease_target(fcinfo, 2);
+    return update_leased_rows(fcinfo, target, target.token_column + " = NULL, " + target.until_column + " = NULL",
+                              nullptr);
 }
 
 Datum extend_lease(FunctionCallInfo fcinfo) {
-    const ClaimTarget target = claim_target(fcinfo);
-    const std::string token_column = lease_column(target, fcinfo, 3, "token_column", INT8OID, "bigint");
-    const std::string until_column =
-        lease_column(target, fcinfo, 4, "until_column", TIMESTAMPTZOID, "timestamp with time zone");
-    const int64 token = token_argument(fcinfo, 1);
+    const LeaseTarget target = lease_target(fcinfo, 3);
+    token_argument(fcinfo, 1);  // a NULL token is reported before a bad lease
     const Datum lease = lease_argument(fcinfo, 2);
-    const std::string statement = "UPDATE " + target.qualified_name + " SET " + until_column +
-                                  " = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $2 WHERE " + token_column +
-                                  " OPERATOR(pg_catalog.=) $1";
-    const uint64 extended = with_spi([&] {
-        Oid types[2] = {INT8OID, INTERVALOID};
-        Datum values[2] = {Int64GetDatum(token), lease};
-        return run_update(plan_for(statement, 2, types), values, nullptr);
-    });
-    return Int64GetDatum(static_cast<int64>(extended));
+    return update_leased_rows(fcinfo, target,
+                              target.until_column + " = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $2",
+                              &lease);
 }
 
 }  // namespace raceguard
