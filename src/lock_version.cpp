@@ -107,7 +107,8 @@ const char* column_name(const TriggerData* trigger_data, const LockVersionState*
                                   RelationGetRelationName(trigger_data->tg_relation) +
                                   "\" cannot go past " + std::to_string(state->max_version) + ", the maximum of " +
                                   type_name(state->version_type));
-    error.with_column(column).with_hint("Retype the column to a wider integer type (ALTER COLUMN ... TYPE bigint).");
+    error.with_column(column).with_constraint(trigger_data->tg_trigger->tgname);
+    error.with_hint("Retype the column to a wider integer type (ALTER COLUMN ... TYPE bigint).");
     throw error;
 }
 
