@@ -1,6 +1,6 @@
 -- The claim functions: signatures, declarations, privileges and errors.
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 SELECT has_function('raceguard', 'claim', ARRAY['anyelement', 'text', 'integer', 'text']);
 SELECT has_function('raceguard', 'claim_lease', ARRAY['anyelement', 'text', 'integer', 'interval', 'text', 'name', 'name']);
@@ -24,6 +24,11 @@ $$, $$VALUES ('claim' COLLATE "C", 10), ('claim_lease', 10)$$, 'claims are decla
 SELECT is(pg_get_function_arguments('raceguard.claim(anyelement, text, integer, text)'::regprocedure),
           'target anyelement, filter text DEFAULT ''true''::text, batch integer DEFAULT 1, order_by text DEFAULT NULL::text',
           'claim() has the documented parameters and defaults');
+
+-- Lease tokens come from a sequence pg_dump saves with the data, so a
+-- restored database never hands out a token again.
+SELECT ok((SELECT 'raceguard.lease_token_seq'::regclass = ANY (extconfig) FROM pg_extension WHERE extname = 'raceguard'),
+          'the lease token sequence is dumped with the data (pg_extension_config_dump)');
 
 CREATE TABLE queue (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz);
 INSERT INTO queue (id) SELECT generate_series(1, 3);
