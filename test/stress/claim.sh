@@ -8,12 +8,9 @@
 # processed exactly once (duplicates: 0) and none is left behind.
 # A control that reads pending jobs without locking must process some twice.
 # Bounded: a fixed number of transactions per worker.
-set -euo pipefail
-clients=${STRESS_CLIENTS:-8}
+source "$(dirname "$0")/lib.sh"
 jobs=${STRESS_JOBS:-3000}
 transactions=$(( jobs / (clients * 10) * 2 ))
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
 psql -qX -v ON_ERROR_STOP=1 -v jobs="$jobs" <<'SQL'
 SET client_min_messages = warning;
@@ -56,16 +53,16 @@ INSERT INTO stress_processed SELECT 'lease', id, :client_id FROM done;
 \endif
 SQL
 
-pgbench -n -c "$clients" -j 2 -t "$transactions" -f "$work/naive.sql" >"$work/naive.out" 2>&1 || { cat "$work/naive.out"; exit 1; }
-pgbench -n -c "$clients" -j 2 -t "$transactions" -f "$work/claim.sql" >"$work/claim.out" 2>&1 || { cat "$work/claim.out"; exit 1; }
-pgbench -n -c "$clients" -j 2 -t "$transactions" -f "$work/lease.sql" >"$work/lease.out" 2>&1 || { cat "$work/lease.out"; exit 1; }
+run_pgbench naive "$clients" "$transactions"
+run_pgbench claim "$clients" "$transactions"
+run_pgbench lease "$clients" "$transactions"
 dead=$(psql -qXAt -c "SELECT count(*) FROM stress_lease_jobs WHERE claim_token IN (SELECT token FROM stress_dead_tokens)")
 # The dead workers' leases run out: move the clock on for them.
 psql -qX -c "UPDATE stress_lease_jobs SET claimed_until = clock_timestamp() - interval '1 second'
              WHERE claim_token IN (SELECT token FROM stress_dead_tokens)"
 # A late worker drains what they left (bounded: as many passes as it takes, at most jobs/10).
 sed '/^\\set dies/d; /^\\if/,/^\\else/d; /^\\endif/d' "$work/lease.sql" >"$work/drain.sql"
-pgbench -n -c 1 -t $(( jobs / 10 )) -f "$work/drain.sql" >"$work/drain.out" 2>&1 || { cat "$work/drain.out"; exit 1; }
+run_pgbench drain 1 $(( jobs / 10 ))
 
 read -r naive_twice claim_twice lease_twice claim_left lease_left claim_done lease_done < <(psql -qXAt -F ' ' -c "
     SELECT (SELECT count(*) - count(DISTINCT job_id) FROM stress_processed WHERE queue = 'naive'),

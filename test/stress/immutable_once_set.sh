@@ -7,12 +7,9 @@
 # client's log matches the table. The same workload without the guard is run
 # first as a control: claims must get stolen there, or this test could not
 # tell the difference. Bounded: a fixed number of transactions per client.
-set -euo pipefail
-clients=${STRESS_CLIENTS:-8}
+source "$(dirname "$0")/lib.sh"
 transactions=${STRESS_TRANSACTIONS:-300}
 rows=${STRESS_ROWS:-60}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
 psql -qX -v ON_ERROR_STOP=1 -v rows="$rows" <<'SQL'
 SET client_min_messages = warning;
@@ -53,8 +50,7 @@ for target in open guarded; do
 \set id random(1, $rows)
 SELECT stress_claim($tables, :id, :client_id);
 SQL
-    pgbench -n -c "$clients" -j 2 -t "$transactions" --max-tries=100 -f "$work/$target.sql" >"$work/$target.out" 2>&1 ||
-        { cat "$work/$target.out"; exit 1; }
+    run_pgbench "$target" "$clients" "$transactions" --max-tries=100
 done
 
 # A conversation is stolen when more than one client logged a claim on it.
@@ -69,7 +65,7 @@ read -r claimed multi_owner log_mismatch unlogged < <(psql -qXAt -F ' ' -c "
            (SELECT count(*) FROM stress_conversations c WHERE texter_id IS NOT NULL
              AND NOT EXISTS (SELECT 1 FROM stress_claims l WHERE l.conversation_id = c.id AND l.client = c.texter_id))")
 rejected=$(psql -qXAt -c "SELECT count(*) FROM stress_rejections")
-failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/guarded.out")
+failed=$(pgbench_number guarded "number of failed transactions")
 
 echo "control without raceguard: $stolen_open conversations claimed by more than one client"
 echo "with immutable_once_set: $claimed conversations claimed, $rejected late claims rejected (23514); $multi_owner with more than one successful claimant," \

@@ -6,11 +6,8 @@
 # The same workload on a table without the guard is run first as a control:
 # it must lose increments, or this test could not tell the difference.
 # Bounded: a fixed number of transactions per client. Needs PG* env set.
-set -euo pipefail
-clients=${STRESS_CLIENTS:-8}
+source "$(dirname "$0")/lib.sh"
 transactions=${STRESS_TRANSACTIONS:-150}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
 psql -qX -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
@@ -39,12 +36,12 @@ SQL
 script stress_unguarded stress_unguarded_increments >"$work/unguarded.sql"
 script stress_counters stress_increments >"$work/guarded.sql"
 
-pgbench -n -c "$clients" -j 2 -t "$transactions" -f "$work/unguarded.sql" >"$work/unguarded.out" 2>&1
-pgbench -n -c "$clients" -j 2 -t "$transactions" --max-tries=1000 -f "$work/guarded.sql" >"$work/guarded.out" 2>&1
+run_pgbench unguarded "$clients" "$transactions"
+run_pgbench guarded "$clients" "$transactions" --max-tries=1000
 
-processed=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/guarded.out")
-retried=$(sed -n 's/^number of transactions retried: \([0-9]*\).*/\1/p' "$work/guarded.out")
-failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/guarded.out")
+processed=$(pgbench_number guarded "number of transactions actually processed")
+retried=$(pgbench_number guarded "number of transactions retried")
+failed=$(pgbench_number guarded "number of failed transactions")
 
 read -r unguarded_logged unguarded_value < <(psql -qXAt -F ' ' -c \
     "SELECT (SELECT count(*) FROM stress_unguarded_increments), (SELECT sum(value) FROM stress_unguarded)")

@@ -8,12 +8,9 @@
 # A control without the guard (read the last balance, then insert, as
 # applications do) must break its chains, or this test could not tell.
 # Bounded: a fixed number of transactions per client.
-set -euo pipefail
-clients=${STRESS_CLIENTS:-8}
+source "$(dirname "$0")/lib.sh"
 transactions=${STRESS_TRANSACTIONS:-200}
 accounts=${STRESS_ACCOUNTS:-5}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
 psql -qX -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
@@ -54,14 +51,14 @@ COMMIT;
 SQL
 done
 
-pgbench -n -c "$clients" -j 2 -t "$transactions" -f "$work/naive.sql" >"$work/naive.out" 2>&1 || { cat "$work/naive.out"; exit 1; }
-pgbench -n -c "$clients" -j 2 -t "$transactions" -f "$work/READ_COMMITTED.sql" >"$work/rc.out" 2>&1 || { cat "$work/rc.out"; exit 1; }
+run_pgbench naive "$clients" "$transactions"
+run_pgbench READ_COMMITTED "$clients" "$transactions"
 rc_rows=$(psql -qXAt -c "SELECT count(*) FROM stress_payments")
-pgbench -n -c "$clients" -j 2 -t "$transactions" --max-tries=1000 -f "$work/REPEATABLE_READ.sql" >"$work/rr.out" 2>&1 || { cat "$work/rr.out"; exit 1; }
+run_pgbench REPEATABLE_READ "$clients" "$transactions" --max-tries=1000
 
-retried=$(sed -n 's/^number of transactions retried: \([0-9]*\).*/\1/p' "$work/rr.out")
-failed_rc=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/rc.out")
-failed_rr=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/rr.out")
+retried=$(pgbench_number REPEATABLE_READ "number of transactions retried")
+failed_rc=$(pgbench_number READ_COMMITTED "number of failed transactions")
+failed_rr=$(pgbench_number REPEATABLE_READ "number of failed transactions")
 
 naive_broken=$(psql -qXAt -c "
     SELECT count(*) FROM (
