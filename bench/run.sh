@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# One locale everywhere, so outputs (sort order, encoding) do not depend on the machine.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
 settings=(
     shared_buffers=2GB
     work_mem=64MB

@@ -10,6 +10,8 @@ set -euo pipefail
 bash "$(dirname "$0")/../scripts/setup.sh"
 
 cd "$(dirname "$0")/.."
+# One locale everywhere, so outputs do not depend on the machine.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
 # -t keeps the cluster's configuration in a temporary directory even as root,
 # so the demo does not collide with another pg_virtualenv run (the test suite)
 # over /etc/postgresql/15/regress.

@@ -6,4 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# One locale everywhere, so outputs (sort order, encoding) do not depend on the machine.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
 exec pg_virtualenv -t -v 15 bash test/suites.sh
