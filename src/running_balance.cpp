@@ -840,7 +840,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
                                       "could not serialize an append to table " + quoted(table_of(trigger_data)) +
                                           ": the group's last entry was committed after this transaction's snapshot");
             const std::string key = group_key_text(trigger_data, state, group_values);
-            if (!key.empty())
+            if (!key.empty() && may_select_column(trigger_data->tg_relation, state->seq_attnum))
                 error.with_detail("Group " + key + " is at seq " + std::to_string(last.seq) +
                                   ", which this transaction cannot see.");
             error.with_hint("Retry the transaction.");
