@@ -63,7 +63,7 @@ SELECT table_name, trigger_name, columns FROM raceguard.guards WHERE table_name 
 -- (Broken guards are made here with the event trigger off, as a migration
 -- from before raceguard was installed would have left them.)
 ALTER EVENT TRIGGER raceguard_validate_guards DISABLE;
-CREATE TABLE shop.broken (id integer, amount integer, balance integer, n integer, owner text, label text, v text);
+CREATE TABLE shop.broken (id integer, amount integer, balance integer, n integer, owner text, label text, v text, gone_soon integer);
 CREATE TRIGGER a_missing_column BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('gone');
 CREATE TRIGGER b_wrong_type BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('label');
 CREATE TRIGGER c_wrong_timing AFTER UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('id');
@@ -77,6 +77,9 @@ ALTER TABLE shop.broken ENABLE REPLICA TRIGGER h_replica_only;
 CREATE TRIGGER i_balance BEFORE INSERT ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'seq=n');
 CREATE TRIGGER j_renamed BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('v');
 ALTER TABLE shop.broken RENAME COLUMN v TO w;
+CREATE TRIGGER k_no_index BEFORE INSERT ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'owner', 'seq=n');
+CREATE TRIGGER l_dropped BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('gone_soon');
+ALTER TABLE shop.broken DROP COLUMN gone_soon;
 CREATE UNIQUE INDEX ON shop.broken (n);
 CREATE FUNCTION shop.round_amount() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TRIGGER z_rounds_the_amount BEFORE INSERT ON shop.broken FOR EACH ROW EXECUTE FUNCTION shop.round_amount();
