@@ -209,6 +209,21 @@ COMMIT;
 SELECT account_id, seq, amount, balance, key FROM cached ORDER BY account_id, seq;
 SELECT * FROM raceguard.verify_running_balance('cached');
 
+-- The same with a trigger on INSERT only: an ON CONFLICT DO UPDATE then
+-- updates a row without the trigger seeing the update, and the next append
+-- must still not build on the append that was not inserted.
+CREATE TABLE cached_inserts (account_id integer, amount bigint, balance bigint, seq bigint, key text UNIQUE, note text);
+CREATE UNIQUE INDEX ON cached_inserts (account_id, seq);
+CREATE TRIGGER cached_inserts_balance BEFORE INSERT ON cached_inserts FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'account_id', 'seq=seq');
+BEGIN;
+INSERT INTO cached_inserts (account_id, amount, key) VALUES (1, 10, 'a'), (1, 20, 'b');
+INSERT INTO cached_inserts (account_id, amount, key) VALUES (1, 1000, 'a') ON CONFLICT (key) DO UPDATE SET note = 'seen twice';
+INSERT INTO cached_inserts (account_id, amount, key) VALUES (1, 40, 'c');
+COMMIT;
+SELECT account_id, seq, amount, balance, key, note FROM cached_inserts ORDER BY account_id, seq;
+SELECT * FROM raceguard.verify_running_balance('cached_inserts');
+
 -- verify_running_balance finds hand-made corruption (written with the
 -- trigger disabled): a wrong balance, a missing entry, a seq out of line.
 ALTER TABLE payments DISABLE TRIGGER payments_running_balance;

@@ -144,13 +144,20 @@ constexpr int SEQ_HINT_SLOTS = 16384;
 // a later trigger that skipped the row, writes around the trigger, a
 // subtransaction abort, a new transaction) starts a new epoch, which
 // forgets every exact answer; lookups then read the index again.
+// A table's inserts, updates and deletes counted so far in this transaction.
+struct TableWrites {
+    int64 inserted;
+    int64 updated;
+    int64 deleted;
+};
+
 struct AppendTracker {
     MemoryContext context;          // the trigger state's, for `hints`
     SeqHint* hints;                 // SEQ_HINT_SLOTS entries, made at the first append
     uint64 transaction_generation;  // of the epoch
     uint64 epoch;
     bool expecting_insert;          // the previous call computed an append
-    int64 writes_before;            // the table's counted writes at that call
+    TableWrites writes_before;      // the table's counted writes at that call
 };
 
 // Bumped at every transaction end and subtransaction abort.
@@ -209,15 +216,24 @@ void ensure_transaction_callbacks() {
 }
 
 // The table's inserts, updates and deletes counted so far in this
-// transaction (pgstat's per-transaction counters). Stays 0 when track_counts
+// transaction (pgstat's per-transaction counters). Stay 0 when track_counts
 // is off, which keeps every append on the lookup path.
-int64 counted_writes(Relation relation) {
-    int64 total = 0;
+TableWrites counted_writes(Relation relation) {
+    TableWrites total{};
     const PgStat_TableStatus* info = relation->pgstat_info;
     for (const PgStat_TableXactStatus* level = info != nullptr ? info->trans : nullptr; level != nullptr;
-         level = level->upper)
-        total += level->tuples_inserted + level->tuples_updated + level->tuples_deleted;
+         level = level->upper) {
+        total.inserted += level->tuples_inserted;
+        total.updated += level->tuples_updated;
+        total.deleted += level->tuples_deleted;
+    }
     return total;
+}
+
+// Exactly one insert and nothing else: the previous append went in. (An
+// ON CONFLICT DO UPDATE instead of the insert counts as an update.)
+bool exactly_one_insert_since(const TableWrites& before, const TableWrites& now) {
+    return now.inserted == before.inserted + 1 && now.updated == before.updated && now.deleted == before.deleted;
 }
 
 // ---- definition ---------------------------------------------------------
@@ -798,9 +814,10 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
             return static_cast<SeqHint*>(MemoryContextAllocZero(tracker->context, sizeof(SeqHint) * SEQ_HINT_SLOTS));
         });
     SeqHint* const hints = tracker->hints;
-    const int64 writes_now = counted_writes(trigger_data->tg_relation);
+    const TableWrites writes_now = counted_writes(trigger_data->tg_relation);
     const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
-                                   tracker->expecting_insert && writes_now == tracker->writes_before + 1;
+                                   tracker->expecting_insert &&
+                                   exactly_one_insert_since(tracker->writes_before, writes_now);
     if (!previous_inserted) {
         tracker->transaction_generation = transaction_generation;
         ++tracker->epoch;
