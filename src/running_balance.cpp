@@ -24,7 +24,7 @@
 // rows inserted earlier by the same statement. The scan starts at the last
 // seq this backend wrote for the group when it knows one (reading forward,
 // usually one entry), else at the group's end (reading backward). Within a
-// transaction, when every append computed so far was really inserted
+// statement, when every append computed so far was really inserted
 // (AppendTracker below), the group's last entry is known without reading it.
 // The cost is at most one index descent per partition, whatever the
 // ledger's size or the number of rows the transaction already appended.
@@ -133,14 +133,16 @@ struct SeqHint {
 };
 constexpr int SEQ_HINT_SLOTS = 16384;
 
-// Knowing a group's last entry without reading it. Within one transaction,
-// holding the group's lock, the only appends to the group are this
+// Knowing a group's last entry without reading it. Within one statement of
+// a transaction holding the group's lock, the only appends to the group are this
 // transaction's own, computed right here; an entry computed here is the
 // group's last one if its row was really inserted. An append's row is
 // inserted or not before the trigger's next call; the table's own
 // transaction-level write counters (pgstat's, which heap_insert bumps) tell
-// which: exactly one more insert and no other write since the previous call
-// means the previous call's row went in. Anything else (an ON CONFLICT skip,
+// which: exactly one more insert and no other write since the previous call,
+// within the same command (so nothing else ran SQL in between: no nested
+// statement, no statement with the guard bypassed), means the previous
+// call's row went in. Anything else (an ON CONFLICT skip,
 // a later trigger that skipped the row, writes around the trigger, a
 // subtransaction abort, a new transaction) starts a new epoch, which
 // forgets every exact answer; lookups then read the index again.
@@ -158,6 +160,7 @@ struct AppendTracker {
     uint64 epoch;
     bool expecting_insert;          // the previous call computed an append
     TableWrites writes_before;      // the table's counted writes at that call
+    CommandId command;              // the command that call ran in
 };
 
 // Bumped at every transaction end and subtransaction abort.
@@ -815,8 +818,9 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
         });
     SeqHint* const hints = tracker->hints;
     const TableWrites writes_now = counted_writes(trigger_data->tg_relation);
+    const CommandId command_now = GetCurrentCommandId(false);
     const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
-                                   tracker->expecting_insert &&
+                                   tracker->expecting_insert && tracker->command == command_now &&
                                    exactly_one_insert_since(tracker->writes_before, writes_now);
     if (!previous_inserted) {
         tracker->transaction_generation = transaction_generation;
@@ -905,6 +909,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     }
     tracker->expecting_insert = true;
     tracker->writes_before = writes_now;
+    tracker->command = command_now;
 
     int replaced[2] = {state->balance_attnum, state->seq_attnum};
     Datum values[2] = {balance.value, integer_to_datum(seq, state->seq_type)};
