@@ -91,6 +91,14 @@ SELECT trigger_name, guard, columns, options, timing, events, enabled
 DROP TRIGGER orders_lock_version ON shop.orders;
 SELECT trigger_name, problem FROM raceguard.check_guards() WHERE table_name = 'shop.orders'::regclass;
 
+-- An AFTER write-once guard on a partitioned table is warned about: a row
+-- moving to another partition fires no AFTER UPDATE row trigger.
+CREATE TABLE shop.cases (id integer, region text, owner integer) PARTITION BY LIST (region);
+CREATE TABLE shop.cases_eu PARTITION OF shop.cases FOR VALUES IN ('eu');
+CREATE TRIGGER cases_owner AFTER UPDATE ON shop.cases
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner');
+SELECT table_name, trigger_name, problem FROM raceguard.check_guards() WHERE table_name::text LIKE 'shop.cases%';
+
 -- The check runs under session_replication_role = replica too.
 SET session_replication_role = replica;
 SELECT sqlstate FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders

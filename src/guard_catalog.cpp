@@ -175,6 +175,12 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
         bool has_lock_version = false;
         for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i)
             has_lock_version = has_lock_version || guard_kind_of(triggers->triggers[i].tgfoid) == &LOCK_VERSION_KIND;
+        const bool partitioned = open.relation->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ||
+                                 open.relation->rd_rel->relispartition;
+        if (TRIGGER_FOR_AFTER(trigger->tgtype) && partitioned)
+            problems.push_back("warning: AFTER on a partitioned table: an UPDATE that moves a row to another "
+                               "partition fires no AFTER UPDATE row trigger, so that change is not checked; "
+                               "use BEFORE UPDATE");
         if (allow_unset && !has_lock_version)
             problems.push_back("warning: allow_unset=true on a table with no lock_version guard: an ORM that saves "
                                "every column can unset the column from a stale object");
