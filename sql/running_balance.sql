@@ -147,6 +147,10 @@ ALTER TABLE entries ATTACH PARTITION entries_2026_12 FOR VALUES FROM ('2026-12-0
 INSERT INTO entries (account_id, booked, amount) VALUES (1, '2026-12-01', 1000);
 SELECT tableoid::regclass AS partition, account_id, entry_no, amount, balance FROM entries ORDER BY account_id, entry_no;
 SELECT * FROM raceguard.verify_running_balance('entries');
+-- Moving an entry to another partition is a DELETE plus an INSERT: refused
+-- like any DELETE; a change of the partition key within one partition is not.
+SELECT sqlstate, message FROM regress.error_of($$UPDATE entries SET booked = '2026-12-15' WHERE account_id = 2$$);
+UPDATE entries SET booked = '2026-11-04' WHERE account_id = 2 RETURNING tableoid::regclass, booked, balance;
 
 -- TRUNCATE: nothing is kept outside the ledger, so the chain restarts cleanly.
 TRUNCATE overdrawn;
