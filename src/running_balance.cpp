@@ -831,7 +831,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     LastEntry last{};
     bool known = false;
     if (state->exact_cache_usable) {
-        group_hash = group_hash_of(state, group_values);
+        group_hash = pg_call([&] { return group_hash_of(state, group_values); });
         const SeqHint& slot = hints[group_hash % SEQ_HINT_SLOTS];
         known = slot.exact && slot.epoch == tracker->epoch && slot.group_hash == group_hash;
         for (int g = 0; known && g < state->group_count; ++g)
