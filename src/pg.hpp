@@ -26,3 +26,9 @@ extern "C" {
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 }
+
+// TriggerData.tg_updatedcols (lock_version's strict=true and the "row changed
+// while the statement waited" rule) and pg_trigger.tgparentid arrived in 13.
+#if PG_VERSION_NUM < 130000
+#error "raceguard needs PostgreSQL 13 or later"
+#endif
