@@ -145,8 +145,18 @@ INSERT INTO entries_2026_10 (account_id, booked, amount) VALUES (1, '2026-10-31'
 CREATE TABLE entries_2026_12 (LIKE entries);
 ALTER TABLE entries ATTACH PARTITION entries_2026_12 FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
 INSERT INTO entries (account_id, booked, amount) VALUES (1, '2026-12-01', 1000);
+-- ... and the older partitions' triggers, set up before the attach, see it.
+INSERT INTO entries_2026_11 (account_id, booked, amount) VALUES (1, '2026-11-30', 10000);
 SELECT tableoid::regclass AS partition, account_id, entry_no, amount, balance FROM entries ORDER BY account_id, entry_no;
 SELECT * FROM raceguard.verify_running_balance('entries');
+-- A detached partition leaves the chain (its entries are no longer the
+-- ledger's): the next append builds on what the ledger still holds.
+CREATE TABLE entries_2027_01 PARTITION OF entries FOR VALUES FROM ('2027-01-01') TO ('2027-02-01');
+INSERT INTO entries (account_id, booked, amount) VALUES (2, '2027-01-05', 50);
+ALTER TABLE entries DETACH PARTITION entries_2027_01;
+INSERT INTO entries_2026_11 (account_id, booked, amount) VALUES (2, '2026-11-20', 7) RETURNING entry_no, balance;
+SELECT * FROM raceguard.verify_running_balance('entries');
+DROP TABLE entries_2027_01;
 -- Moving an entry to another partition is a DELETE plus an INSERT: refused
 -- like any DELETE; a change of the partition key within one partition is not.
 SELECT sqlstate, message FROM regress.error_of($$UPDATE entries SET booked = '2026-12-15' WHERE account_id = 2$$);

@@ -14,6 +14,10 @@
 
 #include "trigger_cache.hpp"
 
+extern "C" {
+#include "access/tupmacs.h"
+}
+
 #include <string>
 
 namespace raceguard {
@@ -46,8 +50,19 @@ int64 version_of(HeapTuple row, TupleDesc columns, const LockVersionState* state
 }
 
 HeapTuple with_version(HeapTuple row, TupleDesc columns, const LockVersionState* state, int64 version) {
-    int column = state->version_attnum;
     Datum value = version_to_datum(version, state->version_type);
+    const Form_pg_attribute attribute = TupleDescAttr(columns, state->version_attnum - 1);
+    if (!HeapTupleHasNulls(row) && attribute->attcacheoff >= 0) {
+        // The common case, and the bulk UPDATE's: the version sits at a fixed
+        // offset (heap_getattr just worked it out), so a copy with the new
+        // value written there is the modified row, without deforming and
+        // forming every column.
+        HeapTuple copy = pg_call([&] { return heap_copytuple(row); });
+        char* field = reinterpret_cast<char*>(copy->t_data) + copy->t_data->t_hoff + attribute->attcacheoff;
+        store_att_byval(field, value, attribute->attlen);
+        return copy;
+    }
+    int column = state->version_attnum;
     bool is_null = false;
     return pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 1, &column, &value, &is_null); });
 }

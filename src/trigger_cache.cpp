@@ -14,13 +14,16 @@ uint64 invalidation_count = 0;
 
 // Relcache callback: may run at any catalog access, including in the middle
 // of a build, so it only marks entries stale and never frees anything.
-void invalidate_trigger_states(Datum, Oid relid) {
+// Every entry, whatever relation changed: a state can depend on more than
+// its own table (a running_balance clone on one partition knows every
+// partition of the ledger, and an ATTACH or DETACH PARTITION invalidates only
+// the parent). Relcache invalidations are rare, rebuilding is cheap.
+void invalidate_trigger_states(Datum, Oid) {
     ++invalidation_count;
     HASH_SEQ_STATUS scan;
     hash_seq_init(&scan, trigger_states);
     while (auto* entry = static_cast<TriggerCacheEntry*>(hash_seq_search(&scan)))
-        if (relid == InvalidOid || entry->relid == relid)
-            entry->valid = false;
+        entry->valid = false;
 }
 
 void create_cache() {
@@ -54,7 +57,6 @@ void* trigger_state_slow(FunctionCallInfo fcinfo, const TriggerData* trigger_dat
     });
     if (!entry->valid || entry->builder != builder) {
         entry->valid = false;
-        entry->relid = RelationGetRelid(trigger_data->tg_relation);
         entry->builder = builder;
         entry->state = nullptr;
         pg_call([&] {

@@ -4,9 +4,9 @@
 // fired once, into a plain-data state object. States live in a backend-local
 // hash keyed by the trigger's OID (like ri_triggers.c's constraint cache),
 // in memory that outlives queries; fn_extra points at the hash entry so that
-// the per-row path is a pointer check. A relcache invalidation of the table
-// (ALTER TABLE, CREATE/DROP/ALTER TRIGGER, ...) marks its entries stale, and
-// the next row rebuilds them. Entries are never removed, so a pointer kept in
+// the per-row path is a pointer check. A relcache invalidation (ALTER TABLE,
+// CREATE/DROP/ALTER TRIGGER, ATTACH PARTITION, ...) marks the entries stale,
+// and the next row rebuilds them. Entries are never removed, so a pointer kept in
 // fn_extra stays valid; stale entries are rebuilt in place.
 #pragma once
 
@@ -20,7 +20,6 @@ using StateBuilder = void* (*)(const TriggerData* trigger_data, MemoryContext in
 
 struct TriggerCacheEntry {
     Oid trigger_oid;  // hash key
-    Oid relid;
     bool valid;
     StateBuilder builder;
     MemoryContext state_context;
