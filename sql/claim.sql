@@ -85,6 +85,15 @@ SELECT "Item Id", "Lease Token" IS NOT NULL AS leased
 SELECT raceguard.release_lease(NULL::"Billing Dept"."Open Items",
                                (SELECT max("Lease Token") FROM "Billing Dept"."Open Items"), 'Lease Token', 'Lease End') AS released;
 
+-- A table with a dropped column: rows come back in the table's row type.
+CREATE TABLE reshaped (id integer PRIMARY KEY, obsolete text, status text, claim_token bigint, claimed_until timestamptz);
+INSERT INTO reshaped VALUES (1, 'x', 'pending'), (2, 'y', 'pending');
+ALTER TABLE reshaped DROP COLUMN obsolete;
+BEGIN;
+SELECT * FROM raceguard.claim(NULL::reshaped, 'true', 5, 'id');
+COMMIT;
+SELECT id, status, claim_token IS NOT NULL AS leased FROM raceguard.claim_lease(NULL::reshaped, 'true', 5, '1 minute', 'id') ORDER BY id;
+
 -- Bad input: each a clear error.
 SELECT sqlstate, message FROM regress.error_of($$SELECT * FROM raceguard.claim(NULL::integer)$$);
 CREATE TYPE money_pair AS (amount numeric, currency text);
