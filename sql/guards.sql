@@ -44,11 +44,6 @@ SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.orders RENAME 
 SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.orders ALTER COLUMN lock_version TYPE text$$);
 SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.ledger ALTER COLUMN amount TYPE bigint$$);
 SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.ledger RENAME COLUMN entry_no TO n$$);
--- Dropping the index a running_balance guard finds its entries with fails
--- too; with another usable index in place first, it passes.
-SELECT * FROM regress.error_of($$DROP INDEX shop.ledger_account_id_entry_no_idx$$) \gx
-CREATE INDEX ledger_chain ON shop.ledger (account_id, entry_no);
-DROP INDEX shop.ledger_account_id_entry_no_idx;
 SELECT attname FROM pg_attribute WHERE attrelid = 'shop.orders'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum;
 -- Retypes the guard still serves, and changes to other columns, pass.
 ALTER TABLE shop.orders ALTER COLUMN lock_version TYPE bigint;

@@ -225,8 +225,7 @@ COMMENT ON FUNCTION raceguard.check_guards() IS
 -- first row fails now, with the same SQLSTATE; an ALTER TABLE that leaves a
 -- guard unable to work (a guarded column dropped, renamed or retyped to a
 -- type the guard cannot serve) fails with a HINT to drop or recreate the
--- trigger first; so does a DROP INDEX of the index a running_balance guard
--- needs. Enabled ALWAYS: it runs under session_replication_role =
+-- trigger first. Enabled ALWAYS: it runs under session_replication_role =
 -- replica too.
 CREATE FUNCTION raceguard.validate_guards_at_ddl() RETURNS event_trigger
     LANGUAGE plpgsql
@@ -234,20 +233,7 @@ CREATE FUNCTION raceguard.validate_guards_at_ddl() RETURNS event_trigger
 AS $function$
 DECLARE
     command record;
-    ledger oid;
 BEGIN
-    IF TG_TAG = 'DROP INDEX' THEN
-        -- The index a running_balance guard finds its entries with may be
-        -- gone: check every ledger (the dropped index's table is not known
-        -- any more).
-        FOR ledger IN
-            SELECT DISTINCT t.tgrelid FROM pg_trigger t
-            WHERE t.tgfoid = 'raceguard.running_balance()'::regprocedure AND t.tgparentid = 0
-        LOOP
-            PERFORM raceguard.check_guard_ddl(ledger, TG_TAG);
-        END LOOP;
-        RETURN;
-    END IF;
     FOR command IN
         SELECT * FROM pg_event_trigger_ddl_commands()
         WHERE command_tag IN ('CREATE TRIGGER', 'ALTER TABLE')
@@ -259,6 +245,6 @@ END
 $function$;
 
 CREATE EVENT TRIGGER raceguard_validate_guards ON ddl_command_end
-    WHEN TAG IN ('CREATE TRIGGER', 'ALTER TABLE', 'DROP INDEX')
+    WHEN TAG IN ('CREATE TRIGGER', 'ALTER TABLE')
     EXECUTE FUNCTION raceguard.validate_guards_at_ddl();
 ALTER EVENT TRIGGER raceguard_validate_guards ENABLE ALWAYS;

@@ -333,15 +333,10 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
                 throw;
             Error broken = error;
             broken.message = "this " + command + " breaks a raceguard guard: " + error.message;
-            if (command == "DROP INDEX")
-                broken.with_hint("Create the index the guard can use instead first, or drop trigger \"" +
-                                 std::string(open.trigger->tgname) + "\" on table \"" +
-                                 RelationGetRelationName(open.relation) + "\" in the same migration.");
-            else
-                broken.with_hint("Drop or recreate trigger \"" + std::string(open.trigger->tgname) + "\" on table \"" +
-                                 RelationGetRelationName(open.relation) +
-                                 "\" first, in the same migration (DROP TRIGGER, then CREATE TRIGGER with the new "
-                                 "column names).");
+            broken.with_hint("Drop or recreate trigger \"" + std::string(open.trigger->tgname) + "\" on table \"" +
+                             RelationGetRelationName(open.relation) +
+                             "\" first, in the same migration (DROP TRIGGER, then CREATE TRIGGER with the new "
+                             "column names).");
             throw broken;
         }
         close_trigger(open);
