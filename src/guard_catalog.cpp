@@ -321,7 +321,9 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
     for (const Oid trigger_oid : triggers) {
         const OpenTrigger open = open_trigger(trigger_oid);
         const GuardKind* kind = open.trigger != nullptr ? guard_kind_of(open.trigger->tgfoid) : nullptr;
-        if (kind == nullptr) {
+        // A disabled guard does not run, so it does not hold DDL back (and
+        // ALTER TABLE ... DISABLE TRIGGER can switch off a broken one).
+        if (kind == nullptr || open.trigger->tgenabled == TRIGGER_DISABLED) {
             close_trigger(open);
             continue;
         }
@@ -332,7 +334,7 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
             if (command == "CREATE TRIGGER")
                 throw;
             Error broken = error;
-            broken.message = "this " + command + " breaks a raceguard guard: " + error.message;
+            broken.message = "after this " + command + " a raceguard guard cannot work: " + error.message;
             broken.with_hint("Drop or recreate trigger \"" + std::string(open.trigger->tgname) + "\" on table \"" +
                              RelationGetRelationName(open.relation) +
                              "\" first, in the same migration (DROP TRIGGER, then CREATE TRIGGER with the new "
