@@ -28,14 +28,6 @@ CREATE FUNCTION raceguard.running_balance() RETURNS trigger
 COMMENT ON FUNCTION raceguard.running_balance() IS
     'serialized running balances: BEFORE INSERT OR UPDATE OR DELETE ... FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance(amount, balance [, group ...], ''seq=<column>'' [, ''min_balance=<n>''] [, ''initial=<n>''])';
 
--- The parsed arguments of a running_balance trigger (the trigger's own
--- parser, so there is one place that reads them).
-CREATE FUNCTION raceguard.running_balance_layout(trigger_oid oid,
-    OUT amount name, OUT balance name, OUT groups name[], OUT seq name, OUT initial text)
-    RETURNS record
-    LANGUAGE c STRICT STABLE
-    AS 'MODULE_PATHNAME', 'raceguard_running_balance_layout';
-
 CREATE FUNCTION raceguard.verify_running_balance(ledger regclass)
     RETURNS TABLE (group_key text, seq bigint, problem text, expected numeric, stored numeric)
     LANGUAGE plpgsql STABLE
@@ -62,13 +54,23 @@ BEGIN
             ledger, pg_catalog.cardinality(guard_oids)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    layout := raceguard.running_balance_layout(guard_oids[1]);
+    -- The trigger's own parser reads the arguments (as raceguard.guards shows
+    -- them): columns = amount, balance, groups; options seq and initial.
+    SELECT d.columns, d.options::jsonb AS options INTO layout
+      FROM raceguard.guard_definition(guard_oids[1]) d;
+    IF layout.options ? 'invalid' THEN
+        RAISE EXCEPTION '%', format('trigger "%s" on table "%s": %s',
+                                    (SELECT tgname FROM pg_trigger WHERE oid = guard_oids[1]),
+                                    (SELECT relname FROM pg_class WHERE oid = ledger),
+                                    layout.options ->> 'invalid')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     SELECT pg_catalog.string_agg(pg_catalog.quote_ident(g), ', ' ORDER BY o)
       INTO group_columns
-      FROM pg_catalog.unnest(layout.groups) WITH ORDINALITY AS u(g, o);
+      FROM pg_catalog.unnest(layout.columns[3:]) WITH ORDINALITY AS u(g, o);
     window_clause := CASE WHEN group_columns IS NULL THEN '' ELSE 'PARTITION BY ' || group_columns END
-                     || ' ORDER BY ' || pg_catalog.quote_ident(layout.seq);
+                     || ' ORDER BY ' || pg_catalog.quote_ident(layout.options ->> 'seq');
 
     RETURN QUERY EXECUTE pg_catalog.format($query$
         WITH entries AS (
@@ -90,8 +92,9 @@ BEGIN
         WHERE seq IS DISTINCT FROM coalesce(previous_seq, 0) + 1
         ORDER BY 1, 2, 3
         $query$,
-        coalesce(group_columns, ''), layout.seq, layout.amount, layout.balance, ledger, window_clause)
-    USING layout.initial::numeric;
+        coalesce(group_columns, ''), layout.options ->> 'seq', layout.columns[1], layout.columns[2], ledger,
+        window_clause)
+    USING (layout.options ->> 'initial')::numeric;
 END
 $function$;
 

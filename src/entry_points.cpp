@@ -8,54 +8,34 @@
 #include "lock_version.hpp"
 #include "running_balance.hpp"
 
+// One SQL-callable symbol whose body is raceguard::body, run in the boundary.
+#define RACEGUARD_ENTRY(symbol, body)        \
+    PG_FUNCTION_INFO_V1(symbol);             \
+    Datum symbol(PG_FUNCTION_ARGS) {         \
+        return raceguard::run_entry<body>(fcinfo); \
+    }
+
 extern "C" {
 
 PG_MODULE_MAGIC;
 
-PG_FUNCTION_INFO_V1(raceguard_lock_version);
-Datum raceguard_lock_version(PG_FUNCTION_ARGS) {
-    return raceguard::run_entry<raceguard::lock_version_trigger>(fcinfo);
-}
+// The guards (trigger functions).
+RACEGUARD_ENTRY(raceguard_lock_version, raceguard::lock_version_trigger)
+RACEGUARD_ENTRY(raceguard_immutable_once_set, raceguard::immutable_once_set_trigger)
+RACEGUARD_ENTRY(raceguard_running_balance, raceguard::running_balance_trigger)
 
-PG_FUNCTION_INFO_V1(raceguard_immutable_once_set);
-Datum raceguard_immutable_once_set(PG_FUNCTION_ARGS) {
-    return raceguard::run_entry<raceguard::immutable_once_set_trigger>(fcinfo);
-}
+// Claims and leases.
+RACEGUARD_ENTRY(raceguard_claim, raceguard::claim)
+RACEGUARD_ENTRY(raceguard_claim_lease, raceguard::claim_lease)
+RACEGUARD_ENTRY(raceguard_release_lease, raceguard::release_lease)
+RACEGUARD_ENTRY(raceguard_extend_lease, raceguard::extend_lease)
 
-PG_FUNCTION_INFO_V1(raceguard_running_balance);
-Datum raceguard_running_balance(PG_FUNCTION_ARGS) {
-    return raceguard::run_entry<raceguard::running_balance_trigger>(fcinfo);
-}
+// Seeing and checking the guards.
+RACEGUARD_ENTRY(raceguard_guard_definition, raceguard::guard_definition)
+RACEGUARD_ENTRY(raceguard_guard_problems, raceguard::guard_problems)
+RACEGUARD_ENTRY(raceguard_check_guard_ddl, raceguard::check_guard_ddl)
 
-PG_FUNCTION_INFO_V1(raceguard_running_balance_layout);
-Datum raceguard_running_balance_layout(PG_FUNCTION_ARGS) {
-    return raceguard::run_entry<raceguard::running_balance_layout>(fcinfo);
-}
-
-PG_FUNCTION_INFO_V1(raceguard_claim);
-Datum raceguard_claim(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::claim>(fcinfo); }
-
-PG_FUNCTION_INFO_V1(raceguard_claim_lease);
-Datum raceguard_claim_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::claim_lease>(fcinfo); }
-
-PG_FUNCTION_INFO_V1(raceguard_release_lease);
-Datum raceguard_release_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::release_lease>(fcinfo); }
-
-PG_FUNCTION_INFO_V1(raceguard_extend_lease);
-Datum raceguard_extend_lease(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::extend_lease>(fcinfo); }
-
-PG_FUNCTION_INFO_V1(raceguard_guard_definition);
-Datum raceguard_guard_definition(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::guard_definition>(fcinfo); }
-
-PG_FUNCTION_INFO_V1(raceguard_guard_problems);
-Datum raceguard_guard_problems(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::guard_problems>(fcinfo); }
-
-PG_FUNCTION_INFO_V1(raceguard_check_guard_ddl);
-Datum raceguard_check_guard_ddl(PG_FUNCTION_ARGS) { return raceguard::run_entry<raceguard::check_guard_ddl>(fcinfo); }
-
-PG_FUNCTION_INFO_V1(raceguard_boundary_probe);
-Datum raceguard_boundary_probe(PG_FUNCTION_ARGS) {
-    return raceguard::run_entry<raceguard::boundary_probe>(fcinfo);
-}
+// The boundary's test hook (sql/boundary.sql names it).
+RACEGUARD_ENTRY(raceguard_boundary_probe, raceguard::boundary_probe)
 
 }  // extern "C"

@@ -90,32 +90,6 @@ const GuardKind* guard_kind_of(Oid function_oid) {
     return nullptr;
 }
 
-// A trigger as the relcache has it, with its table opened (AccessShareLock).
-struct OpenTrigger {
-    Relation relation;
-    const Trigger* trigger;
-};
-
-OpenTrigger open_trigger(Oid trigger_oid) {
-    return pg_call([&] {
-        OpenTrigger result{};
-        const Oid relid = trigger_table(trigger_oid);
-        if (!OidIsValid(relid))
-            return result;
-        result.relation = table_open(relid, AccessShareLock);
-        const TriggerDesc* descriptor = result.relation->trigdesc;
-        for (int i = 0; descriptor != nullptr && i < descriptor->numtriggers; ++i)
-            if (descriptor->triggers[i].tgoid == trigger_oid)
-                result.trigger = &descriptor->triggers[i];
-        return result;
-    });
-}
-
-void close_trigger(const OpenTrigger& open) {
-    if (open.relation != nullptr)
-        pg_call([&] { table_close(open.relation, AccessShareLock); });
-}
-
 // Runs the guard's own builder on the table as it is now, in a scratch
 // memory context. Throws the Error its first row would raise.
 void check_definition(const GuardKind& kind, const OpenTrigger& open) {
@@ -231,15 +205,8 @@ Datum guard_definition(FunctionCallInfo fcinfo) {
         close_trigger(open);
         PG_RETURN_NULL();
     }
-    TriggerDefinition definition;
-    definition.guard = kind->name;
-    definition.trigger_name = open.trigger->tgname;
-    definition.table_name = RelationGetRelationName(open.relation);
-    definition.trigger_type = open.trigger->tgtype;
-    for (int a = 0; a < open.trigger->tgnargs; ++a)
-        definition.arguments.push_back(argument_text(open.trigger, a));
-    definition.columns = RelationGetDescr(open.relation);
-
+    const std::string guard_display = std::string("raceguard.") + kind->name + "()";  // as errors name it
+    const TriggerDefinition definition = describe_trigger(guard_display.c_str(), open.relation, open.trigger);
     GuardDescription description;
     try {
         description = kind->describe(definition);

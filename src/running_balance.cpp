@@ -194,8 +194,6 @@ struct RunningBalanceState {
     bool exact_cache_usable;  // plain (unpartitioned) ledger, integer family, by-value groups
 };
 
-std::string quoted(const std::string& text) { return "\"" + text + "\""; }
-
 void forget_transaction(XactEvent event, void*) {
     if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
         event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
@@ -1010,82 +1008,6 @@ Datum running_balance_trigger(FunctionCallInfo fcinfo) {
                               ": its entries are history",
                           InvalidAttrNumber)
         .with_hint("Append a correcting entry instead.");
-}
-
-Datum running_balance_layout(FunctionCallInfo fcinfo) {
-    const Oid trigger_oid = PG_GETARG_OID(0);
-    // The trigger as the relcache has it: name, table, arguments.
-    struct Found {
-        bool found;
-        Oid relid;
-        int16 type;
-        NameData name;
-        int argument_count;
-        char** arguments;
-    };
-    const Found found = pg_call([&] {
-        Found result{};
-        result.relid = trigger_table(trigger_oid);
-        if (!OidIsValid(result.relid))
-            return result;
-        Relation relation = table_open(result.relid, AccessShareLock);
-        const TriggerDesc* descriptor = relation->trigdesc;
-        for (int i = 0; descriptor != nullptr && i < descriptor->numtriggers; ++i) {
-            const Trigger* trigger = &descriptor->triggers[i];
-            if (trigger->tgoid != trigger_oid)
-                continue;
-            result.found = true;
-            result.type = trigger->tgtype;
-            namestrcpy(&result.name, trigger->tgname);
-            result.argument_count = trigger->tgnargs;
-            result.arguments = static_cast<char**>(palloc0(sizeof(char*) * (trigger->tgnargs + 1)));
-            for (int a = 0; a < trigger->tgnargs; ++a)
-                result.arguments[a] = pstrdup(trigger->tgargs[a]);
-        }
-        table_close(relation, AccessShareLock);
-        return result;
-    });
-    if (!found.found)
-        throw Error(ERRCODE_UNDEFINED_OBJECT, "trigger with OID " + std::to_string(trigger_oid) + " does not exist");
-
-    TriggerDefinition definition;
-    definition.guard = RUNNING_BALANCE_GUARD;
-    definition.trigger_name = NameStr(found.name);
-    definition.table_name = relation_name(found.relid);
-    definition.trigger_type = found.type;
-    for (int a = 0; a < found.argument_count; ++a)
-        definition.arguments.emplace_back(found.arguments[a]);
-    definition.columns = nullptr;
-    const RunningBalanceArguments arguments = parse_running_balance_arguments(definition);
-
-    // (amount name, balance name, groups name[], seq name, initial text)
-    std::vector<Datum> groups;
-    for (const std::string& group : arguments.groups)
-        groups.push_back(pg_call([&] { return CStringGetDatum(pstrdup(group.c_str())); }));
-    const Datum amount_name = pg_call([&] { return CStringGetDatum(pstrdup(arguments.amount.c_str())); });
-    const Datum balance_name = pg_call([&] { return CStringGetDatum(pstrdup(arguments.balance.c_str())); });
-    const Datum seq_name = pg_call([&] { return CStringGetDatum(pstrdup(arguments.seq.c_str())); });
-    const std::string& initial = arguments.initial;
-    const int group_count = static_cast<int>(groups.size());
-    const Datum* group_names = groups.data();
-    return pg_call([&] {
-        TupleDesc descriptor = nullptr;
-        if (get_call_result_type(fcinfo, nullptr, &descriptor) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "running_balance_layout must return a composite type");
-        Datum* name_datums = static_cast<Datum*>(palloc(sizeof(Datum) * (group_count > 0 ? group_count : 1)));
-        for (int g = 0; g < group_count; ++g)
-            name_datums[g] = DirectFunctionCall1(namein, group_names[g]);
-        ArrayType* group_array = construct_array(name_datums, group_count, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR);
-        Datum values[5] = {
-            DirectFunctionCall1(namein, amount_name),
-            DirectFunctionCall1(namein, balance_name),
-            PointerGetDatum(group_array),
-            DirectFunctionCall1(namein, seq_name),
-            CStringGetTextDatum(initial.c_str()),
-        };
-        bool nulls[5] = {false, false, false, false, false};
-        return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(descriptor), values, nulls));
-    });
 }
 
 extern const GuardKind RUNNING_BALANCE_KIND = {"running_balance", build_running_balance_state, describe_running_balance};

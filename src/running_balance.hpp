@@ -8,7 +8,7 @@ namespace raceguard {
 inline constexpr const char* RUNNING_BALANCE_GUARD = "raceguard.running_balance()";
 
 // What the trigger's arguments say, before anything is resolved against the
-// table: shared by the trigger and by running_balance_layout().
+// table: shared by the trigger and by raceguard.guards.
 struct RunningBalanceArguments {
     std::string amount;
     std::string balance;
@@ -22,10 +22,6 @@ struct RunningBalanceArguments {
 RunningBalanceArguments parse_running_balance_arguments(const TriggerDefinition& definition);
 
 Datum running_balance_trigger(FunctionCallInfo fcinfo);
-
-// SQL: raceguard.running_balance_layout(trigger oid): the parsed arguments of
-// a running_balance trigger, for verify_running_balance().
-Datum running_balance_layout(FunctionCallInfo fcinfo);
 
 extern const GuardKind RUNNING_BALANCE_KIND;
 

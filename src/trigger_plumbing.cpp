@@ -13,8 +13,6 @@ namespace raceguard {
 
 namespace {
 
-std::string quoted(const std::string& text) { return "\"" + text + "\""; }
-
 std::string timing_of(int16 trigger_type) {
     if (TRIGGER_FOR_BEFORE(trigger_type))
         return "BEFORE";
@@ -60,9 +58,7 @@ unsigned events_of(int16 trigger_type) {
 
 }  // namespace
 
-TriggerDefinition describe_fired_trigger(const TriggerData* trigger_data, const char* guard) {
-    const Trigger* trigger = trigger_data->tg_trigger;
-    Relation relation = trigger_data->tg_relation;
+TriggerDefinition describe_trigger(const char* guard, Relation relation, const Trigger* trigger) {
     TriggerDefinition definition;
     definition.guard = guard;
     definition.trigger_name = trigger->tgname;
@@ -75,6 +71,32 @@ TriggerDefinition describe_fired_trigger(const TriggerData* trigger_data, const 
     definition.columns = RelationGetDescr(relation);
     return definition;
 }
+
+TriggerDefinition describe_fired_trigger(const TriggerData* trigger_data, const char* guard) {
+    return describe_trigger(guard, trigger_data->tg_relation, trigger_data->tg_trigger);
+}
+
+OpenTrigger open_trigger(Oid trigger_oid) {
+    return pg_call([&] {
+        OpenTrigger result{};
+        const Oid relid = trigger_table(trigger_oid);
+        if (!OidIsValid(relid))
+            return result;
+        result.relation = table_open(relid, AccessShareLock);
+        const TriggerDesc* descriptor = result.relation->trigdesc;
+        for (int i = 0; descriptor != nullptr && i < descriptor->numtriggers; ++i)
+            if (descriptor->triggers[i].tgoid == trigger_oid)
+                result.trigger = &descriptor->triggers[i];
+        return result;
+    });
+}
+
+void close_trigger(const OpenTrigger& open) {
+    if (open.relation != nullptr)
+        pg_call([&] { table_close(open.relation, AccessShareLock); });
+}
+
+std::string quoted(const std::string& text) { return "\"" + text + "\""; }
 
 Error definition_error(const TriggerDefinition& definition, int sqlstate, const std::string& what) {
     Error error(sqlstate, "trigger " + quoted(definition.trigger_name) + " on table " +

@@ -29,7 +29,20 @@ struct TriggerDefinition {
     TupleDesc columns;  // the table's row type
 };
 
+TriggerDefinition describe_trigger(const char* guard, Relation relation, const Trigger* trigger);
 TriggerDefinition describe_fired_trigger(const TriggerData* trigger_data, const char* guard);
+
+// A trigger (by OID) as the relcache has it, with its table opened
+// (AccessShareLock); both null when there is no such trigger.
+struct OpenTrigger {
+    Relation relation;
+    const Trigger* trigger;
+};
+OpenTrigger open_trigger(Oid trigger_oid);
+void close_trigger(const OpenTrigger& open);
+
+// A name in double quotes, as messages show names.
+std::string quoted(const std::string& text);
 
 // An error about a trigger's definition: names the trigger and the table.
 Error definition_error(const TriggerDefinition& definition, int sqlstate, const std::string& what);
