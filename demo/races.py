@@ -12,8 +12,8 @@ installed (connection parameters from the PG* environment variables):
     python3 demo/races.py                  # every race
     python3 demo/races.py "lost update"    # only the named races
 
-Adding a race: subclass Race, fill in name, story and guard, implement
-setup(), run() and check(), and decorate the class with @register.
+Adding a race: subclass Race, fill in name, story, guard, tables and schema,
+implement run() and check(), and decorate the class with @register.
 """
 
 import sys
@@ -187,10 +187,19 @@ class Race:
     story = ""  # one sentence: who races whom over what
     guard = ""  # the SQL that installs the guard
 
+    tables = ()  # what setup() drops first
+    schema = ()  # the statements that (re)create them, with their rows
+    guard_is_ddl = True  # guard is SQL to run when guarded (False: it is the race's own query)
+
     def setup(self, conn, guarded):
         """(Re)creates the race's tables on conn (autocommit), with the
         raceguard trigger when guarded."""
-        raise NotImplementedError
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS " + ", ".join(self.tables))
+            for statement in self.schema:
+                cur.execute(statement)
+            if guarded and self.guard_is_ddl:
+                cur.execute(self.guard)
 
     def run(self, guarded):
         """Plays the race on fresh sessions; returns an Outcome."""
@@ -239,18 +248,12 @@ class LostUpdate(Race):
     )
     COLUMNS = ("customer", "billing_address", "payment_method", "lock_version")
 
-    def setup(self, conn, guarded):
-        with conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS orders")
-            cur.execute(
-                "CREATE TABLE orders (id int PRIMARY KEY, customer text,"
-                " billing_address text, payment_method text, lock_version int)"
-            )
-            cur.execute(
-                "INSERT INTO orders VALUES (1, 'Ada Lovelace', NULL, NULL, 1)"
-            )
-            if guarded:
-                cur.execute(self.guard)
+    tables = ("orders",)
+    schema = (
+        "CREATE TABLE orders (id int PRIMARY KEY, customer text,"
+        " billing_address text, payment_method text, lock_version int)",
+        "INSERT INTO orders VALUES (1, 'Ada Lovelace', NULL, NULL, 1)",
+    )
 
     # The consumers' code: what an ORM does for order.save().
 
@@ -397,15 +400,11 @@ class StolenClaim(Race):
     )
     AGENTS = {"agent A": 101, "agent B": 202}
 
-    def setup(self, conn, guarded):
-        with conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS conversations")
-            cur.execute(
-                "CREATE TABLE conversations (id int PRIMARY KEY, topic text, texter_id int)"
-            )
-            cur.execute("INSERT INTO conversations VALUES (1, 'refund request', NULL)")
-            if guarded:
-                cur.execute(self.guard)
+    tables = ("conversations",)
+    schema = (
+        "CREATE TABLE conversations (id int PRIMARY KEY, topic text, texter_id int)",
+        "INSERT INTO conversations VALUES (1, 'refund request', NULL)",
+    )
 
     # The agents' code: check, then claim.
 
@@ -518,19 +517,13 @@ class WrongBalance(Race):
     )
     AMOUNTS = {"service A": 10, "service B": 5}
 
-    def setup(self, conn, guarded):
-        with conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS payments")
-            cur.execute(
-                "CREATE TABLE payments (account_id int NOT NULL, amount bigint,"
-                " running_balance bigint, entry_no bigint)"
-            )
-            cur.execute("CREATE INDEX ON payments (account_id, entry_no)")
-            cur.execute(
-                "INSERT INTO payments VALUES (1, 100, 100, 1)"
-            )
-            if guarded:
-                cur.execute(self.guard)
+    tables = ("payments",)
+    schema = (
+        "CREATE TABLE payments (account_id int NOT NULL, amount bigint,"
+        " running_balance bigint, entry_no bigint)",
+        "CREATE INDEX ON payments (account_id, entry_no)",
+        "INSERT INTO payments VALUES (1, 100, 100, 1)",
+    )
 
     # The services' code: read the last balance, add, insert.
 
@@ -626,18 +619,13 @@ class DoubleInvoice(Race):
     guard = CLAIM + "  -- instead of a plain SELECT"
     INVOICES = 6
 
-    def setup(self, conn, guarded):
-        with conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS invoices, sent_emails")
-            cur.execute(
-                "CREATE TABLE invoices (id int PRIMARY KEY, customer text, status text NOT NULL)"
-            )
-            cur.execute(
-                "INSERT INTO invoices SELECT g, 'customer ' || g, 'pending'"
-                " FROM generate_series(1, %s) g",
-                (self.INVOICES,),
-            )
-            cur.execute("CREATE TABLE sent_emails (invoice_id int, server text)")
+    guard_is_ddl = False
+    tables = ("invoices", "sent_emails")
+    schema = (
+        "CREATE TABLE invoices (id int PRIMARY KEY, customer text, status text NOT NULL)",
+        f"INSERT INTO invoices SELECT g, 'customer ' || g, 'pending' FROM generate_series(1, {INVOICES}) g",
+        "CREATE TABLE sent_emails (invoice_id int, server text)",
+    )
 
     # The servers' job: pick a batch, send, mark sent, commit.
 
