@@ -196,6 +196,17 @@ ResolvedColumn resolve_column(const TriggerDefinition& definition, const std::st
         .with_hint("Column names are matched exactly as stored: lower case unless the column was created quoted.");
 }
 
+ResolvedColumn resolve_written_column(const TriggerDefinition& definition, const std::string& name) {
+    const ResolvedColumn column = resolve_column(definition, name);
+    if (TupleDescAttr(definition.columns, column.attnum - 1)->attgenerated != '\0')
+        throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
+                               "column " + quoted(name) + " is a generated column; " + definition.guard +
+                                   " writes it, and PostgreSQL would overwrite what the guard wrote")
+            .with_column(name)
+            .with_hint("Use a plain column (ALTER TABLE ... ALTER COLUMN ... DROP EXPRESSION).");
+    return column;
+}
+
 std::string type_name(Oid type) { return pg_call([&] { return format_type_be(type); }); }
 
 Error column_type_error(const TriggerDefinition& definition, const std::string& column,

@@ -92,6 +92,11 @@ struct ResolvedColumn {
 // (dropped columns included), 0A000 for a system column.
 ResolvedColumn resolve_column(const TriggerDefinition& definition, const std::string& name);
 
+// resolve_column for a column the guard writes (a version, a balance, a
+// seq): also 0A000 for a generated column, which PostgreSQL recomputes after
+// BEFORE triggers, so the guard's value would never be stored.
+ResolvedColumn resolve_written_column(const TriggerDefinition& definition, const std::string& name);
+
 // 42804 naming the column, its type and what the guard accepts.
 Error column_type_error(const TriggerDefinition& definition, const std::string& column,
                         Oid type, const char* accepted);
