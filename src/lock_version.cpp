@@ -49,10 +49,24 @@ int64 version_of(HeapTuple row, TupleDesc columns, const LockVersionState* state
     return is_null ? 0 : version_from_datum(value, state->version_type);
 }
 
+// Whether the version sits at its cached fixed offset inside this very
+// tuple. A row written before ALTER TABLE ... ADD COLUMN holds fewer
+// attributes than the table has (the added column's value lives in the
+// descriptor's missing value), and an earlier BEFORE trigger returning OLD
+// hands such a row over as the new one: there the offset is past its end.
+bool version_at_fixed_offset(HeapTuple row, Form_pg_attribute attribute) {
+    if (HeapTupleHasNulls(row) || attribute->attcacheoff < 0 ||
+        HeapTupleHeaderGetNatts(row->t_data) < attribute->attnum)
+        return false;
+    const size_t end = static_cast<size_t>(row->t_data->t_hoff) + static_cast<size_t>(attribute->attcacheoff) +
+                       static_cast<size_t>(attribute->attlen);
+    return end <= row->t_len;
+}
+
 HeapTuple with_version(HeapTuple row, TupleDesc columns, const LockVersionState* state, int64 version) {
     Datum value = version_to_datum(version, state->version_type);
     const Form_pg_attribute attribute = TupleDescAttr(columns, state->version_attnum - 1);
-    if (!HeapTupleHasNulls(row) && attribute->attcacheoff >= 0) {
+    if (version_at_fixed_offset(row, attribute)) {
         // The common case, and the bulk UPDATE's: the version sits at a fixed
         // offset (heap_getattr just worked it out), so a copy with the new
         // value written there is the modified row, without deforming and
@@ -62,6 +76,9 @@ HeapTuple with_version(HeapTuple row, TupleDesc columns, const LockVersionState*
         store_att_byval(field, value, attribute->attlen);
         return copy;
     }
+    // Anything else, the short row included: heap_modify_tuple_by_cols
+    // deforms it (missing attributes come from the descriptor) and forms a
+    // full row.
     int column = state->version_attnum;
     bool is_null = false;
     return pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 1, &column, &value, &is_null); });
