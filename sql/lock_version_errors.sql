@@ -34,6 +34,17 @@ CREATE TRIGGER accounts_xmin BEFORE INSERT ON accounts
 SELECT * FROM regress.error_of($$INSERT INTO accounts (id) VALUES (1)$$) \gx
 DROP TRIGGER accounts_xmin ON accounts;
 
+-- A generated column (0A000): PostgreSQL computes it after BEFORE triggers,
+-- so the version the guard writes would never be stored (every row would
+-- stay at the expression's value). Nothing is written.
+CREATE TABLE generated_versions (id integer, note text, lock_version integer GENERATED ALWAYS AS (1) STORED);
+INSERT INTO generated_versions (id, note) VALUES (1, 'before the trigger');
+CREATE TRIGGER generated_versions_lv BEFORE INSERT OR UPDATE ON generated_versions
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+SELECT * FROM regress.error_of($$INSERT INTO generated_versions (id) VALUES (2)$$) \gx
+SELECT sqlstate, message FROM regress.error_of($$UPDATE generated_versions SET note = 'changed'$$);
+SELECT * FROM generated_versions;
+
 -- Unsupported types (42804): text, numeric, and a domain over integer (its
 -- constraints would not be checked on the value the trigger writes).
 CREATE TRIGGER accounts_text BEFORE INSERT ON accounts

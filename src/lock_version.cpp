@@ -225,7 +225,7 @@ GuardDescription describe_lock_version(const TriggerDefinition& definition) {
 LockVersionState validate_lock_version(const TriggerDefinition& definition) {
     check_firing(definition, LOCK_VERSION_FIRING);
     const LockVersionArguments arguments = parse_lock_version_arguments(definition);
-    const ResolvedColumn column = resolve_column(definition, arguments.column);
+    const ResolvedColumn column = resolve_written_column(definition, arguments.column);
 
     LockVersionState state{};
     state.version_attnum = column.attnum;
