@@ -129,4 +129,16 @@ SET session_replication_role = replica;
 SELECT sqlstate FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders
     FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('nope')$$);
 RESET session_replication_role;
+
+-- With check_function_bodies off, as pg_dump and pg_restore set it, the
+-- migration-time check warns instead of refusing: a restore recreates every
+-- trigger it dumped, broken ones included, and check_guards() reports them.
+SET check_function_bodies = off;
+CREATE TRIGGER restored_broken BEFORE UPDATE ON shop.orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('no_such_column');
+ALTER TABLE shop.orders ADD CONSTRAINT orders_texter_positive CHECK (texter_id > 0);
+RESET check_function_bodies;
+SELECT trigger_name, problem FROM raceguard.check_guards() WHERE trigger_name = 'restored_broken';
+SELECT sqlstate, message FROM regress.error_of($$ALTER TABLE shop.orders ADD COLUMN extra integer$$);
+DROP TRIGGER restored_broken ON shop.orders;
 DROP SCHEMA shop CASCADE;

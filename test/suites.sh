@@ -55,6 +55,7 @@ stress() {
 run_suite "pg_regress and isolation specs" regress
 run_suite "pgTAP" pgtap
 run_suite "stress" stress
+run_suite "dump and restore" bash test/dump/dump_restore.sh
 
 echo
 [ $failed -eq 0 ] || echo "failed suites: ${failures[*]}"
