@@ -16,6 +16,16 @@ PG_CPPFLAGS = -isystem $(INCLUDEDIR_SERVER)
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-missing-field-initializers -fno-omit-frame-pointer
 SHLIB_LINK += -lstdc++
 
+# make SANITIZE=1: built with AddressSanitizer and UndefinedBehaviorSanitizer
+# for test/sanitize.sh (the server must preload libasan to load it). No
+# bitcode then: JIT-inlined instrumented code would need the sanitizer runtime.
+ifeq ($(SANITIZE),1)
+SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+PG_CXXFLAGS += $(SANITIZE_FLAGS)
+SHLIB_LINK += $(SANITIZE_FLAGS)
+override with_llvm = no
+endif
+
 # pg_regress: sql/*.sql against expected/*.out
 REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim guards
 REGRESS_OPTS = --inputdir=. --load-extension=raceguard
@@ -24,7 +34,7 @@ REGRESS_OPTS = --inputdir=. --load-extension=raceguard
 ISOLATION = helpers lock_version_echo lock_version_prebump lock_version_blind lock_version_orm immutable_once_set_claim immutable_once_set_release immutable_once_set_deferred running_balance_same_group running_balance_other_groups running_balance_repeatable_read running_balance_min_balance running_balance_idempotent claim_disjoint claim_nowait claim_lease_fencing running_balance_deadlock
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=raceguard
 
-EXTRA_CLEAN = results/ regression.diffs regression.out output_iso/ src/*.bc
+EXTRA_CLEAN = results/ regression.diffs regression.out output_iso/ src/*.bc .build-mode
 
 include $(PGXS)
 
@@ -32,3 +42,10 @@ include $(PGXS)
 COMPILE.cxx.bc += $(PG_CXXFLAGS)
 
 $(OBJS): $(wildcard src/*.hpp)
+
+# The objects remember whether they were sanitized: switching modes rebuilds them.
+BUILD_MODE = $(if $(filter 1,$(SANITIZE)),sanitize,plain)
+.build-mode: FORCE
+	@[ "$$(cat $@ 2>/dev/null)" = $(BUILD_MODE) ] || echo $(BUILD_MODE) >$@
+.PHONY: FORCE
+$(OBJS): .build-mode
