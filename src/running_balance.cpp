@@ -40,6 +40,7 @@
 // skip (the BEFORE trigger runs, the row is never inserted) would corrupt.
 #include "running_balance.hpp"
 
+#include "compat.hpp"
 #include "trigger_cache.hpp"
 
 extern "C" {
@@ -53,6 +54,7 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_opfamily.h"
 #include "common/hashfn.h"
 #include "common/int.h"
 #include "executor/executor.h"
@@ -110,8 +112,30 @@ struct LedgerPart {
     AttrNumber balance_attnum;
     AttrNumber seq_attnum;
     AttrNumber seq_index_attno;
-    FmgrInfo seq_at_least;  // the index opfamily's ">=" on seq, for a hinted scan
+    bool seq_descending;    // the index keeps seq in descending order
+    FmgrInfo seq_at_least;  // integer ">=" on seq, for a hinted scan
     IndexKey* keys;         // group_count entries
+};
+
+// An index's key columns, as find_part_index judges them.
+struct IndexShape {
+    bool plain_btree;
+    int key_count;
+    AttrNumber key_attnums[INDEX_MAX_KEYS];
+    Oid opfamilies[INDEX_MAX_KEYS];
+    Oid input_types[INDEX_MAX_KEYS];
+    Oid collations[INDEX_MAX_KEYS];
+    Oid equality_operators[INDEX_MAX_KEYS];
+    bool descending[INDEX_MAX_KEYS];
+    NameData name;
+};
+
+// A group column of one partition, as an index key must compare it.
+struct GroupColumnShape {
+    std::string name;
+    AttrNumber attnum;
+    Oid collation;
+    Oid equality_operator;  // the type's default "=", as GROUP BY uses
 };
 
 // What this backend last wrote for a group.
@@ -184,6 +208,7 @@ struct RunningBalanceState {
     int64 min_balance_integer;
     Datum initial_numeric;
     Datum min_balance_numeric;
+    bool amount_may_round;  // numeric: the balance's typmod could round an amount
     bool has_min_balance;
     int group_count;
     GroupColumn* groups;
@@ -275,6 +300,26 @@ bool looks_numeric(const std::string& text, bool allow_fraction) {
     return digits;
 }
 
+// A numeric typmod's scale. The encoding 15 introduced (an 11-bit signed
+// scale) reads every earlier typmod the same way, whose scales are 0..1000.
+int numeric_typmod_scale(int32 typmod) { return ((((typmod - VARHDRSZ) & 0x7ff) ^ 1024) - 1024); }
+
+// A column the guard reads (the amount, a group column): a generated column
+// is computed only after BEFORE triggers run, so the guard would read NULL.
+ResolvedColumn resolve_read_column(const TriggerDefinition& definition, const std::string& name) {
+    const ResolvedColumn column = resolve_column(definition, name);
+    if (TupleDescAttr(definition.columns, column.attnum - 1)->attgenerated != '\0')
+        throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
+                               "column " + quoted(name) + " is a generated column; PostgreSQL computes it after " +
+                                   definition.guard + " has run, so the guard cannot read it")
+            .with_column(name);
+    return column;
+}
+
+std::string type_name_with_typmod(Oid type, int32 typmod) {
+    return pg_call([&] { return format_type_with_typemod(type, typmod); });
+}
+
 // Parses initial= or min_balance= as a value of the balance column.
 void parse_balance_option(const TriggerDefinition& definition, const char* key, const std::string& text,
                           RunningBalanceState& state, int64* integer, Datum* numeric_value,
@@ -284,26 +329,53 @@ void parse_balance_option(const TriggerDefinition& definition, const char* key, 
         throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
                                std::string("option ") + quoted(key) + " must be " +
                                    (integer_family ? "an integer" : "a number") + " (a value of the balance column's type " +
-                                   type_name(state.balance_type) + "), not " + quoted(text));
+                                   type_name(state.balance_type) + "), not " + quoted_value(text));
     if (integer_family) {
         errno = 0;
         char* end = nullptr;
         const long long value = std::strtoll(text.c_str(), &end, 10);
         if (errno == ERANGE || value < state.balance_min || value > state.balance_max)
             throw definition_error(definition, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-                                   std::string("option ") + quoted(key) + " = " + text + " is out of range for type " +
+                                   std::string("option ") + quoted(key) + " = " + quoted_value(text) + " is out of range for type " +
                                        type_name(state.balance_type));
         *integer = value;
         return;
     }
+    // Read exactly as written, then held to the balance column's typmod: a
+    // value the column would round or cannot hold is refused, never changed.
     const int32 typmod = state.balance_typmod;
-    *numeric_value = pg_call([&] {
-        MemoryContext old = MemoryContextSwitchTo(into);
-        Datum value = DirectFunctionCall3(numeric_in, CStringGetDatum(text.c_str()), ObjectIdGetDatum(InvalidOid),
-                                          Int32GetDatum(typmod));
-        MemoryContextSwitchTo(old);
-        return value;
+    struct Parsed {
+        Datum exact;
+        Datum stored;
+    };
+    Parsed parsed{};
+    try {
+        parsed = pg_call([&] {
+            MemoryContext old = MemoryContextSwitchTo(into);
+            Parsed result{};
+            result.exact = DirectFunctionCall3(numeric_in, CStringGetDatum(text.c_str()), ObjectIdGetDatum(InvalidOid),
+                                               Int32GetDatum(-1));
+            result.stored = typmod >= 0 ? DirectFunctionCall2(numeric, result.exact, Int32GetDatum(typmod)) : result.exact;
+            MemoryContextSwitchTo(old);
+            return result;
+        });
+    } catch (const PgError& error) {
+        if (error.data->sqlerrcode != ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE)
+            throw;
+        throw definition_error(definition, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                               std::string("option ") + quoted(key) + " = " + quoted_value(text) +
+                                   " is out of range for the balance column's type " +
+                                   type_name_with_typmod(state.balance_type, typmod));
+    }
+    const bool rounded = pg_call([&] {
+        return DatumGetInt32(DirectFunctionCall2(numeric_cmp, parsed.exact, parsed.stored)) != 0;
     });
+    if (rounded)
+        throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
+                               std::string("option ") + quoted(key) + " = " + quoted_value(text) +
+                                   " has more decimal places than the balance column's type " +
+                                   type_name_with_typmod(state.balance_type, typmod) + " keeps");
+    *numeric_value = parsed.stored;
 }
 
 // Follows a cloned trigger up to the one the user created: its table is the
@@ -368,18 +440,65 @@ AttrNumber attnum_in(Oid relid, const std::string& column) {
     return pg_call([&] { return get_attnum(relid, column.c_str()); });
 }
 
+// Why an index with the right leading columns cannot serve as the chain index.
+std::string index_mismatch(const IndexShape& shape, int group_count, AttrNumber seq_attnum,
+                           const std::vector<GroupColumnShape>& groups, Oid seq_type) {
+    if (!shape.plain_btree)
+        return "it is not a plain btree index (partial, expression or another access method)";
+    if (shape.key_count < group_count + 1)
+        return "it has too few key columns";
+    bool seen[INDEX_MAX_KEYS] = {};
+    for (int k = 0; k < group_count; ++k) {
+        int position = -1;
+        for (int g = 0; g < group_count; ++g)
+            if (groups[g].attnum == shape.key_attnums[k])
+                position = g;
+        if (position < 0)
+            return "its key column " + std::to_string(k + 1) + " is not a group column";
+        if (seen[position])
+            return "it lists group column " + quoted(groups[position].name) + " more than once";
+        seen[position] = true;
+        if (shape.collations[k] != groups[position].collation)
+            return "it compares group column " + quoted(groups[position].name) +
+                   " with another collation than the column's own, so it would group other values together";
+        if (shape.equality_operators[k] != groups[position].equality_operator)
+            return "it compares group column " + quoted(groups[position].name) +
+                   " with an operator class whose equality is not the type's default";
+    }
+    if (shape.key_attnums[group_count] != seq_attnum)
+        return "its key column after the group columns is not the seq column";
+    if (shape.opfamilies[group_count] != INTEGER_BTREE_FAM_OID || shape.input_types[group_count] != seq_type)
+        return "it orders the seq column with another operator class than the integer one";
+    return "";
+}
+
 // Finds, in one partition, a valid btree index whose leading key columns are
-// the group columns (in any order) followed by seq.
+// the group columns (each once, in any order, compared as GROUP BY compares
+// them: the column's collation, the type's default equality) followed by
+// seq. Key options are allowed: DESC on seq only changes the direction the
+// last entry is read in, and no other option changes an equality match.
 LedgerPart find_part_index(const TriggerDefinition& definition, const RunningBalanceArguments& arguments,
                            const RunningBalanceState& state, Oid relid, MemoryContext into) {
     LedgerPart part{};
     part.relid = relid;
     part.balance_attnum = attnum_in(relid, arguments.balance);
     part.seq_attnum = attnum_in(relid, arguments.seq);
-    std::vector<AttrNumber> group_attnums;
-    for (const std::string& group : arguments.groups)
-        group_attnums.push_back(attnum_in(relid, group));
     const int group_count = state.group_count;
+    std::vector<GroupColumnShape> groups;
+    for (int g = 0; g < group_count; ++g) {
+        GroupColumnShape group{};
+        group.name = arguments.groups[g];
+        group.attnum = attnum_in(relid, group.name);
+        const AttrNumber attnum = group.attnum;
+        const Oid type = state.groups[g].type;
+        pg_call([&] {
+            Oid column_type = InvalidOid;
+            int32 column_typmod = -1;
+            get_atttypetypmodcoll(relid, attnum, &column_type, &column_typmod, &group.collation);
+            group.equality_operator = lookup_type_cache(type, TYPECACHE_EQ_OPR)->eq_opr;
+        });
+        groups.push_back(group);
+    }
     part.keys = pg_call([&] {
         return static_cast<IndexKey*>(MemoryContextAllocZero(into, sizeof(IndexKey) * (group_count > 0 ? group_count : 1)));
     });
@@ -390,85 +509,83 @@ LedgerPart find_part_index(const TriggerDefinition& definition, const RunningBal
         table_close(relation, NoLock);
         return list;
     });
+    std::string near_misses;
     const int index_count = list_length(indexes);
     for (int i = 0; i < index_count && !OidIsValid(part.index_relid); ++i) {
         const Oid index_relid = list_nth_oid(indexes, i);
         // Plain data out of the index's relcache entry; no C++ object lives
         // across these calls.
-        struct IndexShape {
-            bool usable;
-            int key_count;
-            AttrNumber key_attnums[INDEX_MAX_KEYS];
-            Oid opfamilies[INDEX_MAX_KEYS];
-            Oid input_types[INDEX_MAX_KEYS];
-            Oid collations[INDEX_MAX_KEYS];
-        };
         const IndexShape shape = pg_call([&] {
             IndexShape result{};
             Relation index = index_open(index_relid, AccessShareLock);
             const Form_pg_index form = index->rd_index;
-            result.usable = index->rd_rel->relam == BTREE_AM_OID && form->indisvalid && form->indisready &&
-                            heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr) &&
-                            heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr);
+            result.plain_btree = index->rd_rel->relam == BTREE_AM_OID && form->indisvalid && form->indisready &&
+                                 heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr) &&
+                                 heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr);
             result.key_count = form->indnkeyatts;
             for (int k = 0; k < result.key_count && k < INDEX_MAX_KEYS; ++k) {
                 result.key_attnums[k] = form->indkey.values[k];
                 result.opfamilies[k] = index->rd_opfamily[k];
                 result.input_types[k] = index->rd_opcintype[k];
                 result.collations[k] = index->rd_indcollation[k];
+                result.descending[k] = (index->rd_indoption[k] & INDOPTION_DESC) != 0;
+                result.equality_operators[k] = get_opfamily_member(index->rd_opfamily[k], index->rd_opcintype[k],
+                                                                   index->rd_opcintype[k], BTEqualStrategyNumber);
             }
+            namestrcpy(&result.name, RelationGetRelationName(index));
             index_close(index, NoLock);
             return result;
         });
-        if (!shape.usable || shape.key_count < group_count + 1)
+        // Only indexes that lead with the group and seq columns are candidates.
+        bool leads_with_chain_columns = shape.key_count >= group_count + 1;
+        for (int k = 0; leads_with_chain_columns && k <= group_count; ++k) {
+            bool chain_column = shape.key_attnums[k] == part.seq_attnum;
+            for (const GroupColumnShape& group : groups)
+                chain_column = chain_column || group.attnum == shape.key_attnums[k];
+            leads_with_chain_columns = chain_column;
+        }
+        if (!leads_with_chain_columns)
             continue;
-        bool matches = shape.key_attnums[group_count] == part.seq_attnum;
-        for (int k = 0; k < group_count && matches; ++k) {
-            int position = -1;
-            for (int g = 0; g < group_count; ++g)
-                if (group_attnums[g] == shape.key_attnums[k])
-                    position = g;
-            matches = position >= 0;
-            if (!matches)
-                break;
+        const std::string mismatch = index_mismatch(shape, group_count, part.seq_attnum, groups, state.seq_type);
+        if (!mismatch.empty()) {
+            near_misses += std::string(near_misses.empty() ? "" : " ") + "Index " + quoted(NameStr(shape.name)) +
+                           " cannot serve: " + mismatch + ".";
+            continue;
+        }
+        for (int k = 0; k < group_count; ++k) {
             IndexKey& key = part.keys[k];
             key.index_attno = static_cast<AttrNumber>(k + 1);
-            key.group_position = position;
+            for (int g = 0; g < group_count; ++g)
+                if (groups[g].attnum == shape.key_attnums[k])
+                    key.group_position = g;
             key.collation = shape.collations[k];
-            const Oid opfamily = shape.opfamilies[k];
-            const Oid input_type = shape.input_types[k];
-            const Oid equality_operator = pg_call([&] {
-                return get_opfamily_member(opfamily, input_type, input_type, BTEqualStrategyNumber);
-            });
-            matches = OidIsValid(equality_operator);
-            if (matches)
-                pg_call([&] { fmgr_info_cxt(get_opcode(equality_operator), &key.equality, into); });
+            const Oid equality_operator = shape.equality_operators[k];
+            pg_call([&] { fmgr_info_cxt(get_opcode(equality_operator), &key.equality, into); });
         }
-        if (matches) {
-            const Oid opfamily = shape.opfamilies[group_count];
-            const Oid input_type = shape.input_types[group_count];
-            const Oid at_least = pg_call([&] {
-                return get_opfamily_member(opfamily, input_type, input_type, BTGreaterEqualStrategyNumber);
-            });
-            matches = OidIsValid(at_least) && input_type == state.seq_type;
-            if (matches)
-                pg_call([&] { fmgr_info_cxt(get_opcode(at_least), &part.seq_at_least, into); });
-        }
-        if (matches) {
-            part.index_relid = index_relid;
-            part.seq_index_attno = static_cast<AttrNumber>(group_count + 1);
-        }
+        const Oid seq_type = state.seq_type;
+        pg_call([&] {
+            const Oid at_least = get_opfamily_member(INTEGER_BTREE_FAM_OID, seq_type, seq_type,
+                                                     BTGreaterEqualStrategyNumber);
+            fmgr_info_cxt(get_opcode(at_least), &part.seq_at_least, into);
+        });
+        part.index_relid = index_relid;
+        part.seq_index_attno = static_cast<AttrNumber>(group_count + 1);
+        part.seq_descending = shape.descending[group_count];
     }
     if (!OidIsValid(part.index_relid)) {
         std::string columns;
         for (const std::string& group : arguments.groups)
             columns += quoted(group) + ", ";
         columns += quoted(arguments.seq);
-        throw definition_error(definition, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                               std::string(definition.guard) + " needs a btree index on (" + columns + ") of " +
-                                   quoted(relation_name(relid)) + " to find each group's last entry")
-            .with_hint("CREATE UNIQUE INDEX ON " + quoted(relation_name(relid)) + " (" + columns +
-                       "); on a partitioned ledger, a plain (non-unique) index on the parent.");
+        Error error = definition_error(definition, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                                       std::string(definition.guard) + " needs a btree index on (" + columns +
+                                           ") of " + quoted(relation_name(relid)) +
+                                           " to find each group's last entry");
+        if (!near_misses.empty())
+            error.with_detail(near_misses);
+        error.with_hint("CREATE UNIQUE INDEX ON " + quoted(relation_name(relid)) + " (" + columns +
+                        "); on a partitioned ledger, a plain (non-unique) index on the parent.");
+        throw error;
     }
     return part;
 }
@@ -483,9 +600,9 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
     const RunningBalanceArguments arguments = parse_running_balance_arguments(definition);
 
     RunningBalanceState state{};
-    const ResolvedColumn amount = resolve_column(definition, arguments.amount);
-    const ResolvedColumn balance = resolve_column(definition, arguments.balance);
-    const ResolvedColumn seq = resolve_column(definition, arguments.seq);
+    const ResolvedColumn amount = resolve_read_column(definition, arguments.amount);
+    const ResolvedColumn balance = resolve_written_column(definition, arguments.balance);
+    const ResolvedColumn seq = resolve_written_column(definition, arguments.seq);
     state.amount_attnum = amount.attnum;
     state.amount_type = amount.type;
     state.balance_attnum = balance.attnum;
@@ -499,6 +616,22 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         state.balance_max = integer_type_max(balance.type);
     } else if (amount.type == NUMERICOID && balance.type == NUMERICOID) {
         state.family = Family::numeric;
+        const int32 amount_typmod = TupleDescAttr(definition.columns, amount.attnum - 1)->atttypmod;
+        const bool amount_fits = amount_typmod >= 0 && state.balance_typmod >= 0 &&
+                                 numeric_typmod_scale(amount_typmod) <= numeric_typmod_scale(state.balance_typmod);
+        if (amount_typmod >= 0 && state.balance_typmod >= 0 && !amount_fits)
+            throw definition_error(definition, ERRCODE_DATATYPE_MISMATCH,
+                                   "amount column " + quoted(arguments.amount) + " (" +
+                                       type_name_with_typmod(NUMERICOID, amount_typmod) +
+                                       ") keeps more decimal places than balance column " +
+                                       quoted(arguments.balance) + " (" +
+                                       type_name_with_typmod(NUMERICOID, state.balance_typmod) +
+                                       "), so balances would be rounded")
+                .with_column(arguments.amount)
+                .with_hint("Give the balance column at least the amount column's scale.");
+        // An unconstrained amount may have more decimal places than the
+        // balance keeps: each append checks that its balance was not rounded.
+        state.amount_may_round = state.balance_typmod >= 0 && !amount_fits;
     } else {
         const bool amount_ok = is_integer_type(amount.type) || amount.type == NUMERICOID;
         const std::string& column = amount_ok ? arguments.balance : arguments.amount;
@@ -528,7 +661,7 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
     });
     for (int g = 0; g < group_count; ++g) {
         const std::string& name = arguments.groups[g];
-        const ResolvedColumn column = resolve_column(definition, name);
+        const ResolvedColumn column = resolve_read_column(definition, name);
         if (column.attnum == amount.attnum || column.attnum == balance.attnum || column.attnum == seq.attnum)
             throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
                                    "group column " + quoted(name) + " is also the amount, balance or seq column");
@@ -626,10 +759,10 @@ void take_if_later(const RunningBalanceState* state, const LedgerPart* part, Tup
 
 // C-side: the group's last entry in one part. With a hint, only the entries
 // at or after it are read (forward: usually one); without, the scan starts
-// from the group's end (backward), and reads the group's entries on that
-// index page.
+// from the group's end (backward in the index's order, forward when it keeps
+// seq descending) and takes the first visible entry.
 void scan_part(const RunningBalanceState* state, const LedgerPart* part, const Datum* group_values,
-               const int64* hint, LastEntry* last) {
+               const int64* hint, Snapshot snapshot, LastEntry* last) {
     Relation heap = table_open(part->relid, AccessShareLock);
     Relation index = index_open(part->index_relid, AccessShareLock);
     ScanKeyData keys[INDEX_MAX_KEYS];
@@ -648,13 +781,14 @@ void scan_part(const RunningBalanceState* state, const LedgerPart* part, const D
     else  // seq IS NOT NULL: rows written around the trigger have no place in the chain
         ScanKeyEntryInitialize(&keys[state->group_count], SK_ISNULL | SK_SEARCHNOTNULL, part->seq_index_attno,
                                InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, static_cast<Datum>(0));
-    IndexScanDesc scan = index_beginscan(heap, index, SnapshotSelf, key_count, 0);
+    IndexScanDesc scan = index_beginscan(heap, index, snapshot, key_count, 0);
     index_rescan(scan, keys, key_count, nullptr, 0);
     TupleTableSlot* slot = table_slot_create(heap, nullptr);
     if (hint != nullptr) {
         while (index_getnext_slot(scan, ForwardScanDirection, slot))
             take_if_later(state, part, slot, last);
-    } else if (index_getnext_slot(scan, BackwardScanDirection, slot)) {
+    } else if (index_getnext_slot(scan, part->seq_descending ? ForwardScanDirection : BackwardScanDirection,
+                                  slot)) {
         take_if_later(state, part, slot, last);
     }
     ExecDropSingleTupleTableSlot(slot);
@@ -669,13 +803,24 @@ LastEntry find_last_entry(const RunningBalanceState* state, const Datum* group_v
     LastEntry last{};
     if (hint != nullptr) {
         for (int p = 0; p < state->part_count; ++p)
-            scan_part(state, &state->parts[p], group_values, hint, &last);
+            scan_part(state, &state->parts[p], group_values, hint, SnapshotSelf, &last);
         if (last.found)
             return last;
     }
     for (int p = 0; p < state->part_count; ++p)
-        scan_part(state, &state->parts[p], group_values, nullptr, &last);
+        scan_part(state, &state->parts[p], group_values, nullptr, SnapshotSelf, &last);
     return last;
+}
+
+// C-side: whether the transaction's snapshot sees some version of the
+// group's entry `seq`. The newest version's creator may be a later UPDATE of
+// a column outside the ledger (a memo); what matters is the append itself,
+// and every version of an entry has the same amount, balance and seq.
+bool entry_visible_to_snapshot(const RunningBalanceState* state, const Datum* group_values, int64 seq) {
+    LastEntry visible{};
+    for (int p = 0; p < state->part_count; ++p)
+        scan_part(state, &state->parts[p], group_values, &seq, GetActiveSnapshot(), &visible);
+    return visible.found && visible.seq == seq;
 }
 
 // C-side: the group key's hash (the lock key).
@@ -747,6 +892,18 @@ std::string group_key_text(const TriggerData* trigger_data, const RunningBalance
                           attnum);
 }
 
+// 23514 for an amount the ledger cannot add exactly; its value in DETAIL
+// only for a user who may read the column.
+[[noreturn]] void throw_amount_refused(const TriggerData* trigger_data, const RunningBalanceState* state,
+                                       Datum amount, const std::string& why) {
+    Error error = guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
+                                  "the amount of an append to table " + quoted(table_of(trigger_data)) + " " + why,
+                                  state->amount_attnum);
+    if (may_select_column(trigger_data->tg_relation, state->amount_attnum))
+        error.with_detail("The amount is " + value_text(amount, state->amount_type) + ".");
+    throw error;
+}
+
 std::string balance_text(const RunningBalanceState* state, Datum value) { return value_text(value, state->balance_type); }
 
 // ---- arithmetic ---------------------------------------------------------
@@ -755,6 +912,8 @@ struct NewBalance {
     Datum value;
     bool overflow;
     bool below_minimum;
+    bool previous_not_finite;  // numeric: the group's last balance is NaN or infinite
+    bool rounded;              // numeric: the balance's typmod would round the sum
 };
 
 NewBalance add_amount(const RunningBalanceState* state, Datum previous, Datum amount) {
@@ -771,21 +930,33 @@ NewBalance add_amount(const RunningBalanceState* state, Datum previous, Datum am
         result.below_minimum = state->has_min_balance && added < 0 && after < state->min_balance_integer;
         return result;
     }
+    // The amount is finite (on_insert checked). numeric_add and the typmod
+    // coercion raise 22003 on overflow; it is reported naming the column.
     const int32 typmod = state->balance_typmod;
-    // numeric_add and the typmod coercion raise 22003 themselves on overflow.
-    result.value = pg_call([&] {
-        Datum sum = DirectFunctionCall2(numeric_add, previous, amount);
-        return typmod >= 0 ? DirectFunctionCall2(numeric, sum, Int32GetDatum(typmod)) : sum;
-    });
-    if (state->has_min_balance) {
-        const Datum minimum = state->min_balance_numeric;
-        const Datum sum = result.value;
-        const bool negative = pg_call([&] {
-            return DatumGetInt32(DirectFunctionCall2(numeric_cmp, amount, DirectFunctionCall1(int4_numeric, Int32GetDatum(0)))) < 0;
+    const bool check_rounding = state->amount_may_round;
+    const bool has_minimum = state->has_min_balance;
+    const Datum minimum = state->min_balance_numeric;
+    try {
+        result = pg_call([&] {
+            NewBalance sum{};
+            const Datum exact = DirectFunctionCall2(numeric_add, previous, amount);
+            if (compat::numeric_is_special(DatumGetNumeric(exact))) {
+                sum.previous_not_finite = true;
+                return sum;
+            }
+            sum.value = typmod >= 0 ? DirectFunctionCall2(numeric, exact, Int32GetDatum(typmod)) : exact;
+            sum.rounded = check_rounding && DatumGetInt32(DirectFunctionCall2(numeric_cmp, sum.value, exact)) != 0;
+            sum.below_minimum =
+                has_minimum &&
+                DatumGetInt32(DirectFunctionCall2(numeric_cmp, amount, DirectFunctionCall1(int4_numeric, Int32GetDatum(0)))) < 0 &&
+                DatumGetInt32(DirectFunctionCall2(numeric_cmp, sum.value, minimum)) < 0;
+            return sum;
         });
-        result.below_minimum = negative && pg_call([&] {
-                                   return DatumGetInt32(DirectFunctionCall2(numeric_cmp, sum, minimum)) < 0;
-                               });
+    } catch (const PgError& error) {
+        if (error.data->sqlerrcode != ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE)
+            throw;
+        result = NewBalance{};
+        result.overflow = true;
     }
     return result;
 }
@@ -800,6 +971,9 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     const Datum amount = heap_getattr(row, state->amount_attnum, columns, &is_null);
     if (is_null)
         throw_null(trigger_data, state->amount_attnum, "an amount");
+    if (state->family == Family::numeric &&
+        pg_call([&] { return compat::numeric_is_special(DatumGetNumeric(amount)); }))
+        throw_amount_refused(trigger_data, state, amount, "is not a finite number: a running balance adds only finite amounts");
     Datum group_values[INDEX_MAX_KEYS];
     for (int g = 0; g < state->group_count; ++g) {
         group_values[g] = heap_getattr(row, state->groups[g].attnum, columns, &is_null);
@@ -853,7 +1027,11 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     tracker->expecting_insert = false;  // until this append is computed
     if (last.found && IsolationUsesXactSnapshot() && !created_by_this_transaction(last.creator)) {
         const TransactionId creator = last.creator;
-        const bool invisible = pg_call([&] { return XidInMVCCSnapshot(creator, GetActiveSnapshot()); });
+        const int64 last_seq = last.seq;
+        const bool invisible = pg_call([&] {
+            return XidInMVCCSnapshot(creator, GetActiveSnapshot()) &&
+                   !entry_visible_to_snapshot(state, group_values, last_seq);
+        });
         if (invisible) {
             Error error = table_error(trigger_data->tg_relation, ERRCODE_T_R_SERIALIZATION_FAILURE,
                                       "could not serialize an append to table " + quoted(table_of(trigger_data)) +
@@ -874,6 +1052,18 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     const NewBalance balance = add_amount(state, previous, amount);
     if (balance.overflow)
         throw_out_of_range(trigger_data, state->balance_attnum, state->balance_type);
+    if (balance.previous_not_finite)
+        throw guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
+                              "the group's last balance in table " + quoted(table_of(trigger_data)) +
+                                  " is not a finite number, so no balance can follow it",
+                              state->balance_attnum)
+            .with_hint("Rows were written with the guard bypassed; repair the chain (raceguard.verify_running_balance()).");
+    if (balance.rounded)
+        throw_amount_refused(trigger_data, state, amount,
+                             "has more decimal places than balance column " +
+                                 quoted(column_of(trigger_data, state->balance_attnum)) + " (" +
+                                 type_name_with_typmod(NUMERICOID, state->balance_typmod) +
+                                 ") keeps: the balance would be rounded");
     if (balance.below_minimum) {
         Error error = guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
                                       "append to table " + quoted(table_of(trigger_data)) +

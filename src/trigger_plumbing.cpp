@@ -98,6 +98,17 @@ void close_trigger(const OpenTrigger& open) {
 
 std::string quoted(const std::string& text) { return "\"" + text + "\""; }
 
+std::string quoted_value(const std::string& text) {
+    constexpr size_t shown = 60;
+    if (text.size() <= shown)
+        return quoted(text);
+    // Cut at a character boundary (UTF-8 continuation bytes are 10xxxxxx).
+    size_t cut = shown;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+        --cut;
+    return quoted(text.substr(0, cut) + "...") + " (" + std::to_string(text.size()) + " bytes)";
+}
+
 Error definition_error(const TriggerDefinition& definition, int sqlstate, const std::string& what) {
     Error error(sqlstate, "trigger " + quoted(definition.trigger_name) + " on table " +
                               quoted(definition.table_name) + ": " + what);

@@ -44,6 +44,10 @@ void close_trigger(const OpenTrigger& open);
 // A name in double quotes, as messages show names.
 std::string quoted(const std::string& text);
 
+// An argument's value in double quotes, cut short when it is long, so that
+// a message stays readable whatever was passed.
+std::string quoted_value(const std::string& text);
+
 // An error about a trigger's definition: names the trigger and the table.
 Error definition_error(const TriggerDefinition& definition, int sqlstate, const std::string& what);
 
