@@ -8,20 +8,37 @@
 // casts) and every identifier is quoted, so nothing planted in the caller's
 // schemas is ever called by them.
 //
+//
+// Nothing a user names can meet a name of ours: the statements introduce no
+// CTE, no alias but one chosen to differ from the table's name, and no
+// output column a user column can be named like (ctid, tableoid); the token
+// and the times are parameters, and the caller's filter and order_by may not
+// refer to parameters. The filter and order_by are checked to be one
+// expression and one ORDER BY list (check_caller_sql) and sit on lines of
+// their own, so a trailing "-- comment" in them ends where they end.
+//
 // One plan per call shape: the statement for a (function, table, filter,
 // order_by, batch, lease columns) is prepared once per backend and kept;
-// lease and token are parameters. PostgreSQL's plan cache replans it when the
-// table changes, or when the search_path or the user differs from when it was
-// planned.
+// token, expiry and the current time are parameters. PostgreSQL's plan cache
+// replans it when the table changes, or when the search_path or the user
+// differs from when it was planned.
 #include "claim.hpp"
+#include "compat.hpp"
 
 extern "C" {
+#include "access/relation.h"
 #include "access/transam.h"
 #include "access/tupconvert.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
 #include "utils/datetime.h"
+#include "utils/plancache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }
@@ -36,6 +53,7 @@ namespace {
 // The target's table, checked: a table's row type, UPDATE privilege.
 struct ClaimTarget {
     Oid relid;
+    std::string name;            // the table's own name, unquoted
     std::string qualified_name;  // quoted schema.table
 };
 
@@ -72,7 +90,7 @@ ClaimTarget claim_target(FunctionCallInfo fcinfo) {
     if (!found.may_update)
         throw Error(ERRCODE_INSUFFICIENT_PRIVILEGE,
                     "permission denied for table " + qualified + ": claiming a row locks it, which needs UPDATE privilege");
-    return ClaimTarget{found.relid, qualified};
+    return ClaimTarget{found.relid, found.name, qualified};
 }
 
 std::string quoted_identifier(const char* name) { return pg_call([&] { return quote_identifier(name); }); }
@@ -87,24 +105,23 @@ std::string lease_column(const ClaimTarget& target, FunctionCallInfo fcinfo, int
     struct Column {
         AttrNumber attnum;
         Oid type;
-        const char* table;
     };
     const Column found = pg_call([&] {
         Column result{};
         result.attnum = get_attnum(relid, column);
         if (result.attnum > 0)
             result.type = get_atttype(relid, result.attnum);
-        result.table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
         return result;
     });
-    if (found.attnum <= 0)
-        throw Error(ERRCODE_UNDEFINED_COLUMN,
-                    "column \"" + std::string(column) + "\" of table " + found.table + " does not exist")
-            .with_hint(std::string("A lease needs a ") + wanted_name + " column (" + parameter + ") on the table.");
+    const std::string where = "column \"" + std::string(column) + "\" of table " + target.qualified_name;
+    const std::string needed = std::string("A lease needs a ") + wanted_name + " column (" + parameter + ") on the table.";
+    if (found.attnum < 0)
+        throw Error(ERRCODE_FEATURE_NOT_SUPPORTED, where + " is a system column").with_hint(needed);
+    if (found.attnum == 0)
+        throw Error(ERRCODE_UNDEFINED_COLUMN, where + " does not exist").with_hint(needed);
     if (found.type != wanted_type)
         throw Error(ERRCODE_DATATYPE_MISMATCH,
-                    "column \"" + std::string(column) + "\" of table " + found.table + " has type " +
-                        type_name(found.type) + ", a lease's " + parameter + " needs " + wanted_name);
+                    where + " has type " + type_name(found.type) + ", a lease's " + parameter + " needs " + wanted_name);
     return quoted_identifier(column);
 }
 
@@ -133,20 +150,38 @@ int32 batch_argument(FunctionCallInfo fcinfo, int argument) {
     return batch;
 }
 
-Datum lease_argument(FunctionCallInfo fcinfo, int argument) {
+// When a lease ends: clock_timestamp() + lease, computed once, and refused
+// unless it is later than that clock_timestamp(). Comparing the interval
+// with zero is not enough: it counts a month as 30 days, so '1 month -29
+// days' is "positive" yet moves the clock back from a date in February.
+struct LeaseExpiry {
+    TimestampTz now;
+    TimestampTz until;
+};
+
+LeaseExpiry lease_expiry(FunctionCallInfo fcinfo, int argument) {
     const bool is_null = PG_ARGISNULL(argument);
     const Datum lease = is_null ? static_cast<Datum>(0) : PG_GETARG_DATUM(argument);
-    const bool positive = !is_null && pg_call([&] {
-        Interval zero{};
-        return DatumGetBool(DirectFunctionCall2(interval_gt, lease, IntervalPGetDatum(&zero)));
-    });
-    if (!positive) {
+    LeaseExpiry expiry{};
+    if (!is_null)
+        expiry = pg_call([&] {
+            LeaseExpiry computed{};
+            computed.now = GetCurrentTimestamp();
+            computed.until = DatumGetTimestampTz(
+                DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(computed.now), lease));
+            return computed;
+        });
+    if (is_null || !(expiry.until > expiry.now)) {
         const std::string shown =
             is_null ? std::string("<NULL>")
                     : std::string(pg_call([&] { return DatumGetCString(DirectFunctionCall1(interval_out, lease)); }));
-        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "lease must be a positive interval, not " + shown);
+        Error error(ERRCODE_INVALID_PARAMETER_VALUE, "lease must be a positive interval, not " + shown);
+        if (!is_null)
+            error.with_detail("A lease ends at clock_timestamp() + lease, which must be later than clock_timestamp(); "
+                              "months and days count as calendar months and days from now.");
+        throw error;
     }
-    return lease;
+    return expiry;
 }
 
 int64 token_argument(FunctionCallInfo fcinfo, int argument) {
@@ -161,34 +196,136 @@ std::string text_argument(FunctionCallInfo fcinfo, int argument, const char* if_
     return pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(argument)); });
 }
 
-std::string order_clause(FunctionCallInfo fcinfo, int argument) {
-    const std::string order_by = text_argument(fcinfo, argument, "");
-    return order_by.empty() ? std::string() : " ORDER BY " + order_by;
+// The caller's SQL: the filter (a condition) and order_by (an ORDER BY list,
+// or empty).
+struct CallerSql {
+    std::string filter;
+    std::string order_by;
+};
+
+CallerSql caller_sql(FunctionCallInfo fcinfo, int filter_argument, int order_argument) {
+    return CallerSql{text_argument(fcinfo, filter_argument, "true"), text_argument(fcinfo, order_argument, "")};
+}
+
+// The caller's filter, as the WHERE condition of a statement of ours. The
+// doubled parentheses keep the filter one operand even where
+// check_caller_sql has accepted it as "a) OR (b".
+std::string where_condition(const CallerSql& sql) { return "((\n" + sql.filter + "\n))"; }
+
+std::string order_clause(const CallerSql& sql) {
+    return sql.order_by.empty() ? std::string() : "\nORDER BY\n" + sql.order_by + "\n";
+}
+
+// Whether a parsed statement is the check's SELECT and nothing more: the
+// filter stayed in its WHERE and order_by in its ORDER BY.
+bool is_plain_select(const CachedPlanSource* source, bool with_order) {
+    if (source->raw_parse_tree == nullptr || !IsA(source->raw_parse_tree->stmt, SelectStmt))
+        return false;
+    const auto* select = reinterpret_cast<const SelectStmt*>(source->raw_parse_tree->stmt);
+    return select->op == SETOP_NONE && select->distinctClause == NIL && select->intoClause == nullptr &&
+           list_length(select->targetList) == 1 && list_length(select->fromClause) == 1 &&
+           select->whereClause != nullptr && select->groupClause == NIL && select->havingClause == nullptr &&
+           select->windowClause == NIL && select->valuesLists == NIL && (select->sortClause != NIL) == with_order &&
+           select->limitOffset == nullptr && select->limitCount == nullptr && list_length(select->lockingClause) == 1 &&
+           select->withClause == nullptr;
+}
+
+// Checks, before a call shape's first plan, that the filter is one
+// expression and order_by one ORDER BY list over the table's columns, and
+// that neither refers to a parameter: prepared on their own, with no
+// parameters, as "SELECT table.* FROM table WHERE (filter) ORDER BY
+// order_by FOR UPDATE", they must parse as that statement alone. (FOR UPDATE
+// makes it take the lock the claim takes anyway, and no other.) Parse errors
+// are PostgreSQL's own (42601, 42703, 42P02, ...).
+void check_caller_sql(const ClaimTarget& target, const CallerSql& sql) {
+    const auto parses_alone = [&](bool with_order) {
+        const std::string statement = "SELECT " + target.qualified_name + ".* FROM " + target.qualified_name +
+                                      " WHERE (\n" + sql.filter + "\n)" +
+                                      (with_order ? order_clause(sql) : std::string()) + " FOR UPDATE";
+        return pg_call([&] {
+            SPIPlanPtr plan = SPI_prepare(statement.c_str(), 0, nullptr);
+            if (plan == nullptr)
+                elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+            List* sources = SPI_plan_get_plan_sources(plan);
+            const bool alone = list_length(sources) == 1 &&
+                               is_plain_select(static_cast<const CachedPlanSource*>(linitial(sources)), with_order);
+            SPI_freeplan(plan);
+            return alone;
+        });
+    };
+    if (!parses_alone(false))
+        throw Error(ERRCODE_SYNTAX_ERROR, "filter must be one SQL condition")
+            .with_hint("The filter is used as WHERE (filter): it cannot close that parenthesis to add clauses or "
+                       "statements of its own.");
+    if (!sql.order_by.empty() && !parses_alone(true))
+        throw Error(ERRCODE_SYNTAX_ERROR, "order_by must be one ORDER BY list")
+            .with_hint("order_by is used as ORDER BY order_by: it cannot add LIMIT, OFFSET, FOR UPDATE or other "
+                       "clauses or statements of its own.");
 }
 
 // ---- kept plans ---------------------------------------------------------
 
 // Plans kept across calls (SPI_keepplan), by statement text, which holds
-// every part of the call shape. A backend sees
-// few call shapes; past the limit the cache starts over.
-std::unordered_map<std::string, SPIPlanPtr>& kept_plans() {
-    static std::unordered_map<std::string, SPIPlanPtr> plans;
+// every part of the call shape. A backend sees few call shapes; past the
+// limit the least recently used plans that no call is running are freed. A
+// running plan is never freed: a filter may itself call a claim, whose new
+// plans must not free the plan of the claim that runs the filter.
+struct KeptPlan {
+    SPIPlanPtr plan;
+    uint64 last_used;
+    int running;  // calls executing the plan now (nested claims)
+};
+
+std::unordered_map<std::string, KeptPlan>& kept_plans() {
+    static std::unordered_map<std::string, KeptPlan> plans;
     return plans;
 }
+uint64 plan_use_clock = 0;
 constexpr size_t MAX_KEPT_PLANS = 256;
 
-SPIPlanPtr plan_for(const std::string& statement, int parameter_count, Oid* parameter_types) {
+// A kept plan, marked running while this object lives (until the call that
+// executes it returns or unwinds). The map's nodes never move, and a running
+// entry is never erased, so the pointer stays valid.
+class RunningPlan {
+public:
+    explicit RunningPlan(KeptPlan* entry) : entry_(entry) {
+        ++entry_->running;
+        entry_->last_used = ++plan_use_clock;
+    }
+    ~RunningPlan() { --entry_->running; }
+    RunningPlan(const RunningPlan&) = delete;
+    RunningPlan& operator=(const RunningPlan&) = delete;
+    SPIPlanPtr plan() const { return entry_->plan; }
+
+private:
+    KeptPlan* entry_;
+};
+
+void evict_idle_plans(std::unordered_map<std::string, KeptPlan>& plans) {
+    while (plans.size() >= MAX_KEPT_PLANS) {
+        auto victim = plans.end();
+        for (auto entry = plans.begin(); entry != plans.end(); ++entry)
+            if (entry->second.running == 0 &&
+                (victim == plans.end() || entry->second.last_used < victim->second.last_used))
+                victim = entry;
+        if (victim == plans.end())
+            return;  // every kept plan is running (claims nested that deep): keep them all for now
+        SPIPlanPtr idle = victim->second.plan;
+        plans.erase(victim);
+        pg_call([&] { SPI_freeplan(idle); });
+    }
+}
+
+// The kept plan for a statement; `check` runs before a statement is
+// prepared for the first time.
+template <typename Check>
+KeptPlan* plan_for(const std::string& statement, int parameter_count, Oid* parameter_types, Check&& check) {
     auto& plans = kept_plans();
     const auto found = plans.find(statement);
     if (found != plans.end())
-        return found->second;
-    if (plans.size() >= MAX_KEPT_PLANS) {
-        for (auto& entry : plans) {
-            SPIPlanPtr kept = entry.second;
-            pg_call([&] { SPI_freeplan(kept); });
-        }
-        plans.clear();
-    }
+        return &found->second;
+    check();
+    evict_idle_plans(plans);
     SPIPlanPtr plan = pg_call([&] {
         SPIPlanPtr prepared = SPI_prepare(statement.c_str(), parameter_count, parameter_types);
         if (prepared == nullptr)
@@ -196,13 +333,21 @@ SPIPlanPtr plan_for(const std::string& statement, int parameter_count, Oid* para
         SPI_keepplan(prepared);
         return prepared;
     });
-    plans.emplace(statement, plan);
-    return plan;
+    try {
+        return &plans.emplace(statement, KeptPlan{plan, 0, 0}).first->second;
+    } catch (...) {
+        pg_call([&] { SPI_freeplan(plan); });
+        throw;
+    }
+}
+
+KeptPlan* plan_for(const std::string& statement, int parameter_count, Oid* parameter_types) {
+    return plan_for(statement, parameter_count, parameter_types, [] {});
 }
 
 // C-side: runs the plan and copies its rows, converted to the table's row
 // type (which may hold dropped columns), into the function's result.
-void materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, const char* nulls) {
+uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, const char* nulls) {
     auto* result_info = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
     if (result_info == nullptr || !IsA(result_info, ReturnSetInfo) ||
         (result_info->allowedModes & SFRM_Materialize) == 0)
@@ -223,7 +368,8 @@ void materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, c
     TupleConversionMap* map =
         convert_tuples_by_position(SPI_tuptable->tupdesc, stored_descriptor,
                                    "the claimed rows do not match the table's row type");
-    for (uint64 i = 0; i < SPI_processed; ++i) {
+    const uint64 rows = SPI_processed;
+    for (uint64 i = 0; i < rows; ++i) {
         HeapTuple row = SPI_tuptable->vals[i];
         tuplestore_puttuple(store, map != nullptr ? execute_attr_map_tuple(row, map) : row);
     }
@@ -231,6 +377,7 @@ void materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, c
     result_info->returnMode = SFRM_Materialize;
     result_info->setResult = store;
     result_info->setDesc = stored_descriptor;
+    return rows;
 }
 
 uint64 run_update(SPIPlanPtr plan, Datum* values, const char* nulls) {
@@ -260,20 +407,77 @@ auto with_spi(Body&& body) -> decltype(body()) {
     }
 }
 
+// ---- lease tokens -------------------------------------------------------
+
+// A token is the WAL timeline in the high bits and the next value of
+// raceguard.lease_token_seq in the low 48. A crash restarts the sequence
+// from its last WAL record on disk, so a token is handed out only once that
+// record is flushed (make_token_durable). A promoted standby may not have
+// received the primary's last records, but it writes on a new timeline, so
+// its tokens differ from every token of the old primary in the high bits.
+constexpr int TOKEN_VALUE_BITS = 48;
+constexpr int64 TOKEN_VALUE_LIMIT = int64{1} << TOKEN_VALUE_BITS;
+constexpr TimeLineID TOKEN_TIMELINE_LIMIT = 1u << (63 - TOKEN_VALUE_BITS);  // tokens stay positive
+
+struct LeaseToken {
+    int64 token;
+    Oid sequence;
+};
+
+LeaseToken take_lease_token() {
+    struct Taken {
+        Oid sequence;
+        int64 value;
+        TimeLineID timeline;
+    };
+    const Taken taken = pg_call([] {
+        Taken result{};
+        result.sequence = get_relname_relid("lease_token_seq", get_namespace_oid("raceguard", false));
+        if (!OidIsValid(result.sequence))
+            elog(ERROR, "sequence raceguard.lease_token_seq is missing");
+        result.value = nextval_internal(result.sequence, true);  // refuses on a standby, checks USAGE
+        result.timeline = compat::wal_insertion_timeline();
+        return result;
+    });
+    if (taken.value < 0 || taken.value >= TOKEN_VALUE_LIMIT || taken.timeline >= TOKEN_TIMELINE_LIMIT)
+        throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                    "lease tokens are exhausted: sequence value " + std::to_string(taken.value) + " on timeline " +
+                        std::to_string(taken.timeline))
+            .with_detail("A token holds the timeline below " + std::to_string(TOKEN_TIMELINE_LIMIT) +
+                         " and a value of raceguard.lease_token_seq below 2^48.");
+    return LeaseToken{(static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) | taken.value, taken.sequence};
+}
+
+// Flushes the WAL up to the sequence's last record, the one a restart after
+// a crash resumes from, so the token just taken cannot come back. The
+// sequence logs once per 32 values: most calls find it flushed already.
+void make_token_durable(const LeaseToken& token) {
+    const Oid sequence = token.sequence;
+    pg_call([&] {
+        Relation relation = relation_open(sequence, AccessShareLock);
+        Buffer buffer = ReadBuffer(relation, 0);
+        LockBuffer(buffer, BUFFER_LOCK_SHARE);
+        const XLogRecPtr last_record = PageGetLSN(BufferGetPage(buffer));
+        UnlockReleaseBuffer(buffer);
+        relation_close(relation, AccessShareLock);
+        XLogFlush(last_record);
+    });
+}
+
 }  // namespace
 
 Datum claim(FunctionCallInfo fcinfo) {
     const ClaimTarget target = claim_target(fcinfo);
-    const std::string filter = text_argument(fcinfo, 1, "true");
+    const CallerSql sql = caller_sql(fcinfo, 1, 3);
     const int32 batch = batch_argument(fcinfo, 2);
     // The batch is part of the statement (and of its call shape): a LIMIT
     // the planner can see lets it pick the index a hand-written claim gets.
-    const std::string statement = "SELECT " + target.qualified_name + ".* FROM " + target.qualified_name +
-                                  " WHERE (" + filter + ")" + order_clause(fcinfo, 3) + " LIMIT " +
-                                  std::to_string(batch) + " FOR UPDATE SKIP LOCKED";
+    const std::string& table = target.qualified_name;
+    const std::string statement = "SELECT " + table + ".* FROM " + table + " WHERE " + where_condition(sql) +
+                                  order_clause(sql) + " LIMIT " + std::to_string(batch) + " FOR UPDATE SKIP LOCKED";
     with_spi([&] {
-        SPIPlanPtr plan = plan_for(statement, 0, nullptr);
-        pg_call([&] { materialize_rows(fcinfo, plan, nullptr, nullptr); });
+        const RunningPlan running(plan_for(statement, 0, nullptr, [&] { check_caller_sql(target, sql); }));
+        pg_call([&] { materialize_rows(fcinfo, running.plan(), nullptr, nullptr); });
     });
     return static_cast<Datum>(0);
 }
@@ -282,27 +486,34 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     const LeaseTarget target = lease_target(fcinfo, 5);
     const std::string& token_column = target.token_column;
     const std::string& until_column = target.until_column;
-    const std::string filter = text_argument(fcinfo, 1, "true");
+    const CallerSql sql = caller_sql(fcinfo, 1, 4);
     const int32 batch = batch_argument(fcinfo, 2);
-    const Datum lease = lease_argument(fcinfo, 3);
+    const LeaseExpiry expiry = lease_expiry(fcinfo, 3);
     const std::string& table = target.table.qualified_name;
+    // The subquery's alias is the one name the statement adds next to the
+    // table's; it only has to differ from the table's own name.
+    const std::string claimed = target.table.name == "claimed" ? "claimed_rows" : "claimed";
     // Lock what is claimable (not leased, or the lease ran out; not locked),
-    // then write one new token and the expiry into exactly those rows.
+    // then write the token and the expiry into exactly those rows. The
+    // subquery returns the table's columns first, so order_by means what it
+    // means in claim() (names and positions), then ctid and tableoid, which
+    // no user column can be named.
     const std::string statement =
-        "WITH token AS (SELECT pg_catalog.nextval('raceguard.lease_token_seq'::pg_catalog.regclass) AS value),"
-        " claimable AS (SELECT tableoid AS claimed_table, ctid AS claimed_row FROM " + table +
-        " WHERE (" + filter + ") AND (" + until_column + " IS NULL OR " + until_column +
-        " OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp())" + order_clause(fcinfo, 4) +
-        " LIMIT " + std::to_string(batch) + " FOR UPDATE SKIP LOCKED)"
-        " UPDATE " + table + " SET " + token_column + " = (SELECT value FROM token), " + until_column +
-        " = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $1"
-        " FROM claimable WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) claimable.claimed_table AND " + table +
-        ".ctid OPERATOR(pg_catalog.=) claimable.claimed_row RETURNING " + table + ".*";
+        "UPDATE " + table + " SET " + token_column + " = $1, " + until_column + " = $2" +
+        " FROM (SELECT " + table + ".*, ctid, tableoid FROM " + table + " WHERE " + where_condition(sql) + " AND (" +
+        until_column + " IS NULL OR " + until_column + " OPERATOR(pg_catalog.<=) $3)" + order_clause(sql) +
+        " LIMIT " + std::to_string(batch) + " FOR UPDATE SKIP LOCKED) AS " + claimed +
+        " WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) " + claimed + ".tableoid AND " + table +
+        ".ctid OPERATOR(pg_catalog.=) " + claimed + ".ctid RETURNING " + table + ".*";
     with_spi([&] {
-        Oid types[1] = {INTERVALOID};
-        SPIPlanPtr plan = plan_for(statement, 1, types);
-        Datum values[1] = {lease};
-        pg_call([&] { materialize_rows(fcinfo, plan, values, nullptr); });
+        Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+        const RunningPlan running(plan_for(statement, 3, types, [&] { check_caller_sql(target.table, sql); }));
+        const LeaseToken token = take_lease_token();
+        Datum values[3] = {Int64GetDatum(token.token), TimestampTzGetDatum(expiry.until),
+                           TimestampTzGetDatum(expiry.now)};
+        const uint64 leased = pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr); });
+        if (leased > 0)
+            make_token_durable(token);
     });
     return static_cast<Datum>(0);
 }
@@ -312,14 +523,15 @@ namespace {
 // release_lease() and extend_lease(): one UPDATE of the rows that still
 // hold the token (fencing); returns how many it changed.
 Datum update_leased_rows(FunctionCallInfo fcinfo, const LeaseTarget& target, const std::string& assignments,
-                         const Datum* lease) {
+                         const TimestampTz* until) {
     const int64 token = token_argument(fcinfo, 1);
     const std::string statement = "UPDATE " + target.table.qualified_name + " SET " + assignments + " WHERE " +
                                   target.token_column + " OPERATOR(pg_catalog.=) $1";
     const uint64 changed = with_spi([&] {
-        Oid types[2] = {INT8OID, INTERVALOID};
-        Datum values[2] = {Int64GetDatum(token), lease != nullptr ? *lease : static_cast<Datum>(0)};
-        return run_update(plan_for(statement, lease != nullptr ? 2 : 1, types), values, nullptr);
+        Oid types[2] = {INT8OID, TIMESTAMPTZOID};
+        Datum values[2] = {Int64GetDatum(token), until != nullptr ? TimestampTzGetDatum(*until) : static_cast<Datum>(0)};
+        const RunningPlan running(plan_for(statement, until != nullptr ? 2 : 1, types));
+        return run_update(running.plan(), values, nullptr);
     });
     return Int64GetDatum(static_cast<int64>(changed));
 }
@@ -335,10 +547,8 @@ Datum release_lease(FunctionCallInfo fcinfo) {
 Datum extend_lease(FunctionCallInfo fcinfo) {
     const LeaseTarget target = lease_target(fcinfo, 3);
     token_argument(fcinfo, 1);  // a NULL token is reported before a bad lease
-    const Datum lease = lease_argument(fcinfo, 2);
-    return update_leased_rows(fcinfo, target,
-                              target.until_column + " = pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $2",
-                              &lease);
+    const LeaseExpiry expiry = lease_expiry(fcinfo, 2);
+    return update_leased_rows(fcinfo, target, target.until_column + " = $2", &expiry.until);
 }
 
 }  // namespace raceguard

@@ -6,6 +6,7 @@
 #include "pg.hpp"
 
 extern "C" {
+#include "access/xlog.h"
 #include "utils/numeric.h"
 }
 
@@ -17,6 +18,20 @@ inline bool numeric_is_special(Numeric value) {
     return numeric_is_nan(value) || numeric_is_inf(value);
 #else
     return numeric_is_nan(value);
+#endif
+}
+
+// The timeline this server writes WAL on. Only meaningful once recovery is
+// over (a standby writes no WAL); the caller has made sure of that.
+inline TimeLineID wal_insertion_timeline() {
+#if PG_VERSION_NUM >= 150000
+    return GetWALInsertionTimeLine();
+#else
+    // Before 15 each backend keeps its own copy, which RecoveryInProgress()
+    // brings up to date the first time it sees recovery over (in a backend
+    // that connected to a standby before its promotion too).
+    (void)RecoveryInProgress();
+    return ThisTimeLineID;
 #endif
 }
 
