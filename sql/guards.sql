@@ -124,6 +124,30 @@ CREATE TRIGGER cases_owner AFTER UPDATE ON shop.cases
     FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner');
 SELECT table_name, trigger_name, problem FROM raceguard.check_guards() WHERE table_name::text LIKE 'shop.cases%';
 
+-- Logical replication: a running_balance guard enabled ALWAYS or REPLICA
+-- runs on the rows a subscription applies, recomputing the publisher's
+-- balances, and stops replication at the first replicated UPDATE:
+-- check_guards() warns. lock_version and immutable_once_set enabled ALWAYS
+-- accept every change the publisher's own guard accepted: nothing to say.
+CREATE TABLE shop.mirror (account_id integer, amount bigint, balance bigint, n bigint);
+CREATE INDEX ON shop.mirror (account_id, n);
+CREATE TRIGGER mirror_balance BEFORE INSERT OR UPDATE OR DELETE ON shop.mirror
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
+CREATE TABLE shop.mirror_cases (id integer, owner integer, lock_version integer);
+CREATE TRIGGER mirror_cases_lock_version BEFORE INSERT OR UPDATE ON shop.mirror_cases
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+CREATE TRIGGER mirror_cases_owner BEFORE UPDATE ON shop.mirror_cases
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner');
+ALTER TABLE shop.mirror ENABLE ALWAYS TRIGGER mirror_balance;
+ALTER TABLE shop.mirror_cases ENABLE ALWAYS TRIGGER mirror_cases_lock_version;
+ALTER TABLE shop.mirror_cases ENABLE ALWAYS TRIGGER mirror_cases_owner;
+SELECT table_name, trigger_name, problem FROM raceguard.check_guards() WHERE table_name::text LIKE 'shop.mirror%';
+ALTER TABLE shop.mirror ENABLE REPLICA TRIGGER mirror_balance;
+SELECT table_name, trigger_name, problem FROM raceguard.check_guards() WHERE table_name::text LIKE 'shop.mirror%';
+-- As created (fires in normal sessions, not for replicated rows): all is well.
+ALTER TABLE shop.mirror ENABLE TRIGGER mirror_balance;
+SELECT count(*) AS problems FROM raceguard.check_guards() WHERE table_name::text LIKE 'shop.mirror%';
+
 -- The check runs under session_replication_role = replica too.
 SET session_replication_role = replica;
 SELECT sqlstate FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.orders

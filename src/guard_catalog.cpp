@@ -161,6 +161,18 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
             problems.push_back("warning: allow_unset=true on a table with no lock_version guard: an ORM that saves "
                                "every column can unset the column from a stale object");
     }
+    if (&kind == &RUNNING_BALANCE_KIND &&
+        (trigger->tgenabled == TRIGGER_FIRES_ALWAYS || trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA)) {
+        // The apply worker of a logical replication subscription runs as
+        // replica; the publisher's own guard has already computed every row.
+        const std::string mode = trigger->tgenabled == TRIGGER_FIRES_ALWAYS ? "ALWAYS" : "REPLICA";
+        problems.push_back("warning: ENABLE " + mode +
+                           ": the guard runs on rows applied by logical replication, where it recomputes the "
+                           "publisher's balances and seq in the order rows arrive (the initial copy is not in seq "
+                           "order) and refuses each replicated UPDATE that carries the publisher's values, which "
+                           "stops replication; on a subscriber keep the trigger as created (ALTER TABLE ... ENABLE "
+                           "TRIGGER " + std::string(trigger->tgname) + ") and append only on the publisher");
+    }
     if (&kind == &RUNNING_BALANCE_KIND) {
         for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
             const Trigger* other = &triggers->triggers[i];

@@ -43,7 +43,7 @@ check_restore() {
     if ! diff -u "$work/source.txt" "$work/target.txt"; then
         echo "FAIL $format: the restored database differs from the source"
         status=1
-    elif grep -q 'ERROR' "$log"; then
+    elif grep -qE 'ERROR:|error:' "$log"; then
         echo "FAIL $format: the restore raised errors:"
         cat "$log"
         status=1
@@ -61,7 +61,7 @@ psql_quiet -d "$source_db" -f source.sql || exit 1
 snapshot "$source_db" >"$work/source.txt" || exit 1
 # The source must hold what the test is about, or it proves nothing.
 for needed in "tickets_assignee|D" "broken_misspelt|O" "broken_no_index|O" "broken_child_gone|O" \
-              "cases_lock_version|A" "cases_owner|R" "ledger_balance|D"; do
+              "cases_lock_version|A" "cases_owner|R" "mirror_balance|A" "ledger_balance|D"; do
     grep -q "|${needed}|" "$work/source.txt" || { echo "FAIL: the source has no trigger $needed"; exit 1; }
 done
 

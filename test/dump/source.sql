@@ -40,6 +40,11 @@ ALTER TABLE app.cases ENABLE ALWAYS TRIGGER cases_lock_version;
 CREATE TRIGGER cases_owner BEFORE UPDATE ON app.cases
     FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner');
 ALTER TABLE app.cases ENABLE REPLICA TRIGGER cases_owner;
+CREATE TABLE app.mirror (account_id integer, amount bigint, balance bigint, n bigint);
+CREATE INDEX mirror_chain ON app.mirror (account_id, n);
+CREATE TRIGGER mirror_balance BEFORE INSERT OR UPDATE OR DELETE ON app.mirror
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
+ALTER TABLE app.mirror ENABLE ALWAYS TRIGGER mirror_balance;
 
 -- A disabled guard whose column was renamed since (disabled guards do not
 -- hold DDL back).
