@@ -155,7 +155,11 @@ struct SeqHint {
     int64 balance;                                   // integer family only
     Datum group_values[MAX_CACHED_GROUP_COLUMNS];    // by-value group columns only
 };
-constexpr int SEQ_HINT_SLOTS = 16384;
+// The hint table starts small and grows (to at most MAX_HINT_SLOTS) when
+// groups keep evicting each other, so a ledger costs memory by the groups a
+// backend appends to, not a fixed megabyte.
+constexpr int FIRST_HINT_SLOTS = 64;
+constexpr int MAX_HINT_SLOTS = 16384;
 
 // Knowing a group's last entry without reading it. Within one statement of
 // a transaction holding the group's lock, the only appends to the group are this
@@ -179,7 +183,9 @@ struct TableWrites {
 
 struct AppendTracker {
     MemoryContext context;          // the trigger state's, for `hints`
-    SeqHint* hints;                 // SEQ_HINT_SLOTS entries, made at the first append
+    SeqHint* hints;                 // slot_count entries, made at the first append
+    int slot_count;
+    int evictions;                  // slots taken over by another group since the table was made
     uint64 transaction_generation;  // of the epoch
     uint64 epoch;
     bool expecting_insert;          // the previous call computed an append
@@ -216,6 +222,7 @@ struct RunningBalanceState {
     int part_count;
     LedgerPart* parts;
     AppendTracker* tracker;  // written by the per-row path
+    bool uses_hints;          // one part: a partitioned ledger reads every partition anyway
     bool exact_cache_usable;  // plain (unpartitioned) ledger, integer family, by-value groups
 };
 
@@ -378,16 +385,21 @@ void parse_balance_option(const TriggerDefinition& definition, const char* key, 
     *numeric_value = parsed.stored;
 }
 
-// Follows a cloned trigger up to the one the user created: its table is the
-// ledger's root, where a partitioned ledger keeps its chains.
-Oid ledger_root(const TriggerData* trigger_data) {
+// The trigger the user created (a clone's topmost parent) and its table,
+// the ledger's root, where a partitioned ledger keeps its chains.
+struct LedgerRoot {
+    Oid trigger_oid;
+    Oid relid;
+};
+
+LedgerRoot ledger_root(const TriggerData* trigger_data) {
     const Oid firing_relid = RelationGetRelid(trigger_data->tg_relation);
+    const Oid fired_oid = trigger_data->tg_trigger->tgoid;
     if (!trigger_data->tg_trigger->tgisclone)
-        return firing_relid;
-    const Oid clone_oid = trigger_data->tg_trigger->tgoid;
+        return LedgerRoot{fired_oid, firing_relid};
     return pg_call([&] {
-        Oid trigger_oid = clone_oid;
-        Oid relid = firing_relid;
+        LedgerRoot root{fired_oid, firing_relid};
+        Oid trigger_oid = fired_oid;
         Relation triggers = table_open(TriggerRelationId, AccessShareLock);
         while (OidIsValid(trigger_oid)) {
             ScanKeyData key;
@@ -396,7 +408,7 @@ Oid ledger_root(const TriggerData* trigger_data) {
             HeapTuple tuple = systable_getnext(scan);
             if (HeapTupleIsValid(tuple)) {
                 const auto* form = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple));
-                relid = form->tgrelid;
+                root = LedgerRoot{trigger_oid, form->tgrelid};
                 trigger_oid = form->tgparentid;
             } else {
                 trigger_oid = InvalidOid;
@@ -404,7 +416,7 @@ Oid ledger_root(const TriggerData* trigger_data) {
             systable_endscan(scan);
         }
         table_close(triggers, AccessShareLock);
-        return relid;
+        return root;
     });
 }
 
@@ -686,25 +698,38 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
             pg_call([&] { fmgr_info_cxt(hash_function, &group.hash, into); });
     }
 
-    state.root_relid = ledger_root(trigger_data);
-    const std::vector<PartColumns> parts = ledger_parts(state.root_relid);
-    state.part_count = static_cast<int>(parts.size());
-    const int part_count = state.part_count;
-    state.parts = pg_call([&] {
-        return static_cast<LedgerPart*>(MemoryContextAllocZero(into, sizeof(LedgerPart) * (part_count > 0 ? part_count : 1)));
-    });
-    for (int p = 0; p < part_count; ++p) {
-        if (parts[p].relkind != RELKIND_RELATION)
-            throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
-                                   "partition " + quoted(relation_name(parts[p].relid)) +
-                                       " is not a plain table; a ledger's partitions must be indexable tables");
-        state.parts[p] = find_part_index(definition, arguments, state, parts[p].relid, into);
+    const LedgerRoot root = ledger_root(trigger_data);
+    if (root.trigger_oid != trigger_data->tg_trigger->tgoid) {
+        // A partition's clone: the ledger's parts are the root trigger's,
+        // found once for the whole ledger rather than once per partition.
+        const auto* root_state = static_cast<const RunningBalanceState*>(
+            other_trigger_state(root.trigger_oid, build_running_balance_state));
+        state.root_relid = root_state->root_relid;
+        state.part_count = root_state->part_count;
+        state.parts = root_state->parts;
+    } else {
+        state.root_relid = root.relid;
+        const std::vector<PartColumns> parts = ledger_parts(state.root_relid);
+        state.part_count = static_cast<int>(parts.size());
+        const int part_count = state.part_count;
+        state.parts = pg_call([&] {
+            return static_cast<LedgerPart*>(
+                MemoryContextAllocZero(into, sizeof(LedgerPart) * (part_count > 0 ? part_count : 1)));
+        });
+        for (int p = 0; p < part_count; ++p) {
+            if (parts[p].relkind != RELKIND_RELATION)
+                throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
+                                       "partition " + quoted(relation_name(parts[p].relid)) +
+                                           " is not a plain table; a ledger's partitions must be indexable tables");
+            state.parts[p] = find_part_index(definition, arguments, state, parts[p].relid, into);
+        }
     }
 
     state.tracker = pg_call([&] {
         return static_cast<AppendTracker*>(MemoryContextAllocZero(into, sizeof(AppendTracker)));
     });
     state.tracker->context = into;
+    state.uses_hints = state.part_count == 1;
     state.exact_cache_usable = state.family == Family::integer && state.part_count == 1 &&
                                state.parts[0].relid == RelationGetRelid(trigger_data->tg_relation) &&
                                state.group_count <= MAX_CACHED_GROUP_COLUMNS;
@@ -984,10 +1009,21 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     // Was the previous append's row inserted? Then every exact answer of
     // this epoch still holds; otherwise start a new epoch.
     AppendTracker* tracker = state->tracker;
-    if (tracker->hints == nullptr)
+    if (state->uses_hints &&
+        (tracker->hints == nullptr || (tracker->evictions > tracker->slot_count && tracker->slot_count < MAX_HINT_SLOTS))) {
+        // First append, or too many groups for the table: (re)make it. The
+        // hints and exact answers it held are forgotten (a new epoch).
+        const int slots = tracker->hints == nullptr ? FIRST_HINT_SLOTS : tracker->slot_count * 4;
+        SeqHint* const previous = tracker->hints;
         tracker->hints = pg_call([&] {
-            return static_cast<SeqHint*>(MemoryContextAllocZero(tracker->context, sizeof(SeqHint) * SEQ_HINT_SLOTS));
+            if (previous != nullptr)
+                pfree(previous);
+            return static_cast<SeqHint*>(MemoryContextAllocZero(tracker->context, sizeof(SeqHint) * slots));
         });
+        tracker->slot_count = slots;
+        tracker->evictions = 0;
+        ++tracker->epoch;
+    }
     SeqHint* const hints = tracker->hints;
     const TableWrites writes_now = counted_writes(trigger_data->tg_relation);
     const CommandId command_now = GetCurrentCommandId(false);
@@ -1004,7 +1040,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     bool known = false;
     if (state->exact_cache_usable) {
         group_hash = pg_call([&] { return group_hash_of(state, group_values); });
-        const SeqHint& slot = hints[group_hash % SEQ_HINT_SLOTS];
+        const SeqHint& slot = hints[group_hash % tracker->slot_count];
         known = slot.exact && slot.epoch == tracker->epoch && slot.group_hash == group_hash;
         for (int g = 0; known && g < state->group_count; ++g)
             known = slot.group_values[g] == group_values[g];
@@ -1020,9 +1056,9 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     if (!known)
         last = pg_call([&] {
             group_hash = lock_group(state, group_values);
-            const SeqHint& hint = hints[group_hash % SEQ_HINT_SLOTS];
-            const bool hinted = hint.valid && hint.group_hash == group_hash;
-            return find_last_entry(state, group_values, hinted ? &hint.seq : nullptr);
+            const SeqHint* hint = hints != nullptr ? &hints[group_hash % tracker->slot_count] : nullptr;
+            const bool hinted = hint != nullptr && hint->valid && hint->group_hash == group_hash;
+            return find_last_entry(state, group_values, hinted ? &hint->seq : nullptr);
         });
     tracker->expecting_insert = false;  // until this append is computed
     if (last.found && IsolationUsesXactSnapshot() && !created_by_this_transaction(last.creator)) {
@@ -1084,16 +1120,20 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     if (seq > state->seq_max)
         throw_out_of_range(trigger_data, state->seq_attnum, state->seq_type);
 
-    SeqHint& slot = hints[group_hash % SEQ_HINT_SLOTS];
-    slot.group_hash = group_hash;
-    slot.valid = true;
-    slot.seq = seq;
-    slot.exact = state->exact_cache_usable;
-    if (slot.exact) {
-        slot.epoch = tracker->epoch;
-        slot.balance = integer_from_datum(balance.value, state->balance_type);
-        for (int g = 0; g < state->group_count; ++g)
-            slot.group_values[g] = group_values[g];
+    if (hints != nullptr) {
+        SeqHint& slot = hints[group_hash % tracker->slot_count];
+        if (slot.valid && slot.group_hash != group_hash && tracker->evictions <= tracker->slot_count)
+            ++tracker->evictions;
+        slot.group_hash = group_hash;
+        slot.valid = true;
+        slot.seq = seq;
+        slot.exact = state->exact_cache_usable;
+        if (slot.exact) {
+            slot.epoch = tracker->epoch;
+            slot.balance = integer_from_datum(balance.value, state->balance_type);
+            for (int g = 0; g < state->group_count; ++g)
+                slot.group_values[g] = group_values[g];
+        }
     }
     tracker->expecting_insert = true;
     tracker->writes_before = writes_now;

@@ -6,8 +6,9 @@
 // in memory that outlives queries; fn_extra points at the hash entry so that
 // the per-row path is a pointer check. A relcache invalidation (ALTER TABLE,
 // CREATE/DROP/ALTER TRIGGER, ATTACH PARTITION, ...) marks the entries stale,
-// and the next row rebuilds them. Entries are never removed, so a pointer kept in
-// fn_extra stays valid; stale entries are rebuilt in place.
+// and the next row rebuilds them; at transaction end stale entries are freed
+// (trigger_cache.cpp says why a pointer left in fn_extra stays harmless), so
+// the cache holds only the guards in use.
 #pragma once
 
 #include "boundary.hpp"
@@ -39,6 +40,11 @@ inline const State* trigger_state(FunctionCallInfo fcinfo, const TriggerData* tr
         return static_cast<const State*>(entry->state);
     return static_cast<const State*>(trigger_state_slow(fcinfo, trigger_data, builder));
 }
+
+// Another trigger's state (by OID), built for it as if it had fired, and
+// cached like its own. Valid as long as the calling trigger's own state: an
+// invalidation makes both stale, and the caller's rebuild asks again.
+const void* other_trigger_state(Oid trigger_oid, StateBuilder builder);
 
 // Checks that the function was called by the trigger manager; 39P01 if not.
 const TriggerData* require_trigger_call(FunctionCallInfo fcinfo, const char* guard);
