@@ -56,6 +56,8 @@ run_suite "pg_regress and isolation specs" regress
 run_suite "pgTAP" pgtap
 run_suite "stress" stress
 run_suite "dump and restore" bash test/dump/dump_restore.sh
+run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
+run_suite "faults: lease tokens after a promotion" bash test/faults/claim_promotion.sh
 
 echo
 [ $failed -eq 0 ] || echo "failed suites: ${failures[*]}"
