@@ -173,6 +173,18 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
                            "stops replication; on a subscriber keep the trigger as created (ALTER TABLE ... ENABLE "
                            "TRIGGER " + std::string(trigger->tgname) + ") and append only on the publisher");
     }
+    // lock_version accepts the publisher's versions (each replicated UPDATE
+    // carries stored + 1), except on a row whose version the publisher left
+    // NULL (a row from before the guard): it writes 1 there, and the
+    // subscriber's copy then counts one ahead, silently.
+    if (&kind == &LOCK_VERSION_KIND &&
+        (trigger->tgenabled == TRIGGER_FIRES_ALWAYS || trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA))
+        problems.push_back("warning: ENABLE " +
+                           std::string(trigger->tgenabled == TRIGGER_FIRES_ALWAYS ? "ALWAYS" : "REPLICA") +
+                           ": the guard runs on rows applied by logical replication, where a row whose version "
+                           "is NULL on the publisher gets a version, and the subscriber's copy then counts one "
+                           "ahead of the publisher; on a subscriber keep the trigger as created (ALTER TABLE ... "
+                           "ENABLE TRIGGER " + std::string(trigger->tgname) + ")");
     if (&kind == &RUNNING_BALANCE_KIND) {
         for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
             const Trigger* other = &triggers->triggers[i];
