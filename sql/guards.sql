@@ -64,6 +64,17 @@ ALTER TABLE shop.orders ALTER COLUMN lock_version TYPE bigint;
 ALTER TABLE shop.orders ALTER COLUMN texter_id TYPE bigint;
 ALTER TABLE shop.orders RENAME COLUMN note TO remark;
 ALTER TABLE shop.ledger ALTER COLUMN amount TYPE numeric(14,2), ALTER COLUMN balance TYPE numeric(14,2);
+-- A write-once generated column: a BEFORE trigger sees it before PostgreSQL
+-- computes it (a change would pass unchecked), so only AFTER is accepted.
+CREATE TABLE shop.claims (id integer PRIMARY KEY, agent integer, agent_key text GENERATED ALWAYS AS ('agent-' || agent) STORED);
+INSERT INTO shop.claims (id, agent) VALUES (1, 7);
+SELECT * FROM regress.error_of($$CREATE TRIGGER claims_agent_key BEFORE UPDATE ON shop.claims
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('agent_key')$$) \gx
+CREATE TRIGGER claims_agent_key AFTER UPDATE ON shop.claims
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('agent_key');
+SELECT sqlstate, message FROM regress.error_of($$UPDATE shop.claims SET agent = 8$$);
+SELECT * FROM shop.claims;
+DROP TABLE shop.claims;
 -- An identity column is only a default: the version the guard writes is
 -- stored, so ADD GENERATED ... AS IDENTITY passes and the guard keeps counting.
 CREATE TABLE shop.tickets (id integer PRIMARY KEY, note text, lock_version integer NOT NULL);

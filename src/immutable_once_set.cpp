@@ -148,6 +148,22 @@ ImmutableOnceSetState validate_immutable_once_set(const TriggerDefinition& defin
                 throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
                                        "column \"" + name + "\" is listed more than once");
         const Form_pg_attribute attribute = TupleDescAttr(definition.columns, resolved.attnum - 1);
+        // A BEFORE trigger sees a stored generated column before PostgreSQL
+        // computes it (NEW still holds the old value), and no trigger sees a
+        // virtual one's value: a change would pass unchecked.
+        if (attribute->attgenerated != '\0') {
+            const bool stored = attribute->attgenerated == ATTRIBUTE_GENERATED_STORED;
+            if (!stored || TRIGGER_FOR_BEFORE(definition.trigger_type))
+                throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
+                                       "column " + quoted(name) +
+                                           (stored ? " is a generated column, which a BEFORE trigger sees before "
+                                                     "PostgreSQL computes it"
+                                                   : " is a virtual generated column, whose value no trigger sees") +
+                                           ", so a change to it would pass unchecked")
+                    .with_column(name)
+                    .with_hint("Fire the trigger AFTER UPDATE (it sees a STORED column's computed value), or guard "
+                               "the columns the value is computed from.");
+        }
         columns[state.column_count++] =
             WriteOnceColumn{resolved.attnum, resolved.type, attribute->attlen, attribute->attbyval};
     }
