@@ -58,6 +58,7 @@ run_suite "stress" stress
 run_suite "dump and restore" bash test/dump/dump_restore.sh
 run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
 run_suite "faults: lease tokens after a promotion" bash test/faults/claim_promotion.sh
+run_suite "fuzz: claim parameters" bash test/fuzz/claim_fuzz.sh
 
 echo
 [ $failed -eq 0 ] || echo "failed suites: ${failures[*]}"
