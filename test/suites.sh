@@ -56,6 +56,7 @@ run_suite "pg_regress and isolation specs" regress
 run_suite "pgTAP" pgtap
 run_suite "stress" stress
 run_suite "dump and restore" bash test/dump/dump_restore.sh
+run_suite "logical replication: a ledger on a subscriber" bash test/replication/subscriber.sh
 run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
 run_suite "faults: lease tokens after a promotion" bash test/faults/claim_promotion.sh
 run_suite "fuzz: claim parameters" bash test/fuzz/claim_fuzz.sh
