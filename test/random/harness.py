@@ -1,0 +1,205 @@
+"""Shared harness of the randomized tests.
+
+Seeded (RACEGUARD_SEED, printed at start, so any failure replays), bounded
+in time (RACEGUARD_RANDOM_SECONDS per test), one shape replayable alone
+(RACEGUARD_SHAPE). Connects with the PG* environment variables.
+"""
+import os
+import random
+import sys
+import threading
+import time
+
+import psycopg2
+import psycopg2.extensions
+
+# Error classes a trigger definition may be refused with: feature not
+# supported, undefined column, datatype mismatch, invalid parameter value,
+# object not in prerequisite state, numeric value out of range, trigger
+# protocol violated.
+DEFINITION_SQLSTATES = {"0A000", "42703", "42804", "22023", "55000", "22003", "39P01"}
+RETRYABLE = {"40001", "40P01"}
+
+
+class Crash(Exception):
+    """The backend died or stopped answering."""
+
+
+class Outcome:
+    """What one statement did: ok, or an error with its fields."""
+
+    def __init__(self, ok=True, sqlstate=None, message="", constraint=None, table=None, column=None,
+                 rows=None, rowcount=None):
+        self.ok = ok
+        self.sqlstate = sqlstate
+        self.message = message
+        self.constraint = constraint
+        self.table = table
+        self.column = column
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def __repr__(self):
+        if self.ok:
+            return "ok"
+        return "%s %s" % (self.sqlstate, self.message)
+
+
+class Session:
+    """One connection, with its statements logged as SQL text."""
+
+    def __init__(self, log=None, autocommit=True, name="s1", schema=None):
+        options = {"options": "-c search_path=%s,public" % schema} if schema else {}
+        self.conn = psycopg2.connect("", **options)
+        self.conn.autocommit = autocommit
+        self.pid = self.conn.get_backend_pid()
+        self.log = log if log is not None else []
+        self.name = name
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+    def text(self, sql, params=None):
+        if params is None:
+            return sql
+        with self.conn.cursor() as cur:
+            return cur.mogrify(sql, params).decode()
+
+    def run(self, sql, params=None, copy_data=None, log=True):
+        """Runs one statement; an error is returned, not raised (the
+        transaction is then aborted, as for any client). Crash if the
+        backend is gone."""
+        if log:
+            entry = self.text(sql, params)
+            if copy_data is not None:
+                entry += "\n" + copy_data + "\\."
+            self.log.append((self.name, entry))
+        try:
+            with self.conn.cursor() as cur:
+                if copy_data is not None:
+                    import io
+                    cur.copy_expert(sql, io.StringIO(copy_data))
+                else:
+                    cur.execute(sql, params)
+                rows = cur.fetchall() if cur.description is not None else None
+                return Outcome(rows=rows, rowcount=cur.rowcount)
+        except psycopg2.Error as error:
+            if error.pgcode is None:
+                raise Crash("%s: %s" % (type(error).__name__, error))
+            diag = error.diag
+            return Outcome(False, error.pgcode, diag.message_primary or str(error), diag.constraint_name,
+                           diag.table_name, diag.column_name)
+
+    def must(self, sql, params=None, log=True):
+        outcome = self.run(sql, params, log=log)
+        if not outcome.ok:
+            raise RuntimeError("setup statement failed: %s\n%s" % (outcome, self.text(sql, params)))
+        return outcome.rows
+
+    def alive(self):
+        """The backend that ran the last statement still answers."""
+        if self.conn.closed:
+            return False
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                return cur.fetchone()[0] == self.pid
+        except psycopg2.Error as error:
+            # In an aborted transaction the server answers 25P02.
+            return error.pgcode == "25P02" and self.conn.get_backend_pid() == self.pid
+
+
+class Test:
+    """Seed, time budget, counters and failures of one randomized test."""
+
+    def __init__(self, name):
+        self.name = name
+        seed_text = os.environ.get("RACEGUARD_SEED")
+        self.seed = int(seed_text) if seed_text else random.SystemRandom().randrange(1, 2**31)
+        self.budget = float(os.environ.get("RACEGUARD_RANDOM_SECONDS", "40"))
+        only = os.environ.get("RACEGUARD_SHAPE")
+        self.only_shape = int(only) if only else None
+        self.verbose = bool(os.environ.get("RACEGUARD_VERBOSE"))
+        self.started = time.monotonic()
+        self.counters = {}
+        self.failures = []
+        self.failure_kinds = set()
+        self.lock = threading.RLock()
+        print("%s: RACEGUARD_SEED=%d RACEGUARD_RANDOM_SECONDS=%g%s" % (
+            name, self.seed, self.budget,
+            "" if self.only_shape is None else " RACEGUARD_SHAPE=%d" % self.only_shape), flush=True)
+
+    def shapes(self):
+        """Yields (index, rng) until the budget is spent; each shape's rng
+        depends only on the seed and the index."""
+        if self.only_shape is not None:
+            yield self.only_shape, random.Random("%d/%d" % (self.seed, self.only_shape))
+            return
+        index = 0
+        while time.monotonic() - self.started < self.budget:
+            yield index, random.Random("%d/%d" % (self.seed, index))
+            index += 1
+
+    def count(self, key, n=1):
+        with self.lock:
+            self.counters[key] = self.counters.get(key, 0) + n
+
+    def fail(self, shape, kind, detail, sql_lines):
+        """Records a mismatch; the first of each kind is printed in full."""
+        with self.lock:
+            self.count("failures")
+            first = kind not in self.failure_kinds
+            self.failure_kinds.add(kind)
+            self.failures.append((shape, kind))
+        if not first:
+            print("FAIL [%s] shape %d (same kind as above): %s" % (kind, shape, detail.splitlines()[0]), flush=True)
+            return
+        print("=" * 72, flush=True)
+        print("FAIL [%s] %s shape %d" % (kind, self.name, shape))
+        print("replay: RACEGUARD_SEED=%d RACEGUARD_SHAPE=%d" % (self.seed, shape))
+        print(detail)
+        print("-- SQL to reproduce:")
+        for line in sql_lines:
+            print(line if line.endswith(";") or line.endswith("\\.") else line + ";")
+        print("=" * 72, flush=True)
+
+    def finish(self, summary):
+        kinds = sorted(self.failure_kinds)
+        print("%s: seed %d, %s%s" % (self.name, self.seed, summary,
+                                      "; FAILED: %s" % ", ".join(kinds) if kinds else "; ok"), flush=True)
+        sys.exit(1 if self.failures else 0)
+
+
+def render(log, sessions=False):
+    """The logged statements as SQL lines (prefixed by session when several)."""
+    lines = []
+    for name, text in log:
+        lines.append(("-- %s\n" % name if sessions else "") + text)
+    return lines
+
+
+def quote_ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def have_ci_collation(session):
+    """Creates public.ci, a case-insensitive ICU collation, when the server
+    has ICU; True if it exists."""
+    if session.must("SELECT count(*) FROM pg_collation WHERE collname = 'ci' AND collnamespace = 'public'::regnamespace",
+                    log=False)[0][0]:
+        return True
+    outcome = session.run("CREATE COLLATION public.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+                          log=False)
+    return outcome.ok or outcome.sqlstate == "42710"
+
+
+def names_trigger_and_table(outcome, trigger, table):
+    """A definition error names the trigger and the table."""
+    return trigger in outcome.message and (table in outcome.message or outcome.table == table)

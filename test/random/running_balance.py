@@ -1,0 +1,1222 @@
+"""Model-based randomized test of raceguard.running_balance().
+
+Each shape is a random ledger (amount/balance/seq types, zero to three
+group columns of several types and collations, random chain indexes with
+DESC, NULLS FIRST, other collations, duplicated keys, INCLUDE, partial or
+expression indexes, generated columns, partitioning, odd initial= and
+min_balance= values). CREATE TRIGGER may refuse a shape with a clear
+definition error; a shape it accepts gets random workloads, checked against
+a model of the chain that is computed here, independently of the guard:
+
+- one session: every statement's outcome (ok, or its SQLSTATE) and every
+  stored balance and seq are predicted exactly;
+- two deterministic REPEATABLE READ probes: an append after another
+  transaction updated a memo of the group's last entry must succeed; one
+  after another transaction appended to the group must fail with 40001;
+- several sessions at READ COMMITTED and REPEATABLE READ, retrying on
+  40001/40P01: every committed append present exactly once, nothing else.
+
+After each workload the ledger is checked in SQL (groups by the columns'
+own equality, as GROUP BY does): seq is 1..n in every group and balance =
+previous balance (or initial) + amount exactly; verify_running_balance()
+must agree. A failing single-session workload is reduced before printing.
+"""
+import copy
+import threading
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal, Context, InvalidOperation, ROUND_HALF_UP, localcontext
+
+import harness
+from harness import Session, Crash, DEFINITION_SQLSTATES, RETRYABLE
+
+TEST = None
+HAVE_CI = False
+
+INT_RANGE = {"smallint": (-2**15, 2**15 - 1), "integer": (-2**31, 2**31 - 1), "bigint": (-2**63, 2**63 - 1)}
+WIDE = Context(prec=2000)
+
+TABLE = "ledger"
+TRIGGER = "ledger_rb"
+
+
+def fam(type_name):
+    return "integer" if type_name in INT_RANGE else "numeric" if type_name.startswith("numeric") else "other"
+
+
+def typmod(type_name):
+    """(precision, scale) of numeric(p,s), or None."""
+    if "(" not in type_name:
+        return None
+    inner = type_name[type_name.index("(") + 1:-1].split(",")
+    return int(inner[0]), int(inner[1]) if len(inner) > 1 else 0
+
+
+# ---- values -------------------------------------------------------------
+
+def numeric_fit(value, type_name):
+    """The value stored into a column of this numeric type: ('ok', v),
+    ('overflow', None) or ('special', v) for NaN/Infinity."""
+    if not value.is_finite():
+        if value.is_nan():
+            return "special", value
+        return ("overflow", None) if typmod(type_name) else ("special", value)
+    mod = typmod(type_name)
+    if mod is None:
+        return "ok", value
+    precision, scale = mod
+    with localcontext(WIDE):
+        rounded = value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        if rounded != 0 and rounded.adjusted() >= precision - scale:
+            return "overflow", None
+    return "ok", rounded
+
+
+def stored_value(text, type_name):
+    """What the column stores for this input: ('ok', value) or ('error', sqlstate)."""
+    if text is None:
+        return "ok", None
+    if fam(type_name) == "integer":
+        lo, hi = INT_RANGE[type_name]
+        value = int(text)
+        return ("ok", value) if lo <= value <= hi else ("error", "22003")
+    status, value = numeric_fit(Decimal(text), type_name)
+    if status == "overflow":
+        return "error", "22003"
+    return "ok", value
+
+
+def option_value(text, balance_type):
+    """An initial=/min_balance= value: the Decimal/int if it is exactly a
+    value of the balance type, else None (it must be refused)."""
+    import re
+    if fam(balance_type) == "integer":
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            return None
+        value = int(text)
+        lo, hi = INT_RANGE[balance_type]
+        return value if lo <= value <= hi else None
+    if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", text):
+        return None
+    value = Decimal(text)
+    status, fitted = numeric_fit(value, balance_type)
+    if status != "ok" or fitted != value:
+        return None
+    return value
+
+
+def amount_text(rng, shape):
+    """A random amount (as SQL text) fitting the amount column, mostly small."""
+    t = shape["amount_type"]
+    roll = rng.random()
+    if fam(t) == "integer":
+        lo, hi = INT_RANGE[t]
+        if roll < 0.06:
+            return str(rng.choice([lo, hi, lo + 1, hi - 1, 0]))
+        if roll < 0.08:
+            return "-0"
+        return str(rng.randint(-60, 100))
+    mod = typmod(t)
+    scale = mod[1] if mod else rng.choice([0, 2, 4, 7])
+    if roll < 0.04 and mod is None:
+        return rng.choice(["NaN", "Infinity", "-Infinity"])
+    if roll < 0.07:
+        if mod:
+            digits = mod[0] - mod[1]
+            return ("-" if rng.random() < 0.5 else "") + "9" * max(digits, 0) + ("." + "9" * scale if scale else "")
+        return ("-" if rng.random() < 0.5 else "") + "9" * rng.choice([20, 40, 130]) + ".5"
+    if roll < 0.09:
+        return "-0"
+    whole = rng.randint(-60, 100)
+    if scale == 0:
+        return str(whole)
+    frac = rng.randint(0, 10**scale - 1)
+    sign = "-" if whole < 0 else ""
+    return "%s%d.%0*d" % (sign, abs(whole), scale, frac)
+
+
+# Group column types: (SQL type, collation or None, spellings(rng, key) -> text, canonical(text) -> key).
+def group_spellings():
+    def ints(rng, k):
+        return rng.choice([str(k), "0" + str(k) if k >= 0 else str(k), " %d " % k])
+
+    def texts(rng, k):
+        return "k%d" % k
+
+    def texts_ci(rng, k):
+        base = "Key%d" % k
+        return rng.choice([base, base.lower(), base.upper()])
+
+    def numerics(rng, k):
+        if k == 5:
+            return "NaN"
+        return rng.choice([str(k), "%d.0" % k, "%d.00" % k, "%de0" % k])
+
+    def uuids(rng, k):
+        u = uuid.UUID(int=k * 7919 + 1)
+        return rng.choice([str(u), str(u).upper(), "{%s}" % u, u.hex])
+
+    def bools(rng, k):
+        return rng.choice({0: ["false", "f", "no", "0"], 1: ["true", "t", "yes", "1"]}[k % 2])
+
+    def dates(rng, k):
+        d = date(2024, 1, 1) + timedelta(days=k)
+        return rng.choice([d.isoformat(), d.strftime("%Y%m%d")])
+
+    def floats(rng, k):
+        if k == 0:
+            return rng.choice(["0", "-0", "0.0", "-0.0"])
+        if k == 1:
+            return rng.choice(["NaN", "nan"])
+        if k == 2:
+            return rng.choice(["Infinity", "inf"])
+        return rng.choice([str(k), "%de0" % k, "%d.0" % k])
+
+    return {
+        "integer": ("integer", None, ints, 8),
+        "bigint": ("bigint", None, ints, 8),
+        "text_c": ("text", '"C"', texts, 6),
+        "text_ci": ("text", "public.ci", texts_ci, 5),
+        "numeric": ("numeric", None, numerics, 6),
+        "uuid": ("uuid", None, uuids, 6),
+        "boolean": ("boolean", None, bools, 2),
+        "date": ("date", None, dates, 6),
+        "float8": ("float8", None, floats, 5),
+    }
+
+
+GROUP_KINDS = group_spellings()
+SIMPLE_GROUP_KINDS = {"integer", "bigint", "text_c", "numeric", "uuid", "boolean", "date"}
+
+
+# ---- shapes -------------------------------------------------------------
+
+def make_shape(rng, index):
+    s = {"index": index, "schema": "rb_%d" % index}
+    int_types = list(INT_RANGE)
+    num_types = ["numeric", "numeric(12,2)", "numeric(20,4)", "numeric(6,2)", "numeric(30,0)", "numeric(38,10)"]
+    roll = rng.random()
+    if roll < 0.45:
+        s["amount_type"], s["balance_type"] = rng.choice(int_types), rng.choice(int_types)
+    elif roll < 0.93:
+        s["amount_type"], s["balance_type"] = rng.choice(num_types), rng.choice(num_types)
+    else:
+        s["amount_type"], s["balance_type"] = rng.choice([("integer", "numeric"), ("numeric", "bigint"),
+                                                          ("real", "real"), ("money", "money")])
+    s["seq_type"] = rng.choice(int_types) if rng.random() < 0.95 else rng.choice(["numeric", "text"])
+    kinds = [k for k in GROUP_KINDS if HAVE_CI or k != "text_ci"]
+    s["groups"] = [rng.choice(kinds) for _ in range(rng.choice([0, 1, 1, 1, 2, 2, 3]))]
+    s["partitioned"] = rng.random() < 0.3
+    if s["partitioned"]:
+        s["partition_kind"] = rng.choice(["range", "list"])
+        s["partitions"] = rng.randint(1, 5)
+        s["default_partition"] = rng.random() < 0.4
+    # Generated columns: the ledger's own (must be refused) or an unrelated one.
+    gen_roll = rng.random()
+    s["generated"] = (rng.choice(["balance", "seq", "amount", "group"]) if gen_roll < 0.08
+                      else "other" if gen_roll < 0.2 else None)
+    if s["generated"] == "group" and not s["groups"]:
+        s["generated"] = "other"
+    # Options.
+    numeric_balance = fam(s["balance_type"]) == "numeric"
+    odd = ["0", "-0", "+7", "007", "-100", "1.", ".5", "0.125", "1e3", " 5", "5 ", "NaN", "", "abc", "--1",
+           "99999999999999999999999999", "-9223372036854775808", "9223372036854775807", "9223372036854775808",
+           "32767", "32768", "-32769", "2147483648", "1.5", "10000.00", "9999.99", "-0.001"]
+    s["initial"] = None
+    if rng.random() < 0.4:
+        s["initial"] = rng.choice(odd) if rng.random() < 0.5 else str(rng.randint(-50, 200))
+    s["min_balance"] = None
+    if rng.random() < 0.45:
+        s["min_balance"] = rng.choice(odd) if rng.random() < 0.3 else str(rng.choice([0, 0, -20, 10]))
+    s["option_order"] = rng.random()
+    s["indexes"] = make_indexes(rng, s)
+    s["unique_idem"] = True
+    # Is this the documented happy case, which must be accepted?
+    amount_mod, balance_mod = typmod(s["amount_type"]), typmod(s["balance_type"])
+    types_plain = (fam(s["amount_type"]) == "integer" and fam(s["balance_type"]) == "integer") or (
+        s["amount_type"] == "numeric" and s["balance_type"] == "numeric") or (
+        amount_mod and balance_mod and amount_mod[1] <= balance_mod[1])
+    options_ok = all(v is None or option_value(v, s["balance_type"]) is not None
+                     for v in (s["initial"], s["min_balance"])) if fam(s["balance_type"]) != "other" else False
+    s["must_accept"] = bool(types_plain and s["seq_type"] in INT_RANGE and options_ok and
+                            all(g in SIMPLE_GROUP_KINDS for g in s["groups"]) and
+                            s["generated"] in (None, "other") and
+                            all(ix["plain_chain"] or not ix["chain_like"] for ix in s["indexes"]) and
+                            any(ix["plain_chain"] for ix in s["indexes"]))
+    return s
+
+
+def group_col(i):
+    return "g%d" % (i + 1)
+
+
+def make_indexes(rng, s):
+    """One to three indexes: chain indexes, mutated or not, and unrelated ones."""
+    indexes = []
+    for n in range(rng.randint(1, 3)):
+        ix = {"chain_like": True, "plain_chain": False, "unique": False, "sql": None}
+        if n > 0 and rng.random() < 0.35:
+            ix["chain_like"] = False
+            ix["kind"] = rng.choice(["memo", "hash_group", "idem_seq", "seq_only"])
+            indexes.append(ix)
+            continue
+        keys = [group_col(i) for i in range(len(s["groups"]))]
+        rng.shuffle(keys)
+        mutations = []
+        keyspecs = [[k, "", ""] for k in keys]  # name, collation, order
+        if keyspecs and rng.random() < 0.12:
+            dup = rng.choice(keyspecs)[0]
+            keyspecs.insert(rng.randint(0, len(keyspecs)), [dup, "", ""])
+            mutations.append("duplicated key")
+        keyspecs.append(["sq", "", ""])
+        for spec in keyspecs:
+            if rng.random() < 0.1:
+                spec[2] = rng.choice([" DESC", " NULLS FIRST", " DESC NULLS LAST"])
+                mutations.append("order")
+            if spec[0].startswith("g"):
+                kind = s["groups"][int(spec[0][1:]) - 1]
+                if kind.startswith("text") and rng.random() < 0.3:
+                    spec[1] = rng.choice([' COLLATE "C"', ' COLLATE "POSIX"'] + ([" COLLATE public.ci"] if HAVE_CI else []))
+                    column_collation = GROUP_KINDS[kind][1]
+                    if spec[1].split("COLLATE ")[1] != column_collation:
+                        mutations.append("collation")
+        if keyspecs and rng.random() < 0.06:
+            keyspecs.append(["memo", "", ""])  # extra trailing key: still usable
+        ix["include"] = rng.random() < 0.2
+        ix["partial"] = rng.random() < 0.08
+        ix["expression"] = bool(keys) and rng.random() < 0.06
+        if ix["partial"]:
+            mutations.append("partial")
+        if ix["expression"]:
+            mutations.append("expression")
+        ix["unique"] = not s["partitioned"] and not mutations and rng.random() < 0.6
+        ix["keyspecs"] = keyspecs
+        ix["mutations"] = mutations
+        ix["plain_chain"] = not mutations
+        indexes.append(ix)
+    return indexes
+
+
+def index_sql(s, ix, n):
+    t = TABLE
+    if not ix["chain_like"]:
+        kind = ix["kind"]
+        if kind == "memo":
+            return "CREATE INDEX ledger_x%d ON %s (memo)" % (n, t)
+        if kind == "hash_group":
+            return "CREATE INDEX ledger_x%d ON %s USING hash (%s)" % (n, t, group_col(0) if s["groups"] else "amt")
+        if kind == "idem_seq":
+            return "CREATE INDEX ledger_x%d ON %s (idem, sq)" % (n, t)
+        return "CREATE INDEX ledger_x%d ON %s (sq)" % (n, t)
+    parts = []
+    for name, collation, order in ix["keyspecs"]:
+        if ix["expression"] and name.startswith("g") and not parts:
+            kind = s["groups"][int(name[1:]) - 1]
+            parts.append("(%s::text)%s" % (name, order) if GROUP_KINDS[kind][0] != "text" else "(%s || '')%s" % (name, order))
+            continue
+        parts.append(name + collation + order)
+    sql = "CREATE %sINDEX ledger_x%d ON %s (%s)" % ("UNIQUE " if ix["unique"] else "", n, t, ", ".join(parts))
+    if ix["include"]:
+        sql += " INCLUDE (amt, bal)"
+    if ix["partial"]:
+        sql += " WHERE memo IS NOT NULL"
+    return sql
+
+
+def trigger_args(s):
+    args = ["amt", "bal"] + [group_col(i) for i in range(len(s["groups"]))]
+    options = ["seq=sq"]
+    if s["initial"] is not None:
+        options.append("initial=" + s["initial"])
+    if s["min_balance"] is not None:
+        options.append("min_balance=" + s["min_balance"])
+    if s["option_order"] < 0.5:
+        return args + options
+    return options[::-1] + args
+
+
+def shape_ddl(s):
+    """The statements that build the shape, the CREATE TRIGGER last."""
+    ddl = ["DROP SCHEMA IF EXISTS %s CASCADE" % s["schema"], "CREATE SCHEMA %s" % s["schema"],
+           "SET search_path = %s, public" % s["schema"]]
+    cols = ["id bigint NOT NULL"]
+    if s["partitioned"]:
+        cols.append("pk integer NOT NULL")
+    for i, kind in enumerate(s["groups"]):
+        sql_type, collation, _, _ = GROUP_KINDS[kind]
+        if s["generated"] == "group" and i == 0:
+            cols.append("g1_src %s%s" % (sql_type, " COLLATE " + collation if collation else ""))
+            cols.append("g1 %s%s GENERATED ALWAYS AS (g1_src) STORED" % (sql_type, " COLLATE " + collation if collation else ""))
+            continue
+        cols.append("%s %s%s" % (group_col(i), sql_type, " COLLATE " + collation if collation else ""))
+    if s["generated"] == "amount":
+        cols.append("amt_src %s" % s["amount_type"])
+        cols.append("amt %s GENERATED ALWAYS AS (amt_src) STORED" % s["amount_type"])
+    else:
+        cols.append("amt %s" % s["amount_type"])
+    cols.append("bal %s%s" % (s["balance_type"], " GENERATED ALWAYS AS (amt) STORED" if s["generated"] == "balance" else ""))
+    cols.append("sq %s%s" % (s["seq_type"], " GENERATED ALWAYS AS (1) STORED" if s["generated"] == "seq" else ""))
+    cols.append("memo text")
+    cols.append("idem text")
+    if s["generated"] == "other":
+        cols.append("memo_len integer GENERATED ALWAYS AS (length(memo)) STORED")
+    create = "CREATE TABLE %s (%s)" % (TABLE, ", ".join(cols))
+    if s["partitioned"]:
+        create += " PARTITION BY %s (pk)" % s["partition_kind"].upper()
+    ddl.append(create)
+    if s["partitioned"]:
+        n = s["partitions"]
+        for p in range(n):
+            if s["partition_kind"] == "range":
+                bound = "FROM (%d) TO (%d)" % (p * 10, (p + 1) * 10)
+            else:
+                bound = "IN (%s)" % ", ".join(str(v) for v in range(p * 10, (p + 1) * 10))
+            ddl.append("CREATE TABLE %s_p%d PARTITION OF %s FOR VALUES %s" % (TABLE, p, TABLE, bound))
+        if s["default_partition"]:
+            ddl.append("CREATE TABLE %s_pd PARTITION OF %s DEFAULT" % (TABLE, TABLE))
+        ddl.append("CREATE UNIQUE INDEX ledger_idem ON %s (idem, pk)" % TABLE)
+    else:
+        ddl.append("CREATE UNIQUE INDEX ledger_idem ON %s (idem)" % TABLE)
+    ddl.append("CREATE UNIQUE INDEX ledger_id ON %s (id%s)" % (TABLE, ", pk" if s["partitioned"] else ""))
+    for n, ix in enumerate(s["indexes"]):
+        ddl.append(index_sql(s, ix, n))
+    args = ", ".join(harness.quote_literal(a) for a in trigger_args(s))
+    ddl.append("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW "
+               "EXECUTE FUNCTION raceguard.running_balance(%s)" % (TRIGGER, TABLE, args))
+    return ddl
+
+
+def partition_key(s, idem, rng):
+    """Rows with one idempotency key always go to one partition."""
+    top = s["partitions"] * 10 + (15 if s["default_partition"] else 0)
+    if idem is not None:
+        return sum(map(ord, idem)) % top
+    return rng.randrange(top)
+
+
+# ---- the model ----------------------------------------------------------
+
+class Model:
+    """The chains as they must be: per group (canonical key), its entries."""
+
+    def __init__(self, s, initial, min_balance):
+        self.s = s
+        self.initial = initial
+        self.min_balance = min_balance
+        self.groups = {}   # key -> list of (id, amount, balance)
+        self.rows = {}     # id -> (key, seq, balance, idem)
+        self.idems = {}    # idem -> id
+
+    def snapshot(self):
+        return copy.deepcopy((self.groups, self.rows, self.idems))
+
+    def restore(self, saved):
+        self.groups, self.rows, self.idems = copy.deepcopy(saved)
+
+
+def canonical(s, values):
+    key = []
+    for kind, text in zip(s["groups"], values):
+        if text is None:
+            return None
+        t = text.strip()
+        if kind in ("integer", "bigint"):
+            key.append(int(t))
+        elif kind == "text_c":
+            key.append(text)
+        elif kind == "text_ci":
+            key.append(text.lower())
+        elif kind == "numeric":
+            key.append("NaN" if t == "NaN" else Decimal(t))
+        elif kind == "uuid":
+            key.append(uuid.UUID(t))
+        elif kind == "boolean":
+            key.append(t in ("true", "t", "yes", "1"))
+        elif kind == "date":
+            key.append(t.replace("-", ""))
+        elif kind == "float8":
+            f = float(t.replace("Infinity", "inf"))
+            key.append("NaN" if f != f else f)
+    return tuple(key)
+
+
+class Append:
+    """One row to append."""
+
+    def __init__(self, row_id, groups, amount, idem, memo, pk):
+        self.id = row_id
+        self.groups = groups
+        self.amount = amount
+        self.idem = idem
+        self.memo = memo
+        self.pk = pk
+
+
+def predict_append(model, a):
+    """('ok', balance, seq) or ('error', sqlstate) or ('either', balance, seq)
+    for a special amount the guard may accept exactly or refuse, or
+    ('reject', None) for one it must refuse with some 22xxx/23xxx error."""
+    s = model.s
+    status, amount = stored_value(a.amount, s["amount_type"])
+    if status == "error":
+        return "error", amount
+    if amount is None:
+        return "error", "23502"
+    key = canonical(s, a.groups)
+    if key is None:
+        return "error", "23502"
+    entries = model.groups.get(key, [])
+    previous = entries[-1][2] if entries else model.initial
+    seq = len(entries) + 1
+    if fam(s["balance_type"]) == "integer":
+        new = previous + amount
+        lo, hi = INT_RANGE[s["balance_type"]]
+        if not lo <= new <= hi:
+            return "error", "22003"
+        if model.min_balance is not None and amount < 0 and new < model.min_balance:
+            return "error", "23514"
+    else:
+        if isinstance(amount, Decimal) and amount.is_nan():
+            return "reject", None
+        try:
+            with localcontext(WIDE) as ctx:
+                ctx.traps[InvalidOperation] = True
+                new = previous + amount
+        except InvalidOperation:
+            return "reject", None
+        fit, fitted = numeric_fit(new, s["balance_type"])
+        if fit == "overflow":
+            return ("error", "22003") if new.is_finite() else ("reject", None)
+        if fitted != new:
+            return "reject", None  # the balance type cannot hold prev + amount exactly
+        if model.min_balance is not None and amount < 0 and new < model.min_balance:
+            return "error", "23514"
+        if not amount.is_finite() or not previous.is_finite():
+            return "either", new, seq
+    lo, hi = INT_RANGE[s["seq_type"]]
+    if seq > hi:
+        return "error", "22003"
+    return "ok", new, seq
+
+
+def apply_append(model, a, balance, seq):
+    key = canonical(model.s, a.groups)
+    model.groups.setdefault(key, []).append((a.id, a.amount, balance))
+    model.rows[a.id] = (key, seq, balance, a.idem)
+    if a.idem is not None:
+        model.idems[a.idem] = a.id
+
+
+# ---- workload -----------------------------------------------------------
+
+class Gen:
+    """Random operations for one shape."""
+
+    def __init__(self, rng, s):
+        self.rng = rng
+        self.s = s
+        self.next_id = 1
+        # Canonical groups of this shape: a few, each with several spellings.
+        self.group_pool = []
+        pool_size = rng.randint(1, 4)
+        for _ in range(pool_size):
+            self.group_pool.append([rng.randrange(GROUP_KINDS[k][3]) for k in s["groups"]])
+
+    def group_values(self, which=None):
+        keys = self.rng.choice(self.group_pool) if which is None else which
+        values = [GROUP_KINDS[k][2](self.rng, key) for k, key in zip(self.s["groups"], keys)]
+        if values and self.rng.random() < 0.03:
+            values[self.rng.randrange(len(values))] = None
+        return values
+
+    def append(self, allow_special=True, which=None):
+        rng = self.rng
+        a_text = amount_text(rng, self.s)
+        if not allow_special and a_text in ("NaN", "Infinity", "-Infinity"):
+            a_text = "1"
+        if rng.random() < 0.02:
+            a_text = None
+        idem = "k%d" % rng.randrange(12) if rng.random() < 0.3 else None
+        row_id = self.next_id
+        self.next_id += 1
+        pk = partition_key(self.s, idem, rng) if self.s["partitioned"] else None
+        return Append(row_id, self.group_values(which), a_text, idem, "m%d" % row_id, pk)
+
+    def op(self, known_ids):
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.3:
+            return ("insert", [self.append()])
+        if roll < 0.42:
+            return ("multi", [self.append(False) for _ in range(rng.randint(2, 5))])
+        if roll < 0.5:
+            return ("select", [self.append(False) for _ in range(rng.randint(1, 5))])
+        if roll < 0.58:
+            return ("copy", [self.append(False) for _ in range(rng.randint(1, 5))])
+        if roll < 0.68:
+            rows = [self.append(False) for _ in range(rng.randint(1, 3))]
+            for r in rows:
+                if r.idem is None:
+                    r.idem = "k%d" % rng.randrange(12)
+                    if self.s["partitioned"]:
+                        r.pk = partition_key(self.s, r.idem, rng)
+            action = rng.choice(["nothing", "update"])
+            if action == "update":  # one row per key in a DO UPDATE statement
+                seen = set()
+                rows = [r for r in rows if not (r.idem in seen or seen.add(r.idem))]
+            return ("upsert_" + action, rows)
+        target = rng.choice(known_ids) if known_ids and rng.random() < 0.85 else 10**6
+        if roll < 0.8:
+            return ("memo", target)
+        if roll < 0.85:
+            return ("orm_save", target)
+        if roll < 0.9:
+            return ("change_seq", target)
+        if roll < 0.93 and self.s["groups"]:
+            return ("change_group", target)
+        return ("delete", target)
+
+
+def cols_sql(s):
+    return ["id"] + (["pk"] if s["partitioned"] else []) + [group_col(i) for i in range(len(s["groups"]))] + \
+           ["amt_src" if s["generated"] == "amount" else "amt", "memo", "idem"]
+
+
+def group_insert_cols(s):
+    return [("g1_src" if s["generated"] == "group" and i == 0 else group_col(i)) for i in range(len(s["groups"]))]
+
+
+def row_values(s, a):
+    vals = [str(a.id)] + ([str(a.pk)] if s["partitioned"] else []) + list(a.groups) + [a.amount, a.memo, a.idem]
+    return vals
+
+
+def row_types(s):
+    types = ["bigint"] + (["integer"] if s["partitioned"] else [])
+    types += [GROUP_KINDS[k][0] for k in s["groups"]]
+    types += ["numeric" if fam(s["amount_type"]) != "integer" else "numeric", "text", "text"]
+    return types
+
+
+def insert_cols(s):
+    return ["id"] + (["pk"] if s["partitioned"] else []) + group_insert_cols(s) + \
+           ["amt_src" if s["generated"] == "amount" else "amt", "memo", "idem"]
+
+
+def op_sql(session, s, op):
+    """The statement(s) of one op: (sql, params, copy_data)."""
+    kind, arg = op
+    cols = ", ".join(insert_cols(s))
+    types = row_types(s)
+
+    def tuple_sql(a):
+        vals = row_values(s, a)
+        parts = []
+        for v, t in zip(vals, types):
+            parts.append(session.text("%s::" + t, (v,)))
+        return "(" + ", ".join(parts) + ")"
+
+    if kind == "insert" or kind == "multi":
+        return "INSERT INTO %s (%s) VALUES %s" % (TABLE, cols, ", ".join(tuple_sql(a) for a in arg)), None
+    if kind == "select":
+        return "INSERT INTO %s (%s) SELECT * FROM (VALUES %s) AS v ORDER BY 1" % (
+            TABLE, cols, ", ".join(tuple_sql(a) for a in arg)), None
+    if kind == "copy":
+        lines = []
+        for a in arg:
+            lines.append("\t".join("\\N" if v is None else v.replace("\\", "\\\\") for v in row_values(s, a)))
+        return "COPY %s (%s) FROM STDIN" % (TABLE, cols), "\n".join(lines) + "\n"
+    if kind.startswith("upsert"):
+        target = "(idem, pk)" if s["partitioned"] else "(idem)"
+        action = "DO NOTHING" if kind == "upsert_nothing" else "DO UPDATE SET memo = EXCLUDED.memo"
+        return "INSERT INTO %s (%s) VALUES %s ON CONFLICT %s %s" % (
+            TABLE, cols, ", ".join(tuple_sql(a) for a in arg), target, action), None
+    if kind == "memo":
+        return "UPDATE %s SET memo = memo || '+' WHERE id = %d" % (TABLE, arg), None
+    if kind == "orm_save":
+        sets = ["amt = amt", "bal = bal", "sq = sq", "memo = 'saved'"] + \
+               ["%s = %s" % (g, g) for g in group_insert_cols(s) if not g.endswith("_src") and
+                not (s["generated"] == "group" and g == "g1")]
+        if s["generated"] in ("balance", "seq", "amount"):
+            sets = [x for x in sets if not x.startswith({"balance": "bal", "seq": "sq", "amount": "amt"}[s["generated"]])]
+        return "UPDATE %s SET %s WHERE id = %d" % (TABLE, ", ".join(sets), arg), None
+    if kind == "change_seq":
+        return "UPDATE %s SET sq = sq + 1 WHERE id = %d" % (TABLE, arg), None
+    if kind == "change_group":
+        return "UPDATE %s SET g%d = g%d WHERE id = %d" % (TABLE, 1, 1, arg), None
+    if kind == "delete":
+        return "DELETE FROM %s WHERE id = %d" % (TABLE, arg), None
+    raise AssertionError(kind)
+
+
+def predict_op(model, op):
+    """('ok', rowcount) / ('error', sqlstate) / ('reject',) / ('either',) and the
+    model after success (applied by the caller through `effects`)."""
+    kind, arg = op
+    s = model.s
+    if kind in ("insert", "multi", "select", "copy", "upsert_nothing", "upsert_update"):
+        work = Model(s, model.initial, model.min_balance)
+        work.groups, work.rows, work.idems = copy.deepcopy((model.groups, model.rows, model.idems))
+        either = False
+        for a in arg:
+            p = predict_append(work, a)
+            if p[0] == "error":
+                return ("error", p[1]), None
+            if p[0] == "reject":
+                return ("reject",), None
+            if p[0] == "either":
+                either = True
+            if a.idem is not None and a.idem in work.idems:
+                if kind == "upsert_nothing" or kind == "upsert_update":
+                    continue
+                return ("error", "23505"), None
+            if a.id in work.rows:
+                return ("error", "23505"), None
+            apply_append(work, a, p[1], p[2])
+        return (("either",) if either else ("ok", None)), work
+    present = arg in model.rows
+    if kind in ("memo", "orm_save"):
+        return ("ok", 1 if present else 0), None
+    if kind == "change_group":
+        return ("ok", 1 if present else 0), None  # g1 = g1: same image, allowed
+    return (("error", "23514") if present else ("ok", 0)), None
+
+
+# ---- running a shape ----------------------------------------------------
+
+class ShapeRun:
+    def __init__(self, s, rng):
+        self.s = s
+        self.rng = rng
+        self.log = []
+        self.session = None
+
+    def build(self):
+        """Creates the shape: None if accepted, else the CREATE TRIGGER's outcome."""
+        self.session = Session(self.log, schema=self.s["schema"])
+        for sql in shape_ddl(self.s)[:-1]:
+            self.session.must(sql)
+        return self.session.run(shape_ddl(self.s)[-1])
+
+    def close(self):
+        if self.session:
+            self.session.close()
+
+
+def check_definition_error(run, outcome, where):
+    """A refusal: a definition SQLSTATE naming the trigger and the table."""
+    s = run.s
+    if outcome.sqlstate not in DEFINITION_SQLSTATES:
+        TEST.fail(s["index"], "refusal with unexpected SQLSTATE",
+                  "%s refused with %s (expected one of %s): %s" % (where, outcome.sqlstate,
+                                                                   sorted(DEFINITION_SQLSTATES), outcome.message),
+                  harness.render(run.log))
+        return False
+    if not harness.names_trigger_and_table(outcome, TRIGGER, TABLE):
+        TEST.fail(s["index"], "refusal without trigger/table name",
+                  "%s refused with %s but the message does not name trigger %s and table %s: %s" % (
+                      where, outcome.sqlstate, TRIGGER, TABLE, outcome.message), harness.render(run.log))
+        return False
+    return True
+
+
+def ledger_rows(session, s):
+    """Every row with its group (by the columns' own equality), seq, amount,
+    balance, its row number and the previous balance in its group."""
+    groups = ", ".join(group_col(i) for i in range(len(s["groups"])))
+    part = "PARTITION BY %s " % groups if groups else ""
+    sql = ("SELECT id, min(id) OVER (%s) AS grp, sq, amt::text, bal::text, "
+           "row_number() OVER (%sORDER BY sq, id) AS rn, lag(bal::text) OVER (%sORDER BY sq, id) AS prev "
+           "FROM %s ORDER BY grp, rn" % (part, part, part, TABLE))
+    return session.must(sql, log=False)
+
+
+def to_number(s, text):
+    if text is None:
+        return None
+    return int(text) if fam(s["balance_type"]) == "integer" else Decimal(text)
+
+
+def chain_problems(session, s, initial):
+    """Problems of the chains as stored: [(id, text)]."""
+    problems = []
+    rows = ledger_rows(session, s)
+    for row_id, grp, seq, amount, balance, rn, prev in rows:
+        if seq is None or seq != rn:
+            problems.append((row_id, "seq %s where %d expected" % (seq, rn)))
+        if amount is None or balance is None:
+            problems.append((row_id, "NULL amount or balance"))
+            continue
+        a, b = to_number(s, amount), to_number(s, balance)
+        p = to_number(s, prev) if prev is not None else initial
+        if isinstance(b, Decimal) and b.is_nan():
+            problems.append((row_id, "balance NaN"))
+            continue
+        try:
+            with localcontext(WIDE) as ctx:
+                ctx.traps[InvalidOperation] = True
+                expected = p + a
+        except InvalidOperation:
+            problems.append((row_id, "balance %s after %s + %s, which has no value" % (b, p, a)))
+            continue
+        if expected != b:
+            problems.append((row_id, "balance %s, expected %s + %s = %s" % (balance, p, amount, expected)))
+    return problems, len(rows)
+
+
+def verify_agrees(run, problems):
+    outcome = run.session.run("SELECT count(*) FROM raceguard.verify_running_balance('%s')" % TABLE, log=False)
+    if not outcome.ok:
+        TEST.fail(run.s["index"], "verify_running_balance error", "verify_running_balance() failed: %s" % outcome,
+                  harness.render(run.log))
+        return
+    reported = outcome.rows[0][0]
+    if (reported > 0) != bool(problems):
+        TEST.fail(run.s["index"], "verify_running_balance disagrees",
+                  "verify_running_balance() reports %d problems, the model finds %d: %s" % (
+                      reported, len(problems), problems[:3]), harness.render(run.log))
+
+
+def execute_script(s, rng_seed, script, initial, min_balance, quiet=False):
+    """Runs a single-session script against a fresh shape; returns
+    (failures [(kind, detail)], log, rows checked, statements)."""
+    import random
+    run = ShapeRun(s, random.Random(rng_seed))
+    failures = []
+    statements = 0
+    try:
+        outcome = run.build()
+        if not outcome.ok:
+            return [("shape no longer accepted", str(outcome))], run.log, 0, 0
+        session = run.session
+        model = Model(s, initial, min_balance)
+        for transaction, ending in script:
+            session.run("BEGIN")
+            committed_state = model.snapshot()
+            savepoint_state = None
+            aborted = False
+            for op in transaction:
+                if op == "SAVEPOINT":
+                    if not aborted:
+                        session.run("SAVEPOINT sp")
+                        savepoint_state = model.snapshot()
+                    continue
+                if op == "ROLLBACK TO":
+                    if savepoint_state is not None:
+                        session.run("ROLLBACK TO SAVEPOINT sp")
+                        model.restore(savepoint_state)
+                        aborted = False
+                    continue
+                if aborted:
+                    continue
+                sql, copy_data = op_sql(session, s, op)
+                prediction, after = predict_op(model, op)
+                actual = session.run(sql, copy_data=copy_data)
+                statements += 1
+                if not session.alive():
+                    raise Crash("backend %d gone after: %s" % (session.pid, sql))
+                ok = True
+                if prediction[0] == "ok":
+                    ok = actual.ok and (prediction[1] is None or actual.rowcount == prediction[1])
+                elif prediction[0] == "error":
+                    ok = not actual.ok and actual.sqlstate == prediction[1]
+                elif prediction[0] == "reject":
+                    ok = not actual.ok and actual.sqlstate[:2] in ("22", "23")
+                else:  # either
+                    ok = actual.ok or actual.sqlstate[:2] in ("22", "23")
+                if not ok:
+                    kind = "statement outcome"
+                    if prediction[0] == "reject" and actual.ok:
+                        kind = "accepted an append it cannot serve exactly"
+                    failures.append((kind, "statement: %s\n  expected %s, got %s" % (
+                        sql.splitlines()[0][:300], prediction, actual)))
+                    return failures, run.log, 0, statements
+                if actual.ok and after is not None:
+                    model.groups, model.rows, model.idems = after.groups, after.rows, after.idems
+                if not actual.ok:
+                    if savepoint_state is not None and rng_choice(run.rng):
+                        session.run("ROLLBACK TO SAVEPOINT sp")
+                        model.restore(savepoint_state)
+                    else:
+                        aborted = True
+            if aborted or ending == "ROLLBACK":
+                session.run("ROLLBACK")
+                model.restore(committed_state)
+            else:
+                c = session.run("COMMIT")
+                if not c.ok:
+                    failures.append(("commit failed", str(c)))
+                    return failures, run.log, 0, statements
+        # Every stored row as the model has it, and nothing else.
+        stored = {row[0]: row for row in ledger_rows(session, s)}
+        for row_id, (key, seq, balance, idem) in model.rows.items():
+            if row_id not in stored:
+                failures.append(("committed append missing", "row %d is not in the ledger" % row_id))
+                break
+            _, _, st_seq, st_amount, st_balance, _, _ = stored[row_id]
+            if st_seq != seq or to_number(s, st_balance) != balance:
+                failures.append(("wrong balance or seq",
+                                 "row %d (group %s): stored seq %s balance %s, expected seq %d balance %s" % (
+                                     row_id, key, st_seq, st_balance, seq, balance)))
+                break
+        extra = sorted(set(stored) - set(model.rows))
+        if extra:
+            failures.append(("rejected append present", "rows %s are in the ledger but were never committed" % extra[:5]))
+        problems, count = chain_problems(session, s, initial)
+        if problems and not failures:
+            failures.append(("chain broken", "chain problems: %s" % problems[:3]))
+        if not quiet:
+            verify_agrees(run, problems)
+        return failures, run.log, count, statements
+    finally:
+        run.close()
+
+
+def rng_choice(rng):
+    return rng.random() < 0.5
+
+
+def make_script(rng, s, gen):
+    """Transactions of random ops: [(ops, 'COMMIT'|'ROLLBACK')]."""
+    script = []
+    known = []
+    for _ in range(rng.randint(3, 10)):
+        ops = []
+        for _ in range(rng.randint(1, 4)):
+            if rng.random() < 0.12:
+                ops.append("SAVEPOINT")
+            op = gen.op(known)
+            if op[0] in ("insert", "multi", "select", "copy", "upsert_nothing", "upsert_update"):
+                known.extend(a.id for a in op[1])
+            ops.append(op)
+            if rng.random() < 0.1:
+                ops.append("ROLLBACK TO")
+        script.append((ops, "ROLLBACK" if rng.random() < 0.12 else "COMMIT"))
+    return script
+
+
+def reduce_script(s, seed, script, initial, min_balance, kind):
+    """Greedy reduction: drop transactions, then ops, while the same kind of
+    failure remains. Bounded."""
+    attempts = 0
+
+    def still_fails(candidate):
+        nonlocal attempts
+        attempts += 1
+        failures, _, _, _ = execute_script(s, seed, candidate, initial, min_balance, quiet=True)
+        return any(k == kind for k, _ in failures)
+
+    i = 0
+    while i < len(script) and attempts < 40:
+        candidate = script[:i] + script[i + 1:]
+        if candidate and still_fails(candidate):
+            script = candidate
+        else:
+            i += 1
+    t = 0
+    while t < len(script) and attempts < 70:
+        ops, ending = script[t]
+        j = 0
+        while j < len(ops) and attempts < 70:
+            candidate_ops = ops[:j] + ops[j + 1:]
+            candidate = script[:t] + [(candidate_ops, ending)] + script[t + 1:]
+            if candidate_ops and still_fails(candidate):
+                ops = candidate_ops
+                script = candidate
+            else:
+                j += 1
+        t += 1
+    return script
+
+
+# ---- deterministic REPEATABLE READ probes ------------------------------
+
+def rr_probes(run, gen, initial, min_balance):
+    """An append at REPEATABLE READ after another transaction (a) updated a
+    memo of the group's last entry: must succeed; (b) appended to the group:
+    must fail with 40001."""
+    s = run.s
+    which = gen.rng.choice(gen.group_pool)
+    other = Session(run.log, name="s2", schema=s["schema"])
+    first = Session(run.log, name="s1", schema=s["schema"])
+    try:
+        seed_row = gen.append(False, which)
+        seed_row.amount, seed_row.idem = "5", None
+        seed_row.groups = [GROUP_KINDS[k][2](gen.rng, key) for k, key in zip(s["groups"], which)]
+        sql, _ = op_sql(other, s, ("insert", [seed_row]))
+        if not other.run(sql).ok:
+            return 0
+        # (a) memo of the last entry updated after the snapshot.
+        first.must("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        first.must("SELECT count(*) FROM %s" % TABLE)
+        other.must("UPDATE %s SET memo = 'touched' WHERE id = %d" % (TABLE, seed_row.id))
+        row = gen.append(False, which)
+        row.amount, row.idem = "3", None
+        row.groups = [GROUP_KINDS[k][2](gen.rng, key) for k, key in zip(s["groups"], which)]
+        sql, _ = op_sql(first, s, ("insert", [row]))
+        outcome = first.run(sql)
+        first.run("ROLLBACK")
+        if not outcome.ok:
+            TEST.fail(s["index"], "spurious 40001 after a memo update" if outcome.sqlstate == "40001"
+                      else "REPEATABLE READ append failed",
+                      "an append at REPEATABLE READ failed with %s after another transaction only updated a memo "
+                      "column of the group's last entry: %s" % (outcome.sqlstate, outcome.message),
+                      harness.render(run.log, sessions=True)[-6:])
+        # (b) another append committed after the snapshot.
+        first.must("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        first.must("SELECT count(*) FROM %s" % TABLE)
+        row2 = gen.append(False, which)
+        row2.amount, row2.idem = "2", None
+        row2.groups = [GROUP_KINDS[k][2](gen.rng, key) for k, key in zip(s["groups"], which)]
+        sql2, _ = op_sql(other, s, ("insert", [row2]))
+        if other.run(sql2).ok:
+            row3 = gen.append(False, which)
+            row3.amount, row3.idem = "1", None
+            row3.groups = [GROUP_KINDS[k][2](gen.rng, key) for k, key in zip(s["groups"], which)]
+            sql3, _ = op_sql(first, s, ("insert", [row3]))
+            outcome = first.run(sql3)
+            if outcome.ok or outcome.sqlstate != "40001":
+                TEST.fail(s["index"], "REPEATABLE READ append on an unseen entry",
+                          "an append at REPEATABLE READ after another transaction appended to the group "
+                          "must fail with 40001, got %s" % outcome, harness.render(run.log, sessions=True)[-6:])
+        first.run("ROLLBACK")
+        return 2
+    finally:
+        first.close()
+        other.close()
+
+
+# ---- several sessions --------------------------------------------------
+
+def concurrent_workload(run, gen, initial, min_balance):
+    """Threads append (and update memos) at READ COMMITTED and REPEATABLE
+    READ, retrying on 40001/40P01; then the ledger holds exactly the
+    committed appends, in exact chains."""
+    import random
+    s = run.s
+    committed = set()
+    lock = threading.Lock()
+    errors = []
+    threads_n = run.rng.randint(2, 4)
+    groups_used = gen.group_pool[: max(1, min(len(gen.group_pool), run.rng.randint(1, 3)))]
+    # Appends made up front so that ids and amounts are the seed's.
+    plans = []
+    for t in range(threads_n):
+        plan = []
+        for _ in range(run.rng.randint(3, 8)):
+            level = run.rng.choice(["READ COMMITTED", "REPEATABLE READ"])
+            rows = []
+            for _ in range(run.rng.randint(1, 3)):
+                which = run.rng.choice(groups_used)
+                a = gen.append(False, which)
+                a.groups = [GROUP_KINDS[k][2](gen.rng, key) for k, key in zip(s["groups"], which)]
+                a.amount = str(run.rng.randint(-30, 60))
+                a.idem = None
+                if s["partitioned"]:
+                    a.pk = partition_key(s, None, gen.rng)
+                rows.append(a)
+            plan.append((level, rows, run.rng.random() < 0.15, run.rng.random() < 0.2))
+        plans.append(plan)
+    # A business rejection (min_balance) or an overflow (odd initial=): the
+    # transaction is rolled back, and the chain check below still holds.
+    allowed = {"23514", "22003"} if min_balance is not None else {"22003"}
+
+    def worker(t):
+        session = Session([], name="t%d" % t, schema=s["schema"])
+        rng = random.Random(t)
+        try:
+            for level, rows, abandon, memo in plan_of[t]:
+                for attempt in range(50):
+                    session.run("BEGIN ISOLATION LEVEL " + level)
+                    failed = None
+                    for a in rows:
+                        sql, _ = op_sql(session, s, ("insert", [a]))
+                        out = session.run(sql)
+                        if not out.ok:
+                            failed = out
+                            break
+                    if failed is None and memo:
+                        out = session.run("UPDATE %s SET memo = 'w%d' WHERE id = (SELECT max(id) FROM %s)" % (
+                            TABLE, t, TABLE))
+                        if not out.ok:
+                            failed = out
+                    if failed is None and not abandon:
+                        out = session.run("COMMIT")
+                        if out.ok:
+                            with lock:
+                                committed.update(a.id for a in rows)
+                            break
+                        failed = out
+                    session.run("ROLLBACK")
+                    if failed is None:
+                        break
+                    if failed.sqlstate in RETRYABLE:
+                        TEST.count("rb retries")
+                        continue
+                    if failed.sqlstate not in allowed:
+                        with lock:
+                            errors.append("thread %d at %s: %s" % (t, level, failed))
+                    break
+                if not session.alive():
+                    with lock:
+                        errors.append("thread %d: backend gone" % t)
+                    return
+        except Crash as crash:
+            with lock:
+                errors.append("thread %d: %s" % (t, crash))
+        finally:
+            session.close()
+        _ = rng
+
+    plan_of = plans
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+    before = {r[0] for r in ledger_rows(run.session, s)}
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    plan_text = []
+    for t, plan in enumerate(plans):
+        for level, rows, abandon, memo in plan:
+            plan_text.append("-- t%d %s%s%s: %s" % (t, level, " (rolled back)" if abandon else "",
+                                                   " +memo" if memo else "",
+                                                   "; ".join(op_sql(run.session, s, ("insert", [a]))[0] for a in rows)))
+    if errors:
+        TEST.fail(s["index"], "unexpected error in concurrent workload", "\n".join(errors[:5]),
+                  harness.render(run.log) + plan_text)
+        return 0
+    rows = ledger_rows(run.session, s)
+    ids = [r[0] for r in rows]
+    now = set(ids) - before
+    if len(ids) != len(set(ids)) or now != committed:
+        TEST.fail(s["index"], "concurrent appends lost or duplicated",
+                  "committed %d appends, the ledger gained %d (missing %s, extra %s)" % (
+                      len(committed), len(now), sorted(committed - now)[:5], sorted(now - committed)[:5]),
+                  harness.render(run.log) + plan_text)
+    problems, count = chain_problems(run.session, s, initial)
+    if problems:
+        TEST.fail(s["index"], "chain broken under concurrency", "chain problems: %s" % problems[:3],
+                  harness.render(run.log) + plan_text)
+    verify_agrees(run, problems)
+    if min_balance is not None:
+        below = [r for r in rows if to_number(s, r[3]) < 0 and to_number(s, r[4]) < min_balance]
+        if below:
+            TEST.fail(s["index"], "min_balance crossed under concurrency",
+                      "rows below min_balance %s: %s" % (min_balance, below[:3]), harness.render(run.log) + plan_text)
+    return count
+
+
+# ---- one shape ------------------------------------------------------------
+
+def run_shape(index, rng):
+    s = make_shape(rng, index)
+    run = ShapeRun(s, rng)
+    TEST.count("shapes")
+    if TEST.verbose:
+        print("shape %d: %s" % (index, "; ".join(shape_ddl(s)[3:])), flush=True)
+    try:
+        outcome = run.build()
+        if not outcome.ok:
+            TEST.count("refused " + str(outcome.sqlstate))
+            if check_definition_error(run, outcome, "CREATE TRIGGER") and s["must_accept"]:
+                TEST.fail(index, "a valid shape refused", "the documented shape was refused: %s" % outcome,
+                          harness.render(run.log))
+            return
+        bad = [name for name in ("initial", "min_balance") if s[name] is not None and
+               (fam(s["balance_type"]) == "other" or option_value(s[name], s["balance_type"]) is None)]
+        if s["generated"] in ("balance", "seq"):
+            TEST.fail(index, "generated %s accepted" % s["generated"],
+                      "CREATE TRIGGER accepted a generated %s column, which the guard cannot write" % s["generated"],
+                      harness.render(run.log))
+            return
+        # A probe append, rolled back: a shape may be refused at its first row.
+        gen = Gen(rng, s)
+        probe = gen.append(False)
+        probe.amount, probe.idem = "0", None
+        probe.groups = [GROUP_KINDS[k][2](rng, key) for k, key in zip(s["groups"], gen.group_pool[0])]
+        sql, _ = op_sql(run.session, s, ("insert", [probe]))
+        run.session.must("BEGIN")
+        outcome = run.session.run(sql)
+        run.session.run("ROLLBACK")
+        if not run.session.alive():
+            raise Crash("backend gone after the probe append")
+        if not outcome.ok:
+            if s["generated"] in ("amount", "group") and outcome.sqlstate in ("23502",):
+                TEST.count("refused at first row " + outcome.sqlstate)
+                return
+            TEST.count("refused at first row " + outcome.sqlstate)
+            if check_definition_error(run, outcome, "the first append") and s["must_accept"]:
+                TEST.fail(index, "a valid shape refused", "the documented shape failed its first append: %s" % outcome,
+                          harness.render(run.log))
+            return
+        if bad:
+            TEST.fail(index, "invalid option accepted",
+                      "%s=%s is not a value of %s, yet an append succeeded" % (bad[0], s[bad[0]], s["balance_type"]),
+                      harness.render(run.log))
+            return
+        if s["generated"] in ("amount", "group"):
+            TEST.fail(index, "generated %s accepted" % s["generated"],
+                      "an append succeeded although the BEFORE trigger sees no value in the generated %s" %
+                      s["generated"], harness.render(run.log))
+            return
+        TEST.count("accepted")
+        initial = option_value(s["initial"], s["balance_type"]) if s["initial"] is not None else 0
+        if fam(s["balance_type"]) == "numeric":
+            initial = Decimal(initial)
+        min_balance = option_value(s["min_balance"], s["balance_type"]) if s["min_balance"] is not None else None
+        run.close()
+
+        # 1. One session, every outcome predicted.
+        script_seed = rng.randrange(2**31)
+        script = make_script(rng, s, gen)
+        failures, log, count, statements = execute_script(s, script_seed, script, initial, min_balance)
+        TEST.count("workloads")
+        TEST.count("rows checked", count)
+        TEST.count("statements", statements)
+        if failures:
+            kind, detail = failures[0]
+            reduced = reduce_script(s, script_seed, script, initial, min_balance, kind)
+            failures2, log2, _, _ = execute_script(s, script_seed, reduced, initial, min_balance, quiet=True)
+            same = [f for f in failures2 if f[0] == kind]
+            if same:
+                detail, log = same[0][1], log2
+            TEST.fail(index, kind, detail, harness.render(log))
+            return
+
+        # 2. REPEATABLE READ probes and 3. several sessions, on a fresh shape.
+        run = ShapeRun(s, rng)
+        if not run.build().ok:
+            return
+        TEST.count("rows checked", rr_probes(run, gen, initial, min_balance))
+        TEST.count("workloads")
+        count = concurrent_workload(run, gen, initial, min_balance)
+        TEST.count("rows checked", count)
+        TEST.count("workloads")
+    except Crash as crash:
+        TEST.fail(index, "backend crash", str(crash), harness.render(run.log))
+    except RuntimeError as error:
+        TEST.fail(index, "test setup error", str(error), harness.render(run.log))
+    finally:
+        run.close()
+        cleanup = Session([])
+        cleanup.run("DROP SCHEMA IF EXISTS %s CASCADE" % s["schema"], log=False)
+        cleanup.close()
+
+
+def main():
+    global TEST, HAVE_CI
+    TEST = harness.Test("running_balance")
+    setup = Session([])
+    HAVE_CI = harness.have_ci_collation(setup)
+    setup.close()
+    for index, rng in TEST.shapes():
+        run_shape(index, rng)
+    c = TEST.counters
+    refused = ", ".join("%s %d" % (k[len("refused "):], v) for k, v in sorted(c.items()) if k.startswith("refused "))
+    TEST.finish("%d shapes, %d accepted, refused: {%s}, %d workloads, %d statements, %d rows checked, %d retries" % (
+        c.get("shapes", 0), c.get("accepted", 0), refused, c.get("workloads", 0), c.get("statements", 0),
+        c.get("rows checked", 0), c.get("rb retries", 0)))
+
+
+if __name__ == "__main__":
+    main()
