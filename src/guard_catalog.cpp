@@ -161,30 +161,30 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
             problems.push_back("warning: allow_unset=true on a table with no lock_version guard: an ORM that saves "
                                "every column can unset the column from a stale object");
     }
-    if (&kind == &RUNNING_BALANCE_KIND &&
-        (trigger->tgenabled == TRIGGER_FIRES_ALWAYS || trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA)) {
-        // The apply worker of a logical replication subscription runs as
-        // replica; the publisher's own guard has already computed every row.
-        const std::string mode = trigger->tgenabled == TRIGGER_FIRES_ALWAYS ? "ALWAYS" : "REPLICA";
-        problems.push_back("warning: ENABLE " + mode +
+    // Enabled ALWAYS or REPLICA, a guard also runs on the rows the apply
+    // worker of a logical replication subscription writes (it runs as
+    // replica), rows the publisher's own guard has already computed.
+    const char* replica_mode = trigger->tgenabled == TRIGGER_FIRES_ALWAYS       ? "ALWAYS"
+                               : trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA ? "REPLICA"
+                                                                                 : nullptr;
+    const std::string keep_as_created = "on a subscriber keep the trigger as created (ALTER TABLE ... ENABLE TRIGGER " +
+                                        std::string(trigger->tgname) + ")";
+    if (replica_mode != nullptr && &kind == &RUNNING_BALANCE_KIND)
+        problems.push_back(std::string("warning: ENABLE ") + replica_mode +
                            ": the guard runs on rows applied by logical replication, where it recomputes the "
                            "publisher's balances and seq in the order rows arrive (the initial copy is not in seq "
                            "order) and refuses each replicated UPDATE that carries the publisher's values, which "
-                           "stops replication; on a subscriber keep the trigger as created (ALTER TABLE ... ENABLE "
-                           "TRIGGER " + std::string(trigger->tgname) + ") and append only on the publisher");
-    }
+                           "stops replication; " + keep_as_created + " and append only on the publisher");
     // lock_version accepts the publisher's versions (each replicated UPDATE
     // carries stored + 1), except on a row whose version the publisher left
-    // NULL (a row from before the guard): it writes 1 there, and the
-    // subscriber's copy then counts one ahead, silently.
-    if (&kind == &LOCK_VERSION_KIND &&
-        (trigger->tgenabled == TRIGGER_FIRES_ALWAYS || trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA))
-        problems.push_back("warning: ENABLE " +
-                           std::string(trigger->tgenabled == TRIGGER_FIRES_ALWAYS ? "ALWAYS" : "REPLICA") +
+    // NULL (a row from before the guard): it writes 1 there, and the copy
+    // then counts one ahead, silently. immutable_once_set accepts whatever
+    // the publisher's guard accepted: nothing to say.
+    if (replica_mode != nullptr && &kind == &LOCK_VERSION_KIND)
+        problems.push_back(std::string("warning: ENABLE ") + replica_mode +
                            ": the guard runs on rows applied by logical replication, where a row whose version "
                            "is NULL on the publisher gets a version, and the subscriber's copy then counts one "
-                           "ahead of the publisher; on a subscriber keep the trigger as created (ALTER TABLE ... "
-                           "ENABLE TRIGGER " + std::string(trigger->tgname) + ")");
+                           "ahead of the publisher; " + keep_as_created);
     if (&kind == &RUNNING_BALANCE_KIND) {
         for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
             const Trigger* other = &triggers->triggers[i];
@@ -348,11 +348,11 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
         close_trigger(open);
         if (!broken)
             continue;
-        // pg_dump and pg_restore turn check_function_bodies off, and so do
-        // PostgreSQL's own validators' checks: a restore must recreate every
-        // trigger it dumped, broken ones included (a refused CREATE TRIGGER
-        // would just be missing from the restored database). The DDL passes
-        // with a WARNING; check_guards() still reports the guard.
+        // pg_dump and pg_restore turn check_function_bodies off, and
+        // PostgreSQL's own validators then skip their checks: a restore must
+        // recreate every trigger it dumped, broken ones included (a refused
+        // CREATE TRIGGER would just be missing from the restored database).
+        // The DDL passes with a WARNING; check_guards() still reports it.
         if (!check_function_bodies) {
             warn_unchecked(*broken, command);
             continue;
