@@ -1,8 +1,9 @@
 -- Claims and the names of the user's objects: nothing a user names may meet
 -- a name the helpers use internally and change what they do. The helpers'
--- statements introduce no CTE and no output column a user column can be
--- named like; their one alias differs from the table's name; filter and
--- order_by stay in their clauses and cannot refer to the helpers' parameters.
+-- statements introduce no output column a user column can be named like;
+-- their one name of their own (claim_lease's CTE) differs from the table's
+-- name and is not visible to the filter; filter and order_by stay in their
+-- clauses and cannot refer to the helpers' parameters.
 CREATE SCHEMA names;
 SET search_path = names, public;
 
@@ -30,7 +31,8 @@ COMMIT;
 
 -- A filter that reads the user's own tables named token, claimable and
 -- claimed sees those tables: rows 2 and 3 (token holds 2 and 3).
-SELECT id FROM raceguard.claim_lease(NULL::claimed_rows, 'id IN (SELECT value FROM token)', 5, '1 minute') ORDER BY id;
+SELECT id FROM raceguard.claim_lease(NULL::claimed_rows, 'id IN (SELECT value FROM token) AND id IN (SELECT id FROM claimed)',
+                                     5, '1 minute') ORDER BY id;
 SELECT id FROM raceguard.claim_lease(NULL::claimable, 'id IN (SELECT value FROM token) AND id IN (SELECT id FROM claimed)',
                                      5, '1 minute') ORDER BY id;
 SELECT id FROM raceguard.claim_lease(NULL::claimed, 'id IN (SELECT value FROM token) AND id IN (SELECT id FROM claimable)',

@@ -9,11 +9,12 @@
 // schemas is ever called by them.
 //
 //
-// Nothing a user names can meet a name of ours: the statements introduce no
-// CTE, no alias but one chosen to differ from the table's name, and no
-// output column a user column can be named like (ctid, tableoid); the token
-// and the times are parameters, and the caller's filter and order_by may not
-// refer to parameters. The filter and order_by are checked to be one
+// Nothing a user names can meet a name of ours: the statements introduce one
+// name only, claim_lease()'s CTE, chosen to differ from the table's name and
+// invisible to the caller's SQL inside it, and no output column a user
+// column can be named like (ctid, tableoid); the token and the times are
+// parameters, and the caller's filter and order_by may not refer to
+// parameters. The filter and order_by are checked to be one
 // expression and one ORDER BY list (check_caller_sql) and sit on lines of
 // their own, so a trailing "-- comment" in them ends where they end.
 //
@@ -490,19 +491,22 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     const int32 batch = batch_argument(fcinfo, 2);
     const LeaseExpiry expiry = lease_expiry(fcinfo, 3);
     const std::string& table = target.table.qualified_name;
-    // The subquery's alias is the one name the statement adds next to the
-    // table's; it only has to differ from the table's own name.
-    const std::string claimed = target.table.name == "claimed" ? "claimed_rows" : "claimed";
     // Lock what is claimable (not leased, or the lease ran out; not locked),
-    // then write the token and the expiry into exactly those rows. The
-    // subquery returns the table's columns first, so order_by means what it
-    // means in claim() (names and positions), then ctid and tableoid, which
-    // no user column can be named.
+    // then write the token and the expiry into exactly those rows. The CTE
+    // is materialized, so the locking scan runs once whatever the plan. Its
+    // name is the one name the statement adds: it only has to differ from
+    // the table's, since the caller's filter and order_by, inside the CTE's
+    // own definition, cannot see it (tables of that name are theirs). It
+    // returns the table's columns first, so order_by means what it means in
+    // claim() (names and positions), then ctid and tableoid, which no user
+    // column can be named.
+    const std::string claimed = target.table.name == "claimed" ? "claimed_rows" : "claimed";
     const std::string statement =
-        "UPDATE " + table + " SET " + token_column + " = $1, " + until_column + " = $2" +
-        " FROM (SELECT " + table + ".*, ctid, tableoid FROM " + table + " WHERE " + where_condition(sql) + " AND (" +
-        until_column + " IS NULL OR " + until_column + " OPERATOR(pg_catalog.<=) $3)" + order_clause(sql) +
-        " LIMIT " + std::to_string(batch) + " FOR UPDATE SKIP LOCKED) AS " + claimed +
+        "WITH " + claimed + " AS MATERIALIZED (SELECT " + table + ".*, ctid, tableoid FROM " + table + " WHERE " +
+        where_condition(sql) + " AND (" + until_column + " IS NULL OR " + until_column +
+        " OPERATOR(pg_catalog.<=) $3)" + order_clause(sql) + " LIMIT " + std::to_string(batch) +
+        " FOR UPDATE SKIP LOCKED)"
+        " UPDATE " + table + " SET " + token_column + " = $1, " + until_column + " = $2 FROM " + claimed +
         " WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) " + claimed + ".tableoid AND " + table +
         ".ctid OPERATOR(pg_catalog.=) " + claimed + ".ctid RETURNING " + table + ".*";
     with_spi([&] {
