@@ -10,8 +10,9 @@ rows were free, all get one new token that no other call got, and an expiry
 in the future; rows a known filter selects match it). After every call the
 backend must be the same process, still answering.
 
-Seeded and bounded: CLAIM_FUZZ_SEED replays a run, CLAIM_FUZZ_SECONDS (20)
-and CLAIM_FUZZ_CALLS (20000) bound it. Needs PG* set; works in PGDATABASE,
+Seeded and bounded: CLAIM_FUZZ_SEED replays a run (the same calls, in the
+same order; with CLAIM_FUZZ_CALLS set below the time bound, the same number
+of them), CLAIM_FUZZ_SECONDS (20) and CLAIM_FUZZ_CALLS (20000) bound it. Needs PG* set; works in PGDATABASE,
 in a schema of its own that it drops at the end.
 """
 import os
@@ -210,7 +211,11 @@ def fuzz_call(conn, function, target, tokens_seen, counts, sqlstates):
     lease = pick(["1 minute", "1 hour", "10 seconds"], LEASES)
     token_name = pick([token_column.strip('"') if token_column else "claim_token"], COLUMN_NAMES, 0.1, 70)
     until_name = pick([until_column.strip('"') if until_column else "claimed_until"], COLUMN_NAMES, 0.1, 70)
-    token = rng.choice(sorted(tokens_seen)) if tokens_seen and rng.random() < 0.5 else rng.choice(TOKENS)
+    # Draw the same number of values whatever earlier calls returned, so a seed replays the same calls.
+    reuse_token, token_draw, other_token = rng.random() < 0.5, rng.random(), rng.choice(TOKENS)
+    token = sorted(tokens_seen)[int(token_draw * len(tokens_seen))] if tokens_seen and reuse_token else other_token
+    in_transaction = function == "claim" or rng.random() < 0.3
+    ending = rng.choice(["COMMIT", "ROLLBACK"])
     if function == "claim":
         statement = f"SELECT to_jsonb(c) FROM raceguard.claim({target}, %s, %s::integer, %s) c"
         params = (filter_text, batch, order_by)
@@ -226,7 +231,6 @@ def fuzz_call(conn, function, target, tokens_seen, counts, sqlstates):
         params = (token, lease, token_name, until_name)
     call = (statement, params)
 
-    in_transaction = function == "claim" or rng.random() < 0.3
     with conn.cursor() as cur:
         before = checksum(cur, table) if table else None
         if jobs:
@@ -255,14 +259,14 @@ def fuzz_call(conn, function, target, tokens_seen, counts, sqlstates):
                 cur.execute("ROLLBACK")
             counts["calls"] -= 1
             return call
-        check_result(cur, function, call, result, jobs, batch, selects, token_column,
+        check_result(cur, function, call, result, jobs, batch, selects, token_name,
                      jobs_before if jobs else None, called_at if jobs else None, tokens_seen, counts)
         if in_transaction:
-            cur.execute(rng.choice(["COMMIT", "ROLLBACK"]))
+            cur.execute(ending)
     return call
 
 
-def check_result(cur, function, call, result, jobs, batch, selects, token_column, jobs_before, called_at,
+def check_result(cur, function, call, result, jobs, batch, selects, token_name, jobs_before, called_at,
                  tokens_seen, counts):
     if function in ("release_lease", "extend_lease"):
         if len(result) != 1 or result[0][0] is None or result[0][0] < 0:
@@ -280,15 +284,14 @@ def check_result(cur, function, call, result, jobs, batch, selects, token_column
                 raise Failure(f"{call!r} returned row {row['id']}, which its filter does not select")
     if function != "claim_lease" or not rows:
         return
-    column = token_column.strip('"') if token_column else None
-    leased_tokens = {row.get(column) for row in rows} if column else set()
-    if column and (len(leased_tokens) != 1 or None in leased_tokens):
+    # The call succeeded, so token_name is a bigint column of the table: the one it wrote.
+    leased_tokens = {row.get(token_name) for row in rows}
+    if len(leased_tokens) != 1 or None in leased_tokens:
         raise Failure(f"{call!r} leased rows with tokens {leased_tokens!r}, not one new token")
-    (token,) = leased_tokens or {None}
-    if token is not None:
-        if token in tokens_seen:
-            raise Failure(f"{call!r} handed out token {token} a second time")
-        tokens_seen.add(token)
+    (token,) = leased_tokens
+    if token in tokens_seen:
+        raise Failure(f"{call!r} handed out token {token} a second time")
+    tokens_seen.add(token)
     if jobs:
         cur.execute("SELECT %s::timestamptz < ALL (SELECT (r->>'claimed_until')::timestamptz FROM jsonb_array_elements(%s::jsonb) r)",
                     (called_at, psycopg2.extras.Json(rows)))
