@@ -8,15 +8,14 @@
 // casts) and every identifier is quoted, so nothing planted in the caller's
 // schemas is ever called by them.
 //
-//
 // Nothing a user names can meet a name of ours: the statements introduce one
 // name only, claim_lease()'s CTE, chosen to differ from the table's name and
 // invisible to the caller's SQL inside it, and no output column a user
 // column can be named like (ctid, tableoid); the token and the times are
 // parameters, and the caller's filter and order_by may not refer to
-// parameters. The filter and order_by are checked to be one
-// expression and one ORDER BY list (check_caller_sql) and sit on lines of
-// their own, so a trailing "-- comment" in them ends where they end.
+// parameters. The filter and order_by are checked to be one expression and
+// one ORDER BY list (check_caller_sql) and sit on lines of their own, so a
+// trailing "-- comment" in them ends where they end.
 //
 // One plan per call shape: the statement for a (function, table, filter,
 // order_by, batch, lease columns) is prepared once per backend and kept;
