@@ -49,8 +49,9 @@ class Session:
     """One connection, with its statements logged as SQL text."""
 
     def __init__(self, log=None, autocommit=True, name="s1", schema=None):
-        options = {"options": "-c search_path=%s,public" % schema} if schema else {}
-        self.conn = psycopg2.connect("", **options)
+        # A statement that hangs fails (57014) instead of stalling the run.
+        options = "-c statement_timeout=120s" + (" -c search_path=%s,public" % schema if schema else "")
+        self.conn = psycopg2.connect("", options=options)
         self.conn.autocommit = autocommit
         self.pid = self.conn.get_backend_pid()
         self.log = log if log is not None else []
@@ -115,11 +116,11 @@ class Session:
 class Test:
     """Seed, time budget, counters and failures of one randomized test."""
 
-    def __init__(self, name):
+    def __init__(self, name, default_seconds=40):
         self.name = name
         seed_text = os.environ.get("RACEGUARD_SEED")
         self.seed = int(seed_text) if seed_text else random.SystemRandom().randrange(1, 2**31)
-        self.budget = float(os.environ.get("RACEGUARD_RANDOM_SECONDS", "40"))
+        self.budget = float(os.environ.get("RACEGUARD_RANDOM_SECONDS", str(default_seconds)))
         only = os.environ.get("RACEGUARD_SHAPE")
         self.only_shape = int(only) if only else None
         self.verbose = bool(os.environ.get("RACEGUARD_VERBOSE"))

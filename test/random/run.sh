@@ -4,7 +4,7 @@
 # (test/suites.sh runs it inside the throwaway cluster).
 #   RACEGUARD_SEED=n            replay a run (each test prints its seed)
 #   RACEGUARD_SHAPE=i           with the seed: only shape i of a test
-#   RACEGUARD_RANDOM_SECONDS=s  time budget per test (default 40)
+#   RACEGUARD_RANDOM_SECONDS=s  time budget per test (default 40, the fuzzer 20)
 #   bash test/random/run.sh [test...]   e.g. running_balance argument_fuzz
 set -uo pipefail
 cd "$(dirname "$0")"
