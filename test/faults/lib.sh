@@ -24,6 +24,7 @@ cleanup() {
     rm -rf "$faults"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # new_cluster NAME PORT: initdb into $faults/NAME, listening on $faults/.s.PGSQL.PORT only.
 new_cluster() {
