@@ -311,8 +311,7 @@ def index_sql(s, ix, n):
     parts = []
     for name, collation, order in ix["keyspecs"]:
         if ix["expression"] and name.startswith("g") and not parts:
-            kind = s["groups"][int(name[1:]) - 1]
-            parts.append("(%s::text)%s" % (name, order) if GROUP_KINDS[kind][0] != "text" else "(%s || '')%s" % (name, order))
+            parts.append("(%s IS NOT NULL)%s" % (name, order))
             continue
         parts.append(name + collation + order)
     sql = "CREATE %sINDEX ledger_x%d ON %s (%s)" % ("UNIQUE " if ix["unique"] else "", n, t, ", ".join(parts))
