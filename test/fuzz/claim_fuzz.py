@@ -23,8 +23,10 @@ import time
 import psycopg2
 import psycopg2.errors
 
-seed = int(os.environ.get("CLAIM_FUZZ_SEED") or random.SystemRandom().randrange(1 << 32))
-seconds = float(os.environ.get("CLAIM_FUZZ_SECONDS", "20"))
+# RACEGUARD_SEED and RACEGUARD_RANDOM_SECONDS, which the other randomized tests read, work here too.
+seed = int(os.environ.get("CLAIM_FUZZ_SEED") or os.environ.get("RACEGUARD_SEED")
+           or random.SystemRandom().randrange(1 << 32))
+seconds = float(os.environ.get("CLAIM_FUZZ_SECONDS") or os.environ.get("RACEGUARD_RANDOM_SECONDS") or "20")
 max_calls = int(os.environ.get("CLAIM_FUZZ_CALLS", "20000"))
 print(f"claim fuzz: seed {seed} (replay with CLAIM_FUZZ_SEED={seed}), at most {seconds:g} s and {max_calls} calls")
 rng = random.Random(seed)
