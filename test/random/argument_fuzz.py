@@ -10,11 +10,13 @@ error: a proper SQLSTATE (never XX000), and for raceguard's own errors a
 message naming the trigger and the table. After every statement the same
 backend still answers.
 """
+import os
+
 import harness
 from harness import Session, Crash, DEFINITION_SQLSTATES
 
 TEST = None
-SCHEMA = "fuzz"
+SCHEMA = "fuzz_%d" % os.getpid()  # runs may share a database
 TABLE = "fz"
 TRIGGER = "fz_guard"
 

@@ -12,6 +12,7 @@ transactions, and every outcome and every row afterwards is predicted by a
 model of SPEC section 2 (a deferred trigger fails at COMMIT). Then several
 sessions race to set a NULL column of one row: exactly one wins.
 """
+import os
 import threading
 
 import harness
@@ -49,7 +50,7 @@ POOLS = {
 
 
 def make_shape(rng, index):
-    s = {"index": index, "schema": "ios_%d" % index}
+    s = {"index": index, "schema": "ios_%d_%d" % (os.getpid(), index)}
     s["types"] = [rng.choice(list(POOLS)) for _ in range(rng.randint(1, 3))]
     s["guarded"] = [i for i in range(len(s["types"])) if rng.random() < 0.8] or [0]
     s["allow_unset"] = rng.choice([None, "true", "false", "on", "off"])

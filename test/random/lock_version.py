@@ -16,6 +16,7 @@ sessions do read-modify-write increments at READ COMMITTED and REPEATABLE
 READ, retrying stale writes: every accepted UPDATE raised the version by
 exactly one and no increment was lost.
 """
+import os
 import random
 import threading
 
@@ -29,7 +30,7 @@ GUARD = "lv_guard"
 
 
 def make_shape(rng, index):
-    s = {"index": index, "schema": "lv_%d" % index}
+    s = {"index": index, "schema": "lv_%d_%d" % (os.getpid(), index)}
     s["vtype"] = rng.choice(list(INT_RANGE))
     s["vcol"] = rng.choice(["lock_version", "v", "Version"])
     s["pass_name"] = s["vcol"] != "lock_version" or rng.random() < 0.5

@@ -21,6 +21,7 @@ own equality, as GROUP BY does): seq is 1..n in every group and balance =
 previous balance (or initial) + amount exactly; verify_running_balance()
 must agree. A failing single-session workload is reduced before printing.
 """
+import os
 import copy
 import threading
 import uuid
@@ -192,7 +193,7 @@ SIMPLE_GROUP_KINDS = {"integer", "bigint", "text_c", "numeric", "uuid", "boolean
 # ---- shapes -------------------------------------------------------------
 
 def make_shape(rng, index):
-    s = {"index": index, "schema": "rb_%d" % index}
+    s = {"index": index, "schema": "rb_%d_%d" % (os.getpid(), index)}
     int_types = list(INT_RANGE)
     num_types = ["numeric", "numeric(12,2)", "numeric(20,4)", "numeric(6,2)", "numeric(30,0)", "numeric(38,10)"]
     roll = rng.random()
