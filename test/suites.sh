@@ -60,6 +60,7 @@ run_suite "logical replication: a ledger on a subscriber" bash test/replication/
 run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
 run_suite "faults: lease tokens after a promotion" bash test/faults/claim_promotion.sh
 run_suite "fuzz: claim parameters" bash test/fuzz/claim_fuzz.sh
+run_suite "randomized" bash test/random/run.sh
 
 echo
 [ $failed -eq 0 ] || echo "failed suites: ${failures[*]}"
