@@ -573,7 +573,16 @@ class Gen:
         if roll < 0.9:
             return ("change_seq", target)
         if roll < 0.93 and self.s["groups"]:
-            return ("change_group", target)
+            if rng.random() < 0.5:
+                return ("change_group", target)
+            # Move the entry to another group: A unless it is in A, then B.
+            kind = self.s["groups"][0]
+            keys = rng.sample(range(GROUP_KINDS[kind][3]), 2) if GROUP_KINDS[kind][3] > 2 else [0, 1]
+            if kind in ("float8", "numeric"):
+                keys = [3, 4]
+            return ("move_group", (target, GROUP_KINDS[kind][2](rng, keys[0]), GROUP_KINDS[kind][2](rng, keys[1])))
+        if roll < 0.96:
+            return ("change_amount", target)
         return ("delete", target)
 
 
@@ -644,6 +653,13 @@ def op_sql(session, s, op):
         return "UPDATE %s SET sq = sq + 1 WHERE id = %d" % (TABLE, arg), None
     if kind == "change_group":
         return "UPDATE %s SET g%d = g%d WHERE id = %d" % (TABLE, 1, 1, arg), None
+    if kind == "move_group":
+        target, a, b = arg
+        sql_type = GROUP_KINDS[s["groups"][0]][0]
+        return session.text("UPDATE %s SET g1 = CASE WHEN g1 = %%s::%s THEN %%s::%s ELSE %%s::%s END WHERE id = %d" % (
+            TABLE, sql_type, sql_type, sql_type, target), (a, b, a)), None
+    if kind == "change_amount":
+        return "UPDATE %s SET amt = 0 WHERE id = %d AND amt <> 0" % (TABLE, arg), None
     if kind == "delete":
         return "DELETE FROM %s WHERE id = %d" % (TABLE, arg), None
     raise AssertionError(kind)
@@ -674,7 +690,14 @@ def predict_op(model, op):
                 return ("error", "23505"), None
             apply_append(work, a, p[1], p[2])
         return (("either",) if either else ("ok", None)), work
+    if kind == "move_group":
+        arg = arg[0]
     present = arg in model.rows
+    if kind == "change_amount" and present:
+        key = model.rows[arg][0]
+        text = [entry[1] for entry in model.groups[key] if entry[0] == arg][0]
+        if stored_value(text, s["amount_type"])[1] == 0:
+            return ("ok", 0), None
     if kind in ("memo", "orm_save"):
         return ("ok", 1 if present else 0), None
     if kind == "change_group":
