@@ -24,7 +24,7 @@
 # and every process started inside end with the run (and are unmounted
 # explicitly on exit too); to stop a run, signal its first process inside
 # (the one running `chroot.sh __inside`) or press Ctrl-C. Runs on one
-# release take turns.
+# release may overlap; making or removing its root waits for them.
 #
 # The Debian mirror is the one this machine's apt uses (override with
 # $RACEGUARD_DEBIAN_MIRROR).
@@ -36,6 +36,11 @@ chroot_packages() {
     local major=$1
     echo "postgresql-$major postgresql-server-dev-$major postgresql-$major-pgtap" \
         "libtap-parser-sourcehandler-pgtap-perl python3-psycopg2 build-essential"
+}
+
+# The file in a root that says it is complete for PostgreSQL MAJOR.
+chroot_marker() {
+    echo "etc/raceguard-chroot/postgresql-$1"
 }
 
 chroot_mirror() {
@@ -56,18 +61,37 @@ chroot_die() {
     return 1
 }
 
-# Unmounts everything mounted at or below DIR, deepest first (mounts left
-# behind by an interrupted run outside a private namespace).
-chroot_unmount_below() {
+# The mount points at or below DIR, deepest first.
+chroot_mounts_below() {
     local dir=$1 mountpoint
     [ -d "$dir" ] || return 0
     dir=$(realpath "$dir")
     awk '{print $5}' /proc/self/mountinfo | sed 's/\\040/ /g' | sort -r |
         while IFS= read -r mountpoint; do
-            case "$mountpoint" in
-            "$dir" | "$dir"/*) umount "$mountpoint" 2>/dev/null || umount -l "$mountpoint" ;;
-            esac
+            case "$mountpoint" in "$dir" | "$dir"/*) echo "$mountpoint" ;; esac
         done
+}
+
+# Unmounts the mount points read from standard input, in their order.
+chroot_unmount() {
+    local mountpoint
+    while IFS= read -r mountpoint; do
+        umount "$mountpoint" 2>/dev/null || umount -l "$mountpoint"
+    done
+}
+
+# Unmounts everything mounted at or below DIR, deepest first.
+chroot_unmount_below() {
+    chroot_mounts_below "$1" | chroot_unmount
+}
+
+# The mount points of RELEASE's root, its unfinished roots and its runs.
+chroot_release_mounts() {
+    local release=$1 dir
+    for dir in "$chroot_cache/$release" "$chroot_cache/.$release".* "$chroot_cache/.run-$release".*; do
+        [ -d "$dir" ] && chroot_mounts_below "$dir"
+    done
+    return 0
 }
 
 # Mounts what a program inside ROOT needs: /proc, a small /dev, /dev/shm.
@@ -163,23 +187,28 @@ chroot_enter() {
     fi
 }
 
-# Takes the release's lock on file descriptor 9 (runs on one release take turns).
+# chroot_lock RELEASE [-s]: takes the release's lock on file descriptor 9,
+# exclusive while a root is made or removed, shared (-s) while runs, which
+# never change it, use it.
 chroot_lock() {
     local release=$1
+    shift
     mkdir -p "$chroot_cache"
     exec 9>"$chroot_cache/$release.lock"
-    flock 9
+    flock "$@" 9
 }
 
 # Makes the root of RELEASE with PostgreSQL MAJOR unless it exists; with the
 # lock held.
 chroot_make_locked() {
     local release=$1 major=$2
-    local root=$chroot_cache/$release marker="etc/raceguard-chroot/postgresql-$major"
-    # Mounts left below the cache by an interrupted run.
-    chroot_unmount_below "$chroot_cache"
-    # Unfinished roots of interrupted runs.
+    local root=$chroot_cache/$release marker
+    marker=$(chroot_marker "$major")
+    # Mounts left by an interrupted run outside a private namespace.
+    chroot_release_mounts "$release" | chroot_unmount
+    # Unfinished roots, and the mount points of runs, left by interrupted runs.
     rm -rf "$chroot_cache/.$release".*
+    rmdir "$chroot_cache/.run-$release".* 2>/dev/null || true
     if [ -f "$root/$marker" ]; then
         return 0
     fi
@@ -238,16 +267,26 @@ chroot_run() {
     local repo
     repo=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")
     (
-        chroot_lock "$release" &&
-            chroot_make_locked "$release" "$major" &&
-            chroot_enter "$chroot_cache/$release" 1 "$chroot_cache/.run-$release" "$repo" "$@"
+        chroot_lock "$release" -s || exit 1
+        # Made, and nothing left mounted by an interrupted run? Else make or
+        # clean it up first, alone.
+        if [ ! -f "$chroot_cache/$release/$(chroot_marker "$major")" ] ||
+            [ -n "$(chroot_release_mounts "$release")" ]; then
+            flock 9 && chroot_make_locked "$release" "$major" && flock -s 9 || exit 1
+        fi
+        rundir=$(mktemp -d "$chroot_cache/.run-$release.XXXXXX")
+        status=0
+        chroot_enter "$chroot_cache/$release" 1 "$rundir" "$repo" "$@" || status=$?
+        rmdir "$rundir" 2>/dev/null || true
+        exit $status
     )
 }
 
 chroot_clean() {
     local release=$1
-    (chroot_lock "$release" && chroot_unmount_below "$chroot_cache" &&
-        rm -rf "${chroot_cache:?}/$release" "$chroot_cache/.$release".* "$chroot_cache/.run-$release")
+    (chroot_lock "$release" && chroot_release_mounts "$release" | chroot_unmount &&
+        rm -rf "${chroot_cache:?}/$release" "$chroot_cache/.$release".* &&
+        { rmdir "$chroot_cache/.run-$release".* 2>/dev/null || true; })
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

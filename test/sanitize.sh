@@ -4,11 +4,9 @@
 # system with its own PostgreSQL 15 (scripts/chroot.sh), so nothing on this
 # machine changes. Run as root:
 #     bash test/sanitize.sh
-# The server runs with libasan preloaded (and test/sanitize/asan_shim.c);
-# the suites are those of test/suites.sh, then the randomized tests
-# (test/random/run.sh) unless test/suites.sh runs them already. Any
-# sanitizer report in the server's log, or any failed suite, fails the run.
-#   RACEGUARD_RANDOM_SECONDS=s  time budget per randomized test (default 20 here)
+# The suites are those of test/suites.sh (the README's test command), run
+# against servers with libasan preloaded (and test/sanitize/asan_shim.c).
+# Any sanitizer report or server crash, or any failed suite, fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -122,16 +120,6 @@ passed=$((passed + ${suites_passed:-0}))
 failed=$((failed + ${suites_failed:-0}))
 [ "$status" -eq 0 ] || failures+=("test/suites.sh")
 [ -n "${suites_passed:-}" ] || { failed=$((failed + 1)); failures+=("test/suites.sh (no summary)"); }
-
-if [ -f test/random/run.sh ] && ! grep -q 'test/random' test/suites.sh; then
-    echo
-    echo "=== randomized tests"
-    status=0
-    # Bounded even if a test hangs (each test has its own time budget).
-    seconds=${RACEGUARD_RANDOM_SECONDS:-20}
-    RACEGUARD_RANDOM_SECONDS=$seconds timeout -k 10 $((6 * seconds + 180)) bash test/random/run.sh || status=1
-    record "randomized tests" $status
-fi
 
 stop_server
 trap - EXIT
