@@ -46,8 +46,8 @@ library=$("$PG_CONFIG" --pkglibdir)/raceguard.so
 # it. The shim comes after libasan (which must be first); it is explained in
 # its source. Memory contexts free their blocks all at once at exit, which
 # would look like leaks. ASan's reports go to $reports, from whichever
-# server; UBSan's to the server's log (without a stack). Either aborts the
-# backend, so a test that met one fails too.
+# server; UBSan's to the server's log. Either aborts the backend, so a test
+# that met one fails too, and the server logs the crash.
 reports=$work/reports
 mkdir -m 1777 "$reports"
 postgres=$(dirname "$PG_CONFIG")/postgres
@@ -137,7 +137,8 @@ if [ -n "$(ls -A "$reports")" ]; then
     status=1
 fi
 if grep -n -E 'ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer|terminated by signal' "$log"; then
-    echo "(in the server log, $log)"
+    echo "(in the server log, $log); the first report:"
+    grep -m 1 -A 25 -E 'ERROR: AddressSanitizer|runtime error:' "$log" || true
     status=1
 fi
 [ $status -ne 0 ] || echo "ok: no sanitizer report, no server crash in $(wc -l <"$log") lines of server log"
