@@ -13,7 +13,11 @@ run_suite() {
     shift
     echo
     echo "=== $name"
-    if "$@"; then
+    # A suite that is a script runs under a time limit, so that a hang fails
+    # that suite instead of stalling the whole run.
+    local limit=()
+    declare -F "$1" >/dev/null || limit=(timeout --kill-after=30 "${RACEGUARD_SUITE_TIMEOUT:-1200}")
+    if "${limit[@]}" "$@"; then
         passed=$((passed + 1))
     else
         failed=$((failed + 1))
