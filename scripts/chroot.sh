@@ -11,14 +11,17 @@
 # Or source it and call chroot_make / chroot_run (same arguments).
 #
 # A root is made once with debootstrap (minbase), PostgreSQL MAJOR's server,
-# headers and pgTAP, the compilers (with their sanitizer runtimes), and
-# cached in $RACEGUARD_CHROOT_CACHE/RELEASE (default
-# /var/cache/raceguard-matrix). It is built in a temporary directory and
+# headers and pgTAP, the compilers (with their sanitizer runtimes), Debian's
+# packaging tools (debhelper, postgresql-server-dev-all), and cached in
+# $RACEGUARD_CHROOT_CACHE/RELEASE (default /var/cache/raceguard-matrix).
+# It is built in a temporary directory and
 # renamed when complete, so a half-made root is never used. Each run sees
 # the cached root through an overlay whose writes live in memory and vanish
 # afterwards: every run starts from the same clean root and nothing it
 # installs or builds is kept. Inside, the repository is /raceguard
-# (read-only; copy it to build), the locale is C.UTF-8, and only variables
+# (read-only; copy it to build), the directory $RACEGUARD_CHROOT_SHARE, when
+# set, is /share (read-write: how runs in different roots pass files, such
+# as a dump, to each other), the locale is C.UTF-8, and only variables
 # named RACEGUARD_*, STRESS_*, CI, or listed in $RACEGUARD_CHROOT_ENV are
 # passed in. Mounts live in private mount, IPC and PID namespaces, so they
 # and every process started inside end with the run (and are unmounted
@@ -35,7 +38,17 @@ chroot_cache=${RACEGUARD_CHROOT_CACHE:-/var/cache/raceguard-matrix}
 chroot_packages() {
     local major=$1
     echo "postgresql-$major postgresql-server-dev-$major postgresql-$major-pgtap" \
-        "libtap-parser-sourcehandler-pgtap-perl python3-psycopg2 build-essential"
+        "libtap-parser-sourcehandler-pgtap-perl python3-psycopg2 build-essential" \
+        "postgresql-server-dev-all debhelper"
+}
+
+# Whether the root of RELEASE is complete for PostgreSQL MAJOR: its marker
+# lists the packages chroot_packages names now (a root made with fewer gets
+# the others added in place).
+chroot_complete() {
+    local root=$chroot_cache/$1 major=$2
+    [ -f "$root/$(chroot_marker "$major")" ] &&
+        [ "$(cat "$root/$(chroot_marker "$major")")" = "$(chroot_packages "$major")" ]
 }
 
 # The file in a root that says it is complete for PostgreSQL MAJOR.
@@ -138,7 +151,8 @@ chroot_inside() {
     shift 4
     chroot_target=$chroot_root
     trap 'trap - EXIT ERR INT TERM; cd /
-          chroot_unmount_below "$chroot_target/raceguard"; chroot_unmount_below "$chroot_target/dev"
+          chroot_unmount_below "$chroot_target/raceguard"; chroot_unmount_below "$chroot_target/share"
+          chroot_unmount_below "$chroot_target/dev"
           chroot_unmount_below "$chroot_target/proc"; chroot_unmount_below "$chroot_rundir"' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -157,6 +171,10 @@ chroot_inside() {
         mkdir -p "$chroot_target/raceguard"
         mount --bind "$repo" "$chroot_target/raceguard"
         mount -o remount,bind,ro "$chroot_target/raceguard"
+    fi
+    if [ "$chroot_overlay" = 1 ] && [ -n "${RACEGUARD_CHROOT_SHARE:-}" ]; then
+        mkdir -p "$chroot_target/share"
+        mount --bind "$RACEGUARD_CHROOT_SHARE" "$chroot_target/share"
     fi
     local environment=()
     mapfile -t environment < <(chroot_environment)
@@ -209,7 +227,7 @@ chroot_make_locked() {
     # Unfinished roots, and the mount points of runs, left by interrupted runs.
     rm -rf "$chroot_cache/.$release".*
     rmdir "$chroot_cache/.run-$release".* 2>/dev/null || true
-    if [ -f "$root/$marker" ]; then
+    if chroot_complete "$release" "$major"; then
         return 0
     fi
     local building
@@ -270,7 +288,7 @@ chroot_run() {
         chroot_lock "$release" -s || exit 1
         # Made, and nothing left mounted by an interrupted run? Else make or
         # clean it up first, alone.
-        if [ ! -f "$chroot_cache/$release/$(chroot_marker "$major")" ] ||
+        if ! chroot_complete "$release" "$major" ||
             [ -n "$(chroot_release_mounts "$release")" ]; then
             flock 9 && chroot_make_locked "$release" "$major" && flock -s 9 || exit 1
         fi
