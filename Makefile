@@ -49,3 +49,10 @@ BUILD_MODE = $(if $(filter 1,$(SANITIZE)),sanitize,plain)
 	@[ "$$(cat $@ 2>/dev/null)" = $(BUILD_MODE) ] || echo $(BUILD_MODE) >$@
 .PHONY: FORCE
 $(OBJS): .build-mode
+
+# make dist: the PGXN distribution, raceguard-VERSION.zip, of the committed
+# tree (VERSION is META.json's, whose first "version" is the distribution's).
+DIST_VERSION = $(shell grep -m 1 '"version"' $(srcdir)/META.json | sed 's/.*: *"\([^"]*\)".*/\1/')
+dist:
+	git -C $(srcdir) archive --format zip --prefix=$(EXTENSION)-$(DIST_VERSION)/ -o $(CURDIR)/$(EXTENSION)-$(DIST_VERSION).zip HEAD
+.PHONY: dist
