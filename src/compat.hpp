@@ -6,6 +6,8 @@
 #include "pg.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/tupdesc.h"
 #include "access/xlog.h"
 #include "utils/numeric.h"
 }
@@ -32,6 +34,28 @@ inline TimeLineID wal_insertion_timeline() {
     // that connected to a standby before its promotion too).
     (void)RecoveryInProgress();
     return ThisTimeLineID;
+#endif
+}
+
+// The byte offset of column INDEX (0-based) from the start of a tuple's data
+// when every column before it has a fixed width and none is NULL, as the
+// descriptor caches it once heap_getattr has worked it out; -1 when unknown.
+// 18 moved the cache from pg_attribute's image to the CompactAttribute array.
+inline int cached_attribute_offset(TupleDesc columns, int index) {
+#if PG_VERSION_NUM >= 180000
+    return TupleDescCompactAttr(columns, index)->attcacheoff;
+#else
+    return TupleDescAttr(columns, index)->attcacheoff;
+#endif
+}
+
+// An index scan with KEY_COUNT scan keys and no ORDER BY operators, without
+// instrumentation (18 added the parameter for EXPLAIN ANALYZE's counts).
+inline IndexScanDesc index_beginscan(Relation heap, Relation index, Snapshot snapshot, int key_count) {
+#if PG_VERSION_NUM >= 180000
+    return ::index_beginscan(heap, index, snapshot, nullptr, key_count, 0);
+#else
+    return ::index_beginscan(heap, index, snapshot, key_count, 0);
 #endif
 }
 

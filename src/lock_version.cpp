@@ -12,6 +12,7 @@
 // a relative increment (lock_version = lock_version + 1) gives n = o + 1.
 #include "lock_version.hpp"
 
+#include "compat.hpp"
 #include "trigger_cache.hpp"
 
 extern "C" {
@@ -54,11 +55,10 @@ int64 version_of(HeapTuple row, TupleDesc columns, const LockVersionState* state
 // attributes than the table has (the added column's value lives in the
 // descriptor's missing value), and an earlier BEFORE trigger returning OLD
 // hands such a row over as the new one: there the offset is past its end.
-bool version_at_fixed_offset(HeapTuple row, Form_pg_attribute attribute) {
-    if (HeapTupleHasNulls(row) || attribute->attcacheoff < 0 ||
-        HeapTupleHeaderGetNatts(row->t_data) < attribute->attnum)
+bool version_at_fixed_offset(HeapTuple row, Form_pg_attribute attribute, int offset) {
+    if (HeapTupleHasNulls(row) || offset < 0 || HeapTupleHeaderGetNatts(row->t_data) < attribute->attnum)
         return false;
-    const size_t end = static_cast<size_t>(row->t_data->t_hoff) + static_cast<size_t>(attribute->attcacheoff) +
+    const size_t end = static_cast<size_t>(row->t_data->t_hoff) + static_cast<size_t>(offset) +
                        static_cast<size_t>(attribute->attlen);
     return end <= row->t_len;
 }
@@ -66,13 +66,14 @@ bool version_at_fixed_offset(HeapTuple row, Form_pg_attribute attribute) {
 HeapTuple with_version(HeapTuple row, TupleDesc columns, const LockVersionState* state, int64 version) {
     Datum value = version_to_datum(version, state->version_type);
     const Form_pg_attribute attribute = TupleDescAttr(columns, state->version_attnum - 1);
-    if (version_at_fixed_offset(row, attribute)) {
+    const int offset = compat::cached_attribute_offset(columns, state->version_attnum - 1);
+    if (version_at_fixed_offset(row, attribute, offset)) {
         // The common case, and the bulk UPDATE's: the version sits at a fixed
         // offset (heap_getattr just worked it out), so a copy with the new
         // value written there is the modified row, without deforming and
         // forming every column.
         HeapTuple copy = pg_call([&] { return heap_copytuple(row); });
-        char* field = reinterpret_cast<char*>(copy->t_data) + copy->t_data->t_hoff + attribute->attcacheoff;
+        char* field = reinterpret_cast<char*>(copy->t_data) + copy->t_data->t_hoff + offset;
         store_att_byval(field, value, attribute->attlen);
         return copy;
     }

@@ -806,7 +806,7 @@ void scan_part(const RunningBalanceState* state, const LedgerPart* part, const D
     else  // seq IS NOT NULL: rows written around the trigger have no place in the chain
         ScanKeyEntryInitialize(&keys[state->group_count], SK_ISNULL | SK_SEARCHNOTNULL, part->seq_index_attno,
                                InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, static_cast<Datum>(0));
-    IndexScanDesc scan = index_beginscan(heap, index, snapshot, key_count, 0);
+    IndexScanDesc scan = compat::index_beginscan(heap, index, snapshot, key_count);
     index_rescan(scan, keys, key_count, nullptr, 0);
     TupleTableSlot* slot = table_slot_create(heap, nullptr);
     if (hint != nullptr) {

@@ -3,7 +3,8 @@
 # (PGHOST, PGPORT, PGUSER, PGPASSWORD set by pg_virtualenv).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+# The PostgreSQL major under test: an already-set PG_CONFIG wins (15 by default).
+export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 
 passed=0
 failed=0
