@@ -57,6 +57,7 @@ stress() {
     return $status
 }
 
+run_suite "release metadata (META.json, control file, package, make dist)" bash test/meta.sh
 run_suite "pg_regress and isolation specs" regress
 run_suite "pgTAP" pgtap
 run_suite "stress" stress
