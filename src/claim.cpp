@@ -141,6 +141,42 @@ LeaseTarget lease_target(FunctionCallInfo fcinfo, int first_column) {
     return target;
 }
 
+// claim_lease()'s attempts_column and max_attempts (1.1; a call through
+// 1.0's shorter definition has neither): the quoted column, empty without
+// one, and the limit, 0 without one.
+struct Attempts {
+    std::string column;
+    int32 max;
+};
+
+Attempts attempts_arguments(FunctionCallInfo fcinfo, const LeaseTarget& target, int argument) {
+    Attempts attempts{{}, 0};
+    const bool has_column = PG_NARGS() > argument && !PG_ARGISNULL(argument);
+    const bool has_max = PG_NARGS() > argument + 1 && !PG_ARGISNULL(argument + 1);
+    if (has_max) {
+        attempts.max = PG_GETARG_INT32(argument + 1);
+        if (attempts.max < 1)
+            throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
+                        "max_attempts must be at least 1, not " + std::to_string(attempts.max));
+        if (!has_column)
+            throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "max_attempts needs attempts_column")
+                .with_hint("max_attempts compares the count in attempts_column; name that column too.");
+    }
+    if (!has_column)
+        return attempts;
+    const Oid type = pg_call([&] {
+        const AttrNumber attnum = get_attnum(target.table.relid, NameStr(*PG_GETARG_NAME(argument)));
+        return attnum > 0 ? get_atttype(target.table.relid, attnum) : InvalidOid;
+    });
+    const Oid wanted = type == INT2OID || type == INT4OID ? type : INT8OID;
+    attempts.column = lease_column(target.table, fcinfo, argument, "attempts_column", wanted,
+                                   "smallint, integer or bigint");
+    if (attempts.column == target.token_column || attempts.column == target.until_column)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "attempts_column must differ from token_column and until_column, not " + attempts.column);
+    return attempts;
+}
+
 int32 batch_argument(FunctionCallInfo fcinfo, int argument) {
     const bool is_null = PG_ARGISNULL(argument);
     const int32 batch = is_null ? 0 : PG_GETARG_INT32(argument);
@@ -346,8 +382,11 @@ KeptPlan* plan_for(const std::string& statement, int parameter_count, Oid* param
 }
 
 // C-side: runs the plan and copies its rows, converted to the table's row
-// type (which may hold dropped columns), into the function's result.
-uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, const char* nulls) {
+// type (which may hold dropped columns), into the function's result. With
+// `positioned`, the plan's last column is each row's position (1 to the
+// number of rows, each once): the rows go out in that order, without it.
+uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, const char* nulls,
+                        bool positioned = false) {
     auto* result_info = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
     if (result_info == nullptr || !IsA(result_info, ReturnSetInfo) ||
         (result_info->allowedModes & SFRM_Materialize) == 0)
@@ -365,12 +404,31 @@ uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values,
     MemoryContext previous = MemoryContextSwitchTo(query_context);
     TupleDesc stored_descriptor = CreateTupleDescCopy(result_descriptor);
     Tuplestorestate* store = tuplestore_begin_heap(true, false, work_mem);
-    TupleConversionMap* map =
-        convert_tuples_by_position(SPI_tuptable->tupdesc, stored_descriptor,
-                                   "the claimed rows do not match the table's row type");
+    TupleDesc returned = SPI_tuptable->tupdesc;
     const uint64 rows = SPI_processed;
+    HeapTuple* ordered = SPI_tuptable->vals;
+    if (positioned) {
+        // The rows without their position, each at its place.
+        const int columns = returned->natts - 1;
+        TupleDesc trimmed = CreateTemplateTupleDesc(columns);
+        for (int column = 1; column <= columns; ++column)
+            TupleDescCopyEntry(trimmed, column, returned, column);
+        ordered = static_cast<HeapTuple*>(palloc0(sizeof(HeapTuple) * (rows > 0 ? rows : 1)));
+        Datum* row_values = static_cast<Datum*>(palloc(sizeof(Datum) * returned->natts));
+        bool* row_nulls = static_cast<bool*>(palloc(sizeof(bool) * returned->natts));
+        for (uint64 i = 0; i < rows; ++i) {
+            heap_deform_tuple(SPI_tuptable->vals[i], returned, row_values, row_nulls);
+            const int64 position = row_nulls[columns] ? 0 : DatumGetInt64(row_values[columns]);
+            if (position < 1 || static_cast<uint64>(position) > rows || ordered[position - 1] != nullptr)
+                elog(ERROR, "claimed row position %lld out of place", static_cast<long long>(position));
+            ordered[position - 1] = heap_form_tuple(trimmed, row_values, row_nulls);
+        }
+        returned = trimmed;
+    }
+    TupleConversionMap* map = convert_tuples_by_position(returned, stored_descriptor,
+                                                         "the claimed rows do not match the table's row type");
     for (uint64 i = 0; i < rows; ++i) {
-        HeapTuple row = SPI_tuptable->vals[i];
+        HeapTuple row = ordered[i];
         tuplestore_puttuple(store, map != nullptr ? execute_attr_map_tuple(row, map) : row);
     }
     MemoryContextSwitchTo(previous);
@@ -489,32 +547,50 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     const CallerSql sql = caller_sql(fcinfo, 1, 4);
     const int32 batch = batch_argument(fcinfo, 2);
     const LeaseExpiry expiry = lease_expiry(fcinfo, 3);
+    const Attempts attempts = attempts_arguments(fcinfo, target, 7);
     const std::string& table = target.table.qualified_name;
-    // Lock what is claimable (not leased, or the lease ran out; not locked),
-    // then write the token and the expiry into exactly those rows. The CTE
-    // is materialized, so the locking scan runs once whatever the plan. Its
-    // name is the one name the statement adds: it only has to differ from
-    // the table's, since the caller's filter and order_by, inside the CTE's
-    // own definition, cannot see it (tables of that name are theirs). It
-    // returns the table's columns first, so order_by means what it means in
-    // claim() (names and positions), then ctid and tableoid, which no user
-    // column can be named.
-    const std::string claimed = target.table.name == "claimed" ? "claimed_rows" : "claimed";
+    // Lock what is claimable (not leased, or the lease ran out; not locked;
+    // below max_attempts), then write the token, the expiry and the attempt
+    // into exactly those rows. The first CTE is materialized, so the locking
+    // scan runs once whatever the plan; the second numbers its rows in the
+    // order it stored them, order_by's, and the rows go out in that order.
+    // The CTEs' names are the names the statement adds: they only have to
+    // differ from the table's, since the caller's filter and order_by,
+    // inside the first CTE's own definition, cannot see them (tables of
+    // those names are theirs). The first returns the table's columns first,
+    // so order_by means what it means in claim() (names and positions), then
+    // ctid and tableoid, which no user column can be named.
+    std::string claimed = "claimed";
+    while (target.table.name == claimed || target.table.name == claimed + "_order")
+        claimed += "_rows";
+    const std::string positions = claimed + "_order";
+    const std::string attempts_condition =
+        attempts.max > 0 ? " AND (" + attempts.column + " IS NULL OR " + attempts.column + " OPERATOR(pg_catalog.<) " +
+                               std::to_string(attempts.max) + ")"
+                         : std::string();
+    const std::string attempts_assignment =
+        attempts.column.empty()
+            ? std::string()
+            : ", " + attempts.column + " = COALESCE(" + table + "." + attempts.column +
+                  ", 0) OPERATOR(pg_catalog.+) 1";
     const std::string statement =
         "WITH " + claimed + " AS MATERIALIZED (SELECT " + table + ".*, ctid, tableoid FROM " + table + " WHERE " +
         where_condition(sql) + " AND (" + until_column + " IS NULL OR " + until_column +
-        " OPERATOR(pg_catalog.<=) $3)" + order_clause(sql) + " LIMIT " + std::to_string(batch) +
-        " FOR UPDATE SKIP LOCKED)"
-        " UPDATE " + table + " SET " + token_column + " = $1, " + until_column + " = $2 FROM " + claimed +
-        " WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) " + claimed + ".tableoid AND " + table +
-        ".ctid OPERATOR(pg_catalog.=) " + claimed + ".ctid RETURNING " + table + ".*";
+        " OPERATOR(pg_catalog.<=) $3)" + attempts_condition + order_clause(sql) + " LIMIT " +
+        std::to_string(batch) + " FOR UPDATE SKIP LOCKED), " + positions +
+        " AS MATERIALIZED (SELECT ctid, tableoid, pg_catalog.row_number() OVER () FROM " + claimed + ")"
+        " UPDATE " + table + " SET " + token_column + " = $1, " + until_column + " = $2" + attempts_assignment +
+        " FROM " + positions + " WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) " + positions +
+        ".tableoid AND " + table + ".ctid OPERATOR(pg_catalog.=) " + positions + ".ctid RETURNING " + table +
+        ".*, " + positions + ".row_number";
     with_spi([&] {
         Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
         const RunningPlan running(plan_for(statement, 3, types, [&] { check_caller_sql(target.table, sql); }));
         const LeaseToken token = take_lease_token();
         Datum values[3] = {Int64GetDatum(token.token), TimestampTzGetDatum(expiry.until),
                            TimestampTzGetDatum(expiry.now)};
-        const uint64 leased = pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr); });
+        const uint64 leased =
+            pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr, true); });
         if (leased > 0)
             make_token_durable(token);
     });
@@ -541,10 +617,33 @@ Datum update_leased_rows(FunctionCallInfo fcinfo, const LeaseTarget& target, con
 
 }  // namespace
 
+// retry_after (1.1; a call through 1.0's shorter definition has none): NULL
+// releases as 1.0 did, claimable at once; otherwise the rows are claimable
+// from clock_timestamp() + retry_after, computed once, which must not be
+// earlier than that clock_timestamp() (zero is "at once", a negative
+// interval is refused: a backoff formula that produced one is wrong).
 Datum release_lease(FunctionCallInfo fcinfo) {
     const LeaseTarget target = lease_target(fcinfo, 2);
-    return update_leased_rows(fcinfo, target, target.token_column + " = NULL, " + target.until_column + " = NULL",
-                              nullptr);
+    token_argument(fcinfo, 1);  // a NULL token is reported before a bad retry_after
+    if (PG_NARGS() <= 4 || PG_ARGISNULL(4))
+        return update_leased_rows(fcinfo, target,
+                                  target.token_column + " = NULL, " + target.until_column + " = NULL", nullptr);
+    const Datum retry_after = PG_GETARG_DATUM(4);
+    const LeaseExpiry retry = pg_call([&] {
+        LeaseExpiry computed{};
+        computed.now = GetCurrentTimestamp();
+        computed.until = DatumGetTimestampTz(
+            DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(computed.now), retry_after));
+        return computed;
+    });
+    if (retry.until < retry.now) {
+        const std::string shown = pg_call([&] { return DatumGetCString(DirectFunctionCall1(interval_out, retry_after)); });
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "retry_after must not be negative, not " + shown)
+            .with_detail("Released rows are claimable from clock_timestamp() + retry_after, which must not be earlier "
+                         "than clock_timestamp(); months and days count as calendar months and days from now.");
+    }
+    return update_leased_rows(fcinfo, target, target.token_column + " = NULL, " + target.until_column + " = $2",
+                              &retry.until);
 }
 
 Datum extend_lease(FunctionCallInfo fcinfo) {
