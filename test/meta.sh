@@ -65,7 +65,10 @@ zip=$work/raceguard-$version.zip
 [ -f "$zip" ] || { echo "FAIL: make dist made no raceguard-$version.zip"; ls "$work"; exit 1; }
 listing=$(python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$zip")
 status=0
-for needed in META.json raceguard.control Makefile "sql/raceguard--1.0.sql" README.md; do
+# Every script the Makefile installs (each version's install script and the
+# update scripts) is in the distribution.
+scripts=$(sed -n 's/^DATA *= *//p' Makefile)
+for needed in META.json raceguard.control Makefile $scripts README.md; do
     grep -qx "raceguard-$version/$needed" <<<"$listing" || { echo "FAIL: raceguard-$version.zip lacks raceguard-$version/$needed"; status=1; }
 done
 if grep -v "^raceguard-$version/" <<<"$listing" | grep -q .; then

@@ -61,6 +61,7 @@ run_suite "release metadata (META.json, control file, package, make dist)" bash 
 run_suite "pg_regress and isolation specs" regress
 run_suite "pgTAP" pgtap
 run_suite "stress" stress
+run_suite "update: ALTER EXTENSION raceguard UPDATE, each path" bash test/upgrade/update.sh
 run_suite "dump and restore" bash test/dump/dump_restore.sh
 run_suite "logical replication: a ledger on a subscriber" bash test/replication/subscriber.sh
 run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
