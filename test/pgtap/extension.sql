@@ -1,8 +1,12 @@
 -- The extension's objects, where they live and how they are declared.
 BEGIN;
-SELECT plan(9);
+SELECT plan(11);
 
 SELECT has_schema('raceguard');
+-- Version 1.1, reachable from 1.0 by ALTER EXTENSION raceguard UPDATE.
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.1', 'raceguard 1.1 is installed');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.1'), '1.0--1.1',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.1 by one script');
 SELECT has_function('raceguard', 'lock_version', ARRAY[]::name[]);
 SELECT function_returns('raceguard', 'lock_version', ARRAY[]::name[], 'trigger');
 SELECT function_lang_is('raceguard', 'lock_version', ARRAY[]::name[], 'c');
