@@ -44,8 +44,10 @@ inside() {
         { echo "matrix-inside: package build has compiler warnings"; return 1; }
     local deb
     deb=$(ls "$work"/postgresql-"$major"-raceguard_*.deb) || { echo "matrix-inside: no package for $major"; return 1; }
+    local listing
+    listing=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $6}') || { echo "matrix-inside: package unreadable"; return 1; }
     echo "== built $(basename "$deb") in $((SECONDS - started)) s; its files:"
-    dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print "   ", $6}'
+    sed 's/^/    /' <<<"$listing"
 
     # What the package must hold: the control file, the install script of
     # default_version, the library, and the bitcode where the server can JIT.
@@ -58,14 +60,15 @@ inside() {
         needed+=("$pkglibdir/bitcode/raceguard.index.bc" "$pkglibdir/bitcode/raceguard/src/entry_points.bc")
     fi
     for file in "${needed[@]}"; do
-        dpkg-deb -c "$deb" | grep -q " \.$file\$" || { echo "FAIL: the package lacks $file"; missing=1; }
+        grep -qxF ".$file" <<<"$listing" || { echo "FAIL: the package lacks $file"; missing=1; }
     done
     [ $missing -eq 0 ] || { echo "matrix-inside: package incomplete"; return 1; }
 
     dpkg -i "$deb" >"$work/install.log" 2>&1 || { cat "$work/install.log"; echo "matrix-inside: package install failed"; return 1; }
     # The suites must meet the packaged files only: nothing built is left here.
-    [ -z "$(find . -name '*.so' -o -name '*.o' | head -n 1)" ] ||
-        { echo "matrix-inside: build products left in the tree"; return 1; }
+    local left
+    left=$(find . -path ./debian -prune -o \( -name '*.so' -o -name '*.o' \) -print)
+    [ -z "$left" ] || { echo "matrix-inside: build products left in the tree:" $left; return 1; }
     echo "== installed $(dpkg-query -W -f='${Package} ${Version}' "postgresql-$major-raceguard")"
 
     local status=0 line
@@ -96,6 +99,8 @@ if [ "${1:-}" = --inside ]; then
     exit $?
 fi
 
+# The host side, in a function so that bash reads it whole before it runs.
+main() {
 [ "$(id -u)" -eq 0 ] || { echo "matrix: run as root" >&2; exit 2; }
 majors=()
 for major in "${@:-${all_majors[@]}}"; do
@@ -161,3 +166,5 @@ echo
 printf '%s\n' "${summary[@]}"
 echo "matrix: $passed passed, $failed failed ($((SECONDS - total_started)) s)"
 [ $failed -eq 0 ]
+}
+main "$@"; exit $?
