@@ -46,6 +46,7 @@ SELECT sqlstate, message, column_name FROM regress.error_of($$CREATE TRIGGER gen
     FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner_tag')$$);
 SELECT sqlstate, column_name FROM regress.error_of($$UPDATE gen_orders SET owner = 43 WHERE id = 2$$);
 DROP TRIGGER IF EXISTS gen_orders_owner_after ON gen_orders;
+UPDATE gen_orders SET owner = 9 WHERE id = 2;  -- undoes the change where no guard was created (18)
 -- running_balance reads the amount and writes the balance.
 SELECT * FROM regress.error_of($$CREATE TRIGGER gen_ledger_rb BEFORE INSERT OR UPDATE OR DELETE ON gen_ledger
     FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount_twice', 'balance', 'account', 'seq=entry_no')$$) \gx
