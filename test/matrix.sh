@@ -101,70 +101,70 @@ fi
 
 # The host side, in a function so that bash reads it whole before it runs.
 main() {
-[ "$(id -u)" -eq 0 ] || { echo "matrix: run as root" >&2; exit 2; }
-majors=()
-for major in "${@:-${all_majors[@]}}"; do
-    [ -n "${release_of[$major]:-}" ] || { echo "matrix: no major $major (one of: ${all_majors[*]})" >&2; exit 2; }
-    majors+=("$major")
-done
-mapfile -t majors < <(printf '%s\n' "${majors[@]}" | sort -n -u)
+    [ "$(id -u)" -eq 0 ] || { echo "matrix: run as root" >&2; exit 2; }
+    majors=()
+    for major in "${@:-${all_majors[@]}}"; do
+        [ -n "${release_of[$major]:-}" ] || { echo "matrix: no major $major (one of: ${all_majors[*]})" >&2; exit 2; }
+        majors+=("$major")
+    done
+    mapfile -t majors < <(printf '%s\n' "${majors[@]}" | sort -n -u)
 
-source scripts/chroot.sh
-mkdir -p "$chroot_cache"
-share=$(mktemp -d "$chroot_cache/.matrix.XXXXXX")
-trap 'rm -rf "$share"' EXIT
-export RACEGUARD_CHROOT_SHARE=$share
+    source scripts/chroot.sh
+    mkdir -p "$chroot_cache"
+    share=$(mktemp -d "$chroot_cache/.matrix.XXXXXX")
+    trap 'rm -rf "$share"' EXIT
+    export RACEGUARD_CHROOT_SHARE=$share
 
-# The dump is made on 15: when a restoring major runs without 15, 15 still
-# builds, installs and dumps, but runs no suites.
-needs_dump=0
-for major in "${majors[@]}"; do
-    case "$restore_majors" in *" $major "*) needs_dump=1 ;; esac
-done
-runs=()
-if [ $needs_dump = 1 ] && [[ " ${majors[*]} " != *" $dump_major "* ]]; then
-    runs+=("$dump_major:dump:0")
-fi
-for major in "${majors[@]}"; do
-    role=none
-    [ "$major" = "$dump_major" ] && [ $needs_dump = 1 ] && role=dump
-    case "$restore_majors" in *" $major "*) role=restore ;; esac
-    runs+=("$major:$role:1")
-done
-
-passed=0 failed=0 summary=()
-total_started=$SECONDS
-for run in "${runs[@]}"; do
-    IFS=: read -r major role suites <<<"$run"
-    release=${release_of[$major]}
-    started=$SECONDS
-    echo
-    echo "=== PostgreSQL $major ($release)"
-    # chroot_run makes the root first when it is missing or incomplete.
-    out=$share/run-$major.out
-    chroot_run "$release" "$major" bash /raceguard/test/matrix.sh --inside "$major" "$role" "$suites" 2>&1 | tee "$out"
-    status=${PIPESTATUS[0]}
-    details=()
-    line=$(sed -n 's/^matrix-inside: \(suites .*\)$/\1/p' "$out" 2>/dev/null | tail -n 1)
-    [ -n "$line" ] && details+=("$line")
-    grep -q '^matrix-inside: package' "$out" 2>/dev/null && details+=("$(sed -n 's/^matrix-inside: \(package.*\)$/\1/p' "$out" | tail -n 1)")
-    [ "$role" = dump ] && details+=("dump for 17 and 18 $(grep -q '^matrix-inside: dump passed' "$out" 2>/dev/null && echo made || echo failed)")
-    [ "$role" = restore ] && details+=("restore of the $dump_major dump $(grep -q '^matrix-inside: restore passed' "$out" 2>/dev/null && echo passed || echo failed)")
-    verdict=passed
-    [ "$status" -eq 0 ] || verdict=failed
-    if [ "$suites" = 1 ]; then
-        [ "$status" -eq 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
-    elif [ "$status" -ne 0 ]; then
-        # The dump-only run counts against the majors that need its dump.
-        failed=$((failed + 1))
+    # The dump is made on 15: when a restoring major runs without 15, 15 still
+    # builds, installs and dumps, but runs no suites.
+    needs_dump=0
+    for major in "${majors[@]}"; do
+        case "$restore_majors" in *" $major "*) needs_dump=1 ;; esac
+    done
+    runs=()
+    if [ $needs_dump = 1 ] && [[ " ${majors[*]} " != *" $dump_major "* ]]; then
+        runs+=("$dump_major:dump:0")
     fi
-    summary+=("matrix: $major ($release): $verdict$([ ${#details[@]} -eq 0 ] || printf ', %s' "${details[@]}"), $((SECONDS - started)) s")
-    [ "$suites" = 1 ] || summary[-1]="${summary[-1]/: passed/: dump only, passed}"
-done
+    for major in "${majors[@]}"; do
+        role=none
+        [ "$major" = "$dump_major" ] && [ $needs_dump = 1 ] && role=dump
+        case "$restore_majors" in *" $major "*) role=restore ;; esac
+        runs+=("$major:$role:1")
+    done
 
-echo
-printf '%s\n' "${summary[@]}"
-echo "matrix: $passed passed, $failed failed ($((SECONDS - total_started)) s)"
-[ $failed -eq 0 ]
+    passed=0 failed=0 summary=()
+    total_started=$SECONDS
+    for run in "${runs[@]}"; do
+        IFS=: read -r major role suites <<<"$run"
+        release=${release_of[$major]}
+        started=$SECONDS
+        echo
+        echo "=== PostgreSQL $major ($release)"
+        # chroot_run makes the root first when it is missing or incomplete.
+        out=$share/run-$major.out
+        chroot_run "$release" "$major" bash /raceguard/test/matrix.sh --inside "$major" "$role" "$suites" 2>&1 | tee "$out"
+        status=${PIPESTATUS[0]}
+        details=()
+        line=$(sed -n 's/^matrix-inside: \(suites .*\)$/\1/p' "$out" 2>/dev/null | tail -n 1)
+        [ -n "$line" ] && details+=("$line")
+        grep -q '^matrix-inside: package' "$out" 2>/dev/null && details+=("$(sed -n 's/^matrix-inside: \(package.*\)$/\1/p' "$out" | tail -n 1)")
+        [ "$role" = dump ] && details+=("dump for 17 and 18 $(grep -q '^matrix-inside: dump passed' "$out" 2>/dev/null && echo made || echo failed)")
+        [ "$role" = restore ] && details+=("restore of the $dump_major dump $(grep -q '^matrix-inside: restore passed' "$out" 2>/dev/null && echo passed || echo failed)")
+        verdict=passed
+        [ "$status" -eq 0 ] || verdict=failed
+        if [ "$suites" = 1 ]; then
+            [ "$status" -eq 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
+        elif [ "$status" -ne 0 ]; then
+            # The dump-only run counts against the majors that need its dump.
+            failed=$((failed + 1))
+        fi
+        summary+=("matrix: $major ($release): $verdict$([ ${#details[@]} -eq 0 ] || printf ', %s' "${details[@]}"), $((SECONDS - started)) s")
+        [ "$suites" = 1 ] || summary[-1]="${summary[-1]/: passed/: dump only, passed}"
+    done
+
+    echo
+    printf '%s\n' "${summary[@]}"
+    echo "matrix: $passed passed, $failed failed ($((SECONDS - total_started)) s)"
+    [ $failed -eq 0 ]
 }
 main "$@"; exit $?
