@@ -77,7 +77,7 @@ inside() {
         pg_virtualenv -t -v "$major" bash test/suites.sh 2>&1 | tee "$work/suites.out"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         line=$(sed -n 's/^suites: \([0-9]*\) passed, \([0-9]*\) failed$/suites \1 passed \2 failed/p' "$work/suites.out" | tail -n 1)
-        echo "matrix-inside: ${line:-suites: no summary}"
+        echo "matrix-inside: ${line:-suites did not finish (no summary)}"
         [ -n "$line" ] || status=1
     fi
     if [ "$role" != none ]; then
