@@ -167,6 +167,8 @@ chroot_inside() {
         chroot_target=$chroot_rundir/root
     fi
     chroot_mount_system "$chroot_target"
+    # In a network namespace of its own, the loopback starts down.
+    [ "$chroot_overlay" != 1 ] || ip link set lo up 2>/dev/null || true
     if [ -n "$repo" ]; then
         mkdir -p "$chroot_target/raceguard"
         mount --bind "$repo" "$chroot_target/raceguard"
@@ -193,12 +195,20 @@ chroot_inside() {
 
 # chroot_enter ROOT OVERLAY RUNDIR REPO CMD...: chroot_inside in a private
 # mount, IPC and PID namespace (so nothing mounted or started inside
-# outlives the run), or directly where namespaces are not available.
+# outlives the run), or directly where namespaces are not available. A run
+# (OVERLAY 1) also gets a network namespace of its own with just a loopback,
+# so that servers of runs going on at the same time, or of this machine,
+# never take each other's ports; it then has no other network (the root
+# holds the packages): RACEGUARD_CHROOT_NET=host keeps the machine's.
 chroot_enter() {
-    local self
+    local self namespaces=(--mount --propagation private --ipc --pid)
     self=$(realpath "${BASH_SOURCE[0]}")
-    if unshare --mount --propagation private --ipc --pid --fork true 2>/dev/null; then
-        unshare --mount --propagation private --ipc --pid --fork --kill-child \
+    if [ "$2" = 1 ] && [ "${RACEGUARD_CHROOT_NET:-private}" != host ] && command -v ip >/dev/null &&
+        unshare --net true 2>/dev/null; then
+        namespaces+=(--net)
+    fi
+    if unshare "${namespaces[@]}" --fork true 2>/dev/null; then
+        unshare "${namespaces[@]}" --fork --kill-child \
             bash "$self" __inside "$@" 9>&-
     else
         bash "$self" __inside "$@" 9>&-
@@ -327,4 +337,5 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     clean) [ $# -eq 1 ] || usage; chroot_clean "$@" ;;
     *) usage ;;
     esac
+    exit $?
 fi

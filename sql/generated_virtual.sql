@@ -1,10 +1,10 @@
 -- Virtual generated columns, which PostgreSQL 18 brought (and makes the
 -- default for GENERATED ALWAYS AS without STORED). Their value is computed
 -- when read and never stored: no trigger sees it, and a value a trigger
--- writes there is dropped. So every guard refuses one when it first
--- resolves its columns (0A000, naming the trigger, the table and the
--- column) and nothing is written; and a guard on a table that merely has
--- one (a NULL in the stored row) works exactly.
+-- writes there is dropped. So every guard refuses one (0A000, naming the
+-- trigger, the table and the column) at CREATE TRIGGER, or at its first row
+-- when created unchecked, and nothing is written; and a guard on a table
+-- that merely has one (a NULL in the stored row) works exactly.
 --
 -- Before 18 such columns cannot exist: there (expected/generated_virtual.out;
 -- 18's output is generated_virtual_1.out) the same statements run on STORED
@@ -31,31 +31,41 @@ CREATE INDEX ON gen_ledger (account, entry_no);
 INSERT INTO gen_orders (id, qty, owner) VALUES (1, 5, NULL), (2, 7, 9);
 INSERT INTO gen_ledger (account, amount, balance, entry_no) VALUES (1, 10, 10, 1);
 
--- lock_version writes its column: its first row is refused (the guard
--- resolves its columns then), and nothing is written.
+-- At CREATE TRIGGER (the event trigger on, as in a migration): each guard
+-- on a generated column it cannot serve is refused and not created.
+ALTER EVENT TRIGGER raceguard_validate_guards ENABLE ALWAYS;
+-- lock_version writes its column.
+SELECT * FROM regress.error_of($$CREATE TRIGGER gen_orders_lv BEFORE UPDATE ON gen_orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('lock_version')$$) \gx
+-- immutable_once_set: a virtual column is refused BEFORE and AFTER (no
+-- trigger sees its value); a STORED one only BEFORE (AFTER sees its value,
+-- and a change to it is then refused like any other).
+SELECT * FROM regress.error_of($$CREATE TRIGGER gen_orders_owner BEFORE UPDATE ON gen_orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner_tag')$$) \gx
+SELECT sqlstate, message, column_name FROM regress.error_of($$CREATE TRIGGER gen_orders_owner_after AFTER UPDATE ON gen_orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner_tag')$$);
+SELECT sqlstate, column_name FROM regress.error_of($$UPDATE gen_orders SET owner = 43 WHERE id = 2$$);
+DROP TRIGGER IF EXISTS gen_orders_owner_after ON gen_orders;
+UPDATE gen_orders SET owner = 9 WHERE id = 2;  -- undoes the change where no guard was created (18)
+-- running_balance reads the amount and writes the balance.
+SELECT * FROM regress.error_of($$CREATE TRIGGER gen_ledger_rb BEFORE INSERT OR UPDATE OR DELETE ON gen_ledger
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount_twice', 'balance', 'account', 'seq=entry_no')$$) \gx
+SELECT sqlstate, message, column_name FROM regress.error_of($$CREATE TRIGGER gen_ledger_rb BEFORE INSERT OR UPDATE OR DELETE ON gen_ledger
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance_shown', 'account', 'seq=entry_no')$$);
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid IN ('gen_orders'::regclass, 'gen_ledger'::regclass);
+
+-- Created without the check (the event trigger off, or restored by
+-- pg_restore), such a guard refuses its first row instead.
+ALTER EVENT TRIGGER raceguard_validate_guards DISABLE;
 CREATE TRIGGER gen_orders_lv BEFORE UPDATE ON gen_orders
     FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('lock_version');
-SELECT * FROM regress.error_of($$UPDATE gen_orders SET qty = 6 WHERE id = 1$$) \gx
+SELECT sqlstate, message, column_name FROM regress.error_of($$UPDATE gen_orders SET qty = 6 WHERE id = 1$$);
 DROP TRIGGER gen_orders_lv ON gen_orders;
--- immutable_once_set: a virtual column is refused BEFORE and AFTER (no
--- trigger sees its value); a STORED one only BEFORE (AFTER sees its value).
-CREATE TRIGGER gen_orders_owner BEFORE UPDATE ON gen_orders
-    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner_tag');
-SELECT * FROM regress.error_of($$UPDATE gen_orders SET owner = 43 WHERE id = 2$$) \gx
+CREATE TRIGGER gen_orders_owner AFTER UPDATE ON gen_orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('doubled');
+SELECT sqlstate, column_name FROM regress.error_of($$UPDATE gen_orders SET qty = 6 WHERE id = 1$$);
 DROP TRIGGER gen_orders_owner ON gen_orders;
-CREATE TRIGGER gen_orders_owner_after AFTER UPDATE ON gen_orders
-    FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('owner_tag');
-SELECT sqlstate, message, column_name FROM regress.error_of($$UPDATE gen_orders SET owner = 43 WHERE id = 2$$);
-DROP TRIGGER gen_orders_owner_after ON gen_orders;
--- running_balance reads the amount and writes the balance: both refused.
-CREATE TRIGGER gen_ledger_rb BEFORE INSERT OR UPDATE OR DELETE ON gen_ledger
-    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount_twice', 'balance', 'account', 'seq=entry_no');
-SELECT * FROM regress.error_of($$INSERT INTO gen_ledger (account, amount) VALUES (1, 5)$$) \gx
-DROP TRIGGER gen_ledger_rb ON gen_ledger;
-CREATE TRIGGER gen_ledger_rb BEFORE INSERT OR UPDATE OR DELETE ON gen_ledger
-    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance_shown', 'account', 'seq=entry_no');
-SELECT sqlstate, message, column_name FROM regress.error_of($$INSERT INTO gen_ledger (account, amount) VALUES (1, 5)$$);
-DROP TRIGGER gen_ledger_rb ON gen_ledger;
+ALTER EVENT TRIGGER raceguard_validate_guards ENABLE ALWAYS;
 -- Nothing was written.
 SELECT * FROM gen_orders ORDER BY id;
 SELECT * FROM gen_ledger ORDER BY account, entry_no;

@@ -77,6 +77,8 @@ CREATE TRIGGER num_ledger_balance BEFORE INSERT OR UPDATE OR DELETE ON num_ledge
     FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account', 'seq=entry_no', 'min_balance=0');
 INSERT INTO num_ledger (account, amount) VALUES (1, 100);
 SELECT * FROM regress.error_of($$INSERT INTO shapes.num_ledger (account, amount) VALUES (1, 'NaN')$$) \gx
+-- Numeric infinities arrived in PostgreSQL 14; on 13 the input itself is
+-- refused (22P02, expected/running_balance_shapes_1.out), so none can reach the guard.
 SELECT sqlstate, message, detail FROM regress.error_of($$INSERT INTO shapes.num_ledger (account, amount) VALUES (1, 'Infinity')$$);
 SELECT sqlstate, message, detail FROM regress.error_of($$INSERT INTO shapes.num_ledger (account, amount) VALUES (1, '-Infinity')$$);
 SELECT sqlstate, message FROM regress.error_of($$INSERT INTO shapes.num_ledger (account, amount) VALUES (1, -1000000)$$);

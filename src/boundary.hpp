@@ -14,7 +14,9 @@
 //     pg_call(). pg_call catches the error with PG_TRY, copies it and throws
 //     it as PgError, so the C++ stack unwinds normally; run_entry re-raises it
 //     unchanged. A caught PostgreSQL error is always re-raised: nothing here
-//     swallows one, since only a (sub)transaction abort may do that.
+//     swallows one, since only a (sub)transaction abort may do that. A caller
+//     may catch a PgError only to throw a more precise Error with the same
+//     SQLSTATE instead (a guard naming the column its arithmetic overflowed).
 //  3. Code that calls PostgreSQL directly (the per-row paths) keeps no object
 //     with a destructor alive in its frames, so a longjmp through them skips
 //     nothing. Nothing with a destructor is stored in palloc'd memory.

@@ -44,8 +44,10 @@ inside() {
         { echo "matrix-inside: package build has compiler warnings"; return 1; }
     local deb
     deb=$(ls "$work"/postgresql-"$major"-raceguard_*.deb) || { echo "matrix-inside: no package for $major"; return 1; }
+    local listing
+    listing=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $6}') || { echo "matrix-inside: package unreadable"; return 1; }
     echo "== built $(basename "$deb") in $((SECONDS - started)) s; its files:"
-    dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print "   ", $6}'
+    sed 's/^/    /' <<<"$listing"
 
     # What the package must hold: the control file, the install script of
     # default_version, the library, and the bitcode where the server can JIT.
@@ -58,14 +60,15 @@ inside() {
         needed+=("$pkglibdir/bitcode/raceguard.index.bc" "$pkglibdir/bitcode/raceguard/src/entry_points.bc")
     fi
     for file in "${needed[@]}"; do
-        dpkg-deb -c "$deb" | grep -q " \.$file\$" || { echo "FAIL: the package lacks $file"; missing=1; }
+        grep -qxF ".$file" <<<"$listing" || { echo "FAIL: the package lacks $file"; missing=1; }
     done
     [ $missing -eq 0 ] || { echo "matrix-inside: package incomplete"; return 1; }
 
     dpkg -i "$deb" >"$work/install.log" 2>&1 || { cat "$work/install.log"; echo "matrix-inside: package install failed"; return 1; }
     # The suites must meet the packaged files only: nothing built is left here.
-    [ -z "$(find . -name '*.so' -o -name '*.o' | head -n 1)" ] ||
-        { echo "matrix-inside: build products left in the tree"; return 1; }
+    local left
+    left=$(find . -path ./debian -prune -o \( -name '*.so' -o -name '*.o' \) -print)
+    [ -z "$left" ] || { echo "matrix-inside: build products left in the tree:" $left; return 1; }
     echo "== installed $(dpkg-query -W -f='${Package} ${Version}' "postgresql-$major-raceguard")"
 
     local status=0 line
@@ -74,7 +77,7 @@ inside() {
         pg_virtualenv -t -v "$major" bash test/suites.sh 2>&1 | tee "$work/suites.out"
         [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
         line=$(sed -n 's/^suites: \([0-9]*\) passed, \([0-9]*\) failed$/suites \1 passed \2 failed/p' "$work/suites.out" | tail -n 1)
-        echo "matrix-inside: ${line:-suites: no summary}"
+        echo "matrix-inside: ${line:-suites did not finish (no summary)}"
         [ -n "$line" ] || status=1
     fi
     if [ "$role" != none ]; then
@@ -96,68 +99,72 @@ if [ "${1:-}" = --inside ]; then
     exit $?
 fi
 
-[ "$(id -u)" -eq 0 ] || { echo "matrix: run as root" >&2; exit 2; }
-majors=()
-for major in "${@:-${all_majors[@]}}"; do
-    [ -n "${release_of[$major]:-}" ] || { echo "matrix: no major $major (one of: ${all_majors[*]})" >&2; exit 2; }
-    majors+=("$major")
-done
-mapfile -t majors < <(printf '%s\n' "${majors[@]}" | sort -n -u)
+# The host side, in a function so that bash reads it whole before it runs.
+main() {
+    [ "$(id -u)" -eq 0 ] || { echo "matrix: run as root" >&2; exit 2; }
+    majors=()
+    for major in "${@:-${all_majors[@]}}"; do
+        [ -n "${release_of[$major]:-}" ] || { echo "matrix: no major $major (one of: ${all_majors[*]})" >&2; exit 2; }
+        majors+=("$major")
+    done
+    mapfile -t majors < <(printf '%s\n' "${majors[@]}" | sort -n -u)
 
-source scripts/chroot.sh
-mkdir -p "$chroot_cache"
-share=$(mktemp -d "$chroot_cache/.matrix.XXXXXX")
-trap 'rm -rf "$share"' EXIT
-export RACEGUARD_CHROOT_SHARE=$share
+    source scripts/chroot.sh
+    mkdir -p "$chroot_cache"
+    share=$(mktemp -d "$chroot_cache/.matrix.XXXXXX")
+    trap 'rm -rf "$share"' EXIT
+    export RACEGUARD_CHROOT_SHARE=$share
 
-# The dump is made on 15: when a restoring major runs without 15, 15 still
-# builds, installs and dumps, but runs no suites.
-needs_dump=0
-for major in "${majors[@]}"; do
-    case "$restore_majors" in *" $major "*) needs_dump=1 ;; esac
-done
-runs=()
-if [ $needs_dump = 1 ] && [[ " ${majors[*]} " != *" $dump_major "* ]]; then
-    runs+=("$dump_major:dump:0")
-fi
-for major in "${majors[@]}"; do
-    role=none
-    [ "$major" = "$dump_major" ] && [ $needs_dump = 1 ] && role=dump
-    case "$restore_majors" in *" $major "*) role=restore ;; esac
-    runs+=("$major:$role:1")
-done
-
-passed=0 failed=0 summary=()
-total_started=$SECONDS
-for run in "${runs[@]}"; do
-    IFS=: read -r major role suites <<<"$run"
-    release=${release_of[$major]}
-    started=$SECONDS
-    echo
-    echo "=== PostgreSQL $major ($release)"
-    # chroot_run makes the root first when it is missing or incomplete.
-    out=$share/run-$major.out
-    chroot_run "$release" "$major" bash /raceguard/test/matrix.sh --inside "$major" "$role" "$suites" 2>&1 | tee "$out"
-    status=${PIPESTATUS[0]}
-    details=()
-    line=$(sed -n 's/^matrix-inside: \(suites .*\)$/\1/p' "$out" 2>/dev/null | tail -n 1)
-    [ -n "$line" ] && details+=("$line")
-    grep -q '^matrix-inside: package' "$out" 2>/dev/null && details+=("$(sed -n 's/^matrix-inside: \(package.*\)$/\1/p' "$out" | tail -n 1)")
-    [ "$role" = dump ] && details+=("dump for 17 and 18 $(grep -q '^matrix-inside: dump passed' "$out" 2>/dev/null && echo made || echo failed)")
-    [ "$role" = restore ] && details+=("restore of the $dump_major dump $(grep -q '^matrix-inside: restore passed' "$out" 2>/dev/null && echo passed || echo failed)")
-    verdict=passed
-    [ "$status" -eq 0 ] || verdict=failed
-    if [ "$suites" = 1 ]; then
-        [ "$status" -eq 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
-    elif [ "$status" -ne 0 ]; then
-        # The dump-only run counts against the majors that need its dump.
-        failed=$((failed + 1))
+    # The dump is made on 15: when a restoring major runs without 15, 15 still
+    # builds, installs and dumps, but runs no suites.
+    needs_dump=0
+    for major in "${majors[@]}"; do
+        case "$restore_majors" in *" $major "*) needs_dump=1 ;; esac
+    done
+    runs=()
+    if [ $needs_dump = 1 ] && [[ " ${majors[*]} " != *" $dump_major "* ]]; then
+        runs+=("$dump_major:dump:0")
     fi
-    summary+=("matrix: $major ($release): $verdict$([ ${#details[@]} -eq 0 ] || printf ', %s' "${details[@]}"), $((SECONDS - started)) s")
-    [ "$suites" = 1 ] || summary[-1]="${summary[-1]/: passed/: dump only, passed}"
-done
+    for major in "${majors[@]}"; do
+        role=none
+        [ "$major" = "$dump_major" ] && [ $needs_dump = 1 ] && role=dump
+        case "$restore_majors" in *" $major "*) role=restore ;; esac
+        runs+=("$major:$role:1")
+    done
 
-echo
-printf '%s\n' "${summary[@]}"
-echo "matrix: $passed passed, $failed failed ($((SECONDS - total_started)) s)"
-[ $failed -eq 0 ]
+    passed=0 failed=0 summary=()
+    total_started=$SECONDS
+    for run in "${runs[@]}"; do
+        IFS=: read -r major role suites <<<"$run"
+        release=${release_of[$major]}
+        started=$SECONDS
+        echo
+        echo "=== PostgreSQL $major ($release)"
+        # chroot_run makes the root first when it is missing or incomplete.
+        out=$share/run-$major.out
+        chroot_run "$release" "$major" bash /raceguard/test/matrix.sh --inside "$major" "$role" "$suites" 2>&1 | tee "$out"
+        status=${PIPESTATUS[0]}
+        details=()
+        line=$(sed -n 's/^matrix-inside: \(suites .*\)$/\1/p' "$out" 2>/dev/null | tail -n 1)
+        [ -n "$line" ] && details+=("$line")
+        grep -q '^matrix-inside: package' "$out" 2>/dev/null && details+=("$(sed -n 's/^matrix-inside: \(package.*\)$/\1/p' "$out" | tail -n 1)")
+        [ "$role" = dump ] && details+=("dump for 17 and 18 $(grep -q '^matrix-inside: dump passed' "$out" 2>/dev/null && echo made || echo failed)")
+        [ "$role" = restore ] && details+=("restore of the $dump_major dump $(grep -q '^matrix-inside: restore passed' "$out" 2>/dev/null && echo passed || echo failed)")
+        verdict=passed
+        [ "$status" -eq 0 ] || verdict=failed
+        if [ "$suites" = 1 ]; then
+            [ "$status" -eq 0 ] && passed=$((passed + 1)) || failed=$((failed + 1))
+        elif [ "$status" -ne 0 ]; then
+            # The dump-only run counts against the majors that need its dump.
+            failed=$((failed + 1))
+        fi
+        summary+=("matrix: $major ($release): $verdict$([ ${#details[@]} -eq 0 ] || printf ', %s' "${details[@]}"), $((SECONDS - started)) s")
+        [ "$suites" = 1 ] || summary[-1]="${summary[-1]/: passed/: dump only, passed}"
+    done
+
+    echo
+    printf '%s\n' "${summary[@]}"
+    echo "matrix: $passed passed, $failed failed ($((SECONDS - total_started)) s)"
+    [ $failed -eq 0 ]
+}
+main "$@"; exit $?

@@ -18,12 +18,13 @@ trap 'rm -rf "$work"; drop_databases' EXIT
 psql_quiet() { psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
 # What must survive: every user trigger with its table, name, enabled state
-# and definition, the guards' problems, and the rows.
+# and definition, the guards' problems, and the rows. Partitions' clones
+# count as user triggers: before PostgreSQL 15 they are marked internal.
 snapshot() {
     psql_quiet -d "$1" <<'SQL'
 SELECT 'trigger', c.oid::regclass, t.tgname, t.tgenabled, t.tgparentid <> 0 AS clone, pg_get_triggerdef(t.oid)
   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
- WHERE NOT t.tgisinternal AND c.relnamespace = 'app'::regnamespace
+ WHERE (NOT t.tgisinternal OR t.tgparentid <> 0) AND c.relnamespace = 'app'::regnamespace
  ORDER BY c.oid::regclass::text COLLATE "C", t.tgname COLLATE "C";
 SELECT 'problem', table_name, trigger_name, problem FROM raceguard.check_guards()
  ORDER BY table_name::text COLLATE "C", trigger_name COLLATE "C", problem COLLATE "C";

@@ -11,7 +11,13 @@ trap 'rm -rf "$work"' EXIT
 run_pgbench() {
     local name=$1 count=$2 transactions=$3
     shift 3
-    pgbench -n -c "$count" -j $(( count < 2 ? 1 : 2 )) -t "$transactions" "$@" -f "$work/$name.sql" \
+    # pgbench retries serialization failures and deadlocks (--max-tries)
+    # from PostgreSQL 15 on; with an older one, pgbench_retry.py does.
+    local pgbench=(pgbench)
+    if [[ " $* " == *" --max-tries="* && "$(pgbench --help)" != *--max-tries* ]]; then
+        pgbench=(python3 "$(dirname "${BASH_SOURCE[0]}")/pgbench_retry.py")
+    fi
+    "${pgbench[@]}" -n -c "$count" -j $(( count < 2 ? 1 : 2 )) -t "$transactions" "$@" -f "$work/$name.sql" \
         >"$work/$name.out" 2>&1 || { cat "$work/$name.out"; exit 1; }
 }
 
