@@ -3,11 +3,15 @@
 Calls raceguard.claim(), claim_lease(), release_lease() and extend_lease()
 with random arguments: targets of every kind of type, filters and order_by
 texts that are valid, broken, huge, nested or trying to leave their clause,
-odd and quoted column names, out-of-range batches, leases and tokens, NULLs.
+odd and quoted column names, out-of-range batches, leases and tokens, NULLs,
+attempts columns and max_attempts (claim_lease) and retry_after
+(release_lease) of every kind.
 Every call must end in a clear error (a SQLSTATE that is not an internal
 error, and nothing written) or a correct result (at most batch rows; leased
 rows were free, all get one new token that no other call got, and an expiry
-in the future; rows a known filter selects match it). After every call the
+in the future; rows a known filter selects match it; on the jobs table a
+counted attempt is the old count + 1, and never past max_attempts; rows
+ordered by id come back in that order). After every call the
 backend must be the same process, still answering.
 
 Seeded and bounded: CLAIM_FUZZ_SEED replays a run (the same calls, in the
@@ -37,7 +41,10 @@ CREATE SCHEMA claim_fuzz;
 CREATE TYPE claim_fuzz.pair AS (a integer, b text);
 CREATE TYPE claim_fuzz.mood AS ENUM ('ok', 'bad');
 CREATE TABLE claim_fuzz.jobs (id integer PRIMARY KEY, status text NOT NULL, "Odd Col" integer,
-                              claim_token bigint, claimed_until timestamptz, note text);
+                              claim_token bigint, claimed_until timestamptz, note text, attempts integer,
+                              small_attempts smallint);
+UPDATE claim_fuzz.jobs SET attempts = g % 4, small_attempts = CASE WHEN g % 11 = 0 THEN 32767 END
+  FROM generate_series(1, 120) g WHERE id = g AND g % 5 <> 0;
 INSERT INTO claim_fuzz.jobs (id, status, "Odd Col")
     SELECT g, CASE WHEN g % 3 = 0 THEN 'done' ELSE 'pending' END, 100 - g FROM generate_series(1, 120) g;
 CREATE TABLE claim_fuzz."Quoted ""Table""" ("Id" integer, "Token Col" bigint, "until;col" timestamptz, token bigint);
@@ -97,6 +104,11 @@ COLUMN_NAMES = [None, "claim_token", "claimed_until", "Token Col", "until;col", 
                 "tableoid", "", " ", "\"claim_token\"", "Claim_Token", "CLAIMED_UNTIL", "token", "Id", "x" * 100,
                 "claim_token\n", "ð", "claim_token; DROP TABLE claim_fuzz.jobs", "Odd Col"]
 BATCHES = [None, 1, 2, 10, 0, -1, 2147483647, -2147483648, 2147483648, 500]
+ATTEMPTS_COLUMNS = [None, "attempts", "small_attempts", "note", "status", "claim_token", "claimed_until", "xmin",
+                    "missing", "", "Attempts", "\"attempts\"", "attempts; DROP TABLE claim_fuzz.jobs", "ð"]
+MAX_ATTEMPTS = [None, 1, 2, 3, 5, 0, -1, 2147483647, -2147483648, 2147483648]
+RETRY_AFTERS = [None, "0", "1 minute", "10 seconds", "-1 second", "1 month -31 days", "1 month -32 days",
+                "-1 year 361 days", "infinity", "-infinity", "178000000 years", "not an interval", "@ 1 mon ago"]
 TOKENS = [None, 0, -1, 1, 2 ** 63 - 1, -(2 ** 63), 2 ** 48, (1 << 48) | 5]
 
 
@@ -211,6 +223,9 @@ def fuzz_call(conn, function, target, tokens_seen, counts, sqlstates):
         batch = rng.randrange(-10, 5000)
     order_by = pick([None, "id", "id DESC", "1", "status, id DESC"], ORDERS)
     lease = pick(["1 minute", "1 hour", "10 seconds"], LEASES)
+    attempts_name = pick([None, "attempts", "small_attempts"], ATTEMPTS_COLUMNS, 0.05, 40)
+    max_attempts = pick([None, 2, 3, 4], MAX_ATTEMPTS, 0)
+    retry_after = pick([None, "0", "1 minute"], RETRY_AFTERS, 0.05, 30)
     token_name = pick([token_column.strip('"') if token_column else "claim_token"], COLUMN_NAMES, 0.1, 70)
     until_name = pick([until_column.strip('"') if until_column else "claimed_until"], COLUMN_NAMES, 0.1, 70)
     # Draw the same number of values whatever earlier calls returned, so a seed replays the same calls.
@@ -223,11 +238,11 @@ def fuzz_call(conn, function, target, tokens_seen, counts, sqlstates):
         params = (filter_text, batch, order_by)
     elif function == "claim_lease":
         statement = (f"SELECT to_jsonb(c) FROM raceguard.claim_lease({target}, %s, %s::integer, %s::interval, %s,"
-                     f" %s::name, %s::name) c")
-        params = (filter_text, batch, lease, order_by, token_name, until_name)
+                     f" %s::name, %s::name, %s::name, %s::integer) c")
+        params = (filter_text, batch, lease, order_by, token_name, until_name, attempts_name, max_attempts)
     elif function == "release_lease":
-        statement = f"SELECT raceguard.release_lease({target}, %s::bigint, %s::name, %s::name)"
-        params = (token, token_name, until_name)
+        statement = f"SELECT raceguard.release_lease({target}, %s::bigint, %s::name, %s::name, %s::interval)"
+        params = (token, token_name, until_name, retry_after)
     else:
         statement = f"SELECT raceguard.extend_lease({target}, %s::bigint, %s::interval, %s::name, %s::name)"
         params = (token, lease, token_name, until_name)
@@ -263,6 +278,8 @@ def fuzz_call(conn, function, target, tokens_seen, counts, sqlstates):
             return call
         check_result(cur, function, call, result, jobs, batch, selects, token_name,
                      jobs_before if jobs else None, called_at if jobs else None, tokens_seen, counts)
+        if function == "claim_lease" and jobs:
+            check_attempts(call, [row[0] for row in result], jobs_before, attempts_name, max_attempts, order_by)
         if in_transaction:
             cur.execute(ending)
     return call
@@ -305,6 +322,30 @@ def check_result(cur, function, call, result, jobs, batch, selects, token_name, 
                 cur.execute("SELECT %s::timestamptz > %s::timestamptz", (earlier, called_at))
                 if cur.fetchone()[0]:
                     raise Failure(f"{call!r} leased row {row['id']}, whose lease ran until {earlier}")
+
+
+def check_attempts(call, rows, jobs_before, attempts_name, max_attempts, order_by):
+    """A lease of claim_fuzz.jobs that succeeded: its attempts and its order."""
+    if attempts_name is None and max_attempts is not None:
+        raise Failure(f"{call!r} accepted max_attempts without attempts_column")
+    if max_attempts is not None and max_attempts < 1:
+        raise Failure(f"{call!r} accepted max_attempts {max_attempts}")
+    for row in rows:
+        before = jobs_before[str(row["id"])]
+        for column in ("attempts", "small_attempts"):
+            old, new = before[column], row[column]
+            if column == attempts_name:
+                if new != (old or 0) + 1:
+                    raise Failure(f"{call!r} counted row {row['id']}'s {column} {old!r} -> {new!r}")
+                if max_attempts is not None and (old or 0) >= max_attempts:
+                    raise Failure(f"{call!r} leased row {row['id']} at {old} attempts, max_attempts {max_attempts}")
+            elif new != old:
+                raise Failure(f"{call!r} changed row {row['id']}'s {column} {old!r} -> {new!r}, not the attempts column")
+    ids = [row["id"] for row in rows]
+    if order_by in ("id", "1", "id -- comment", "id NULLS LAST") and ids != sorted(ids):
+        raise Failure(f"{call!r} returned rows {ids}, not in order_by order")
+    if order_by == "id DESC" and ids != sorted(ids, reverse=True):
+        raise Failure(f"{call!r} returned rows {ids}, not in order_by order")
 
 
 if __name__ == "__main__":
