@@ -50,6 +50,13 @@ for update in "${updates[@]}"; do
         fail "$how: cannot make the $from database"
         continue
     fi
+    # The new library serves the old version's definitions until the update
+    # (majors_source.sql leased through them): the first lease's 10 rows are
+    # released and leased again (25 leased rows, as majors_check.sql expects).
+    released=$(psql_quiet -d "$updated_db" -c "SELECT raceguard.release_lease(NULL::app.jobs, min(claim_token)) FROM app.jobs")
+    leased=$(psql_quiet -d "$updated_db" -c "SELECT count(*) FROM raceguard.claim_lease(NULL::app.jobs, 'status = ''pending''', 10, '1 hour')")
+    [ "$released|$leased" = "10|10" ] ||
+        fail "$how: through $from's definitions, release_lease released ${released:-no} rows and claim_lease leased ${leased:-no}, not 10 and 10"
     source_token=$(psql_quiet -d "$updated_db" -c "SELECT max(claim_token) FROM app.jobs")
     sequence_before=$(psql_quiet -d "$updated_db" -c "SELECT last_value, is_called FROM raceguard.lease_token_seq")
     [ -n "$source_token" ] || fail "$how: no lease was taken under $from"
