@@ -121,3 +121,18 @@ SELECT raceguard.release_lease(NULL::attempted, (SELECT claim_token FROM first_l
 SELECT attempts, claim_token <> (SELECT claim_token FROM first_lease) AS held_by_second, claimed_until > clock_timestamp() + interval '59 minutes' AS hour_kept
   FROM attempted WHERE id = 9;
 DROP TABLE attempted;
+
+-- The statement's own names (the CTEs claimed and claimed_order) never meet
+-- a table's: tables of those names lease in order, with attempts, and a
+-- filter naming the other table reads that table.
+CREATE TABLE claimed_order (id integer PRIMARY KEY, tries smallint, claim_token bigint, claimed_until timestamptz);
+CREATE TABLE claimed (id integer PRIMARY KEY, tries bigint, claim_token bigint, claimed_until timestamptz);
+INSERT INTO claimed_order (id) SELECT generate_series(1, 5);
+INSERT INTO claimed (id) SELECT generate_series(1, 5);
+SELECT array_agg(id) AS ids, array_agg(tries) AS tries
+  FROM raceguard.claim_lease(NULL::claimed_order, 'id IN (SELECT id FROM claimed WHERE id > 1)', 3, '1 hour', 'id DESC',
+                             attempts_column => 'tries', max_attempts => 1);
+SELECT array_agg(id) AS ids, array_agg(tries) AS tries
+  FROM raceguard.claim_lease(NULL::claimed, 'id IN (SELECT id FROM claimed_order WHERE claim_token IS NULL)', 5, '1 hour', 'id',
+                             attempts_column => 'tries', max_attempts => 1);
+DROP TABLE claimed_order, claimed;
