@@ -195,15 +195,15 @@ chroot_inside() {
 
 # chroot_enter ROOT OVERLAY RUNDIR REPO CMD...: chroot_inside in a private
 # mount, IPC and PID namespace (so nothing mounted or started inside
-# outlives the run), or directly where namespaces are not available. A run
-# (OVERLAY 1) also gets a network namespace of its own with just a loopback,
-# so that servers of runs going on at the same time, or of this machine,
-# never take each other's ports; it then has no other network (the root
-# holds the packages): RACEGUARD_CHROOT_NET=host keeps the machine's.
+# outlives the run), or directly where namespaces are not available. With
+# RACEGUARD_CHROOT_NET=private, a run (OVERLAY 1) also gets a network
+# namespace of its own with just a loopback, so that servers of runs going
+# on at the same time, or of this machine, never take each other's ports
+# (it then has no other network); by default it shares the machine's.
 chroot_enter() {
     local self namespaces=(--mount --propagation private --ipc --pid)
     self=$(realpath "${BASH_SOURCE[0]}")
-    if [ "$2" = 1 ] && [ "${RACEGUARD_CHROOT_NET:-private}" != host ] && command -v ip >/dev/null &&
+    if [ "$2" = 1 ] && [ "${RACEGUARD_CHROOT_NET:-host}" = private ] && command -v ip >/dev/null &&
         unshare --net true 2>/dev/null; then
         namespaces+=(--net)
     fi
