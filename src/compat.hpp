@@ -9,6 +9,7 @@ extern "C" {
 #include "access/genam.h"
 #include "access/tupdesc.h"
 #include "access/xlog.h"
+#include "utils/acl.h"
 #include "utils/numeric.h"
 }
 
@@ -56,6 +57,16 @@ inline IndexScanDesc index_beginscan(Relation heap, Relation index, Snapshot sna
     return ::index_beginscan(heap, index, snapshot, nullptr, key_count, 0);
 #else
     return ::index_beginscan(heap, index, snapshot, key_count, 0);
+#endif
+}
+
+// Whether `user` owns the relation (or is a superuser); pg_class_ownercheck
+// became object_ownercheck in 16.
+inline bool owns_relation(Oid relid, Oid user) {
+#if PG_VERSION_NUM >= 160000
+    return object_ownercheck(RelationRelationId, relid, user);
+#else
+    return pg_class_ownercheck(relid, user);
 #endif
 }
 
