@@ -4,6 +4,7 @@ Seeded (RACEGUARD_SEED, printed at start, so any failure replays), bounded
 in time (RACEGUARD_RANDOM_SECONDS per test), one shape replayable alone
 (RACEGUARD_SHAPE). Connects with the PG* environment variables.
 """
+import contextlib
 import os
 import random
 import sys
@@ -172,6 +173,24 @@ class Test:
         print("%s: seed %d, %s%s" % (self.name, self.seed, summary,
                                       "; FAILED: %s" % ", ".join(kinds) if kinds else "; ok"), flush=True)
         sys.exit(1 if self.failures else 0)
+
+
+@contextlib.contextmanager
+def shape_run(test, index, schema, log, session):
+    """Runs one shape's body: a backend crash or a setup error fails the
+    shape with the SQL so far; the session is closed and the shape's schema
+    dropped however the body ends."""
+    try:
+        yield
+    except Crash as crash:
+        test.fail(index, "backend crash", str(crash), render(log))
+    except RuntimeError as error:
+        test.fail(index, "test setup error", str(error), render(log))
+    finally:
+        session.close()
+        cleanup = Session([])
+        cleanup.run("DROP SCHEMA IF EXISTS %s CASCADE" % schema, log=False)
+        cleanup.close()
 
 
 def render(log, sessions=False):

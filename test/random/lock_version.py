@@ -383,7 +383,7 @@ def run_shape(index, rng):
     TEST.count("shapes")
     log = []
     session = Session(log, schema=s["schema"])
-    try:
+    with harness.shape_run(TEST, index, s["schema"], log, session):
         ddl, trailing, initial = shape_ddl(s, rng)
         if TEST.verbose:
             print("shape %d: %s" % (index, "; ".join(ddl[3:] + trailing)), flush=True)
@@ -417,15 +417,6 @@ def run_shape(index, rng):
             return
         TEST.count("rows checked", concurrent(s, rng, log))
         TEST.count("workloads")
-    except Crash as crash:
-        TEST.fail(index, "backend crash", str(crash), harness.render(log))
-    except RuntimeError as error:
-        TEST.fail(index, "test setup error", str(error), harness.render(log))
-    finally:
-        session.close()
-        cleanup = Session([])
-        cleanup.run("DROP SCHEMA IF EXISTS %s CASCADE" % s["schema"], log=False)
-        cleanup.close()
 
 
 def main():
