@@ -61,8 +61,9 @@ class Report:
     def info(self, text):
         print(f"   {text}", flush=True)
 
-    def ratio(self, label, value, op=None, target=None):
-        """One figure: label, ratio, and the target when there is one."""
+    def ratio(self, label, value, op=None, target=None, spread=None):
+        """One figure: label, ratio, and the target when there is one;
+        spread, the figure of each round (shown as its range)."""
         if op is None:
             verdict = ""
         else:
@@ -70,7 +71,8 @@ class Report:
             verdict = f"  (target {op} {target:.2f}: {'ok' if met else 'MISS'})"
             if not met:
                 self.misses.append(label)
-        line = f"{label:<72} {value:6.2f}x{verdict}"
+        rounds = f"  [rounds {min(spread):.2f}-{max(spread):.2f}]" if spread else ""
+        line = f"{label:<72} {value:6.2f}x{verdict}{rounds}"
         self.lines.append(line)
         print("   " + line, flush=True)
 
@@ -103,6 +105,17 @@ def pgbench(script_text, clients, *, seconds=None, transactions=None):
     if result.returncode != 0 or not match:
         raise RuntimeError(f"pgbench failed:\n{output}")
     return float(match.group(1)), output
+
+
+def interleaved_tps(scripts, clients, seconds, rounds):
+    """Runs each side's pgbench script for `seconds`, round after round in
+    rotating order; returns (TPS of each round, median TPS) by side."""
+    tps = {name: [] for name in scripts}
+    for round_number in range(rounds):
+        for name in rotated(list(scripts), round_number):
+            rate, _ = pgbench(scripts[name], clients, seconds=seconds)
+            tps[name].append(rate)
+    return tps, {name: statistics.median(values) for name, values in tps.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +247,13 @@ BEGIN
 END $$;
 """
 
-LEDGERS = ["plain", "raceguard", "table_lock", "advisory"]
+# plain: the same rows with no trigger (the balance and entry number come
+# from the client and a sequence), so the table and its index hold what the
+# guarded ledger holds: the limit. plain_null: INSERTs leaving the balance and
+# the entry number NULL, the peer of earlier runs; its index holds one
+# deduplicated key per account, so its inserts skip most of the index work
+# every real ledger pays.
+LEDGERS = ["plain", "plain_null", "raceguard", "table_lock", "advisory"]
 
 
 def create_ledger(conn, name, accounts, rows_per_account):
@@ -243,8 +262,10 @@ def create_ledger(conn, name, accounts, rows_per_account):
     execute(conn, f"CREATE TABLE {table} (account_id integer NOT NULL, amount bigint NOT NULL,"
                   f" running_balance bigint, entry_no bigint)")
     # The same table on every side: the unique (account, entry) index the
-    # guard needs (plain INSERTs leave entry_no NULL, which it allows).
+    # guard needs (plain_null leaves entry_no NULL, which it allows).
     execute(conn, f"CREATE UNIQUE INDEX ON {table} (account_id, entry_no)")
+    execute(conn, f"DROP SEQUENCE IF EXISTS {table}_entry_no")
+    execute(conn, f"CREATE SEQUENCE {table}_entry_no START {rows_per_account + 1}")
     # A realistic start: some history per account.
     execute(conn, f"INSERT INTO {table} SELECT a, 1, n, n FROM generate_series(1, {accounts}) a,"
                   f" generate_series(1, {rows_per_account}) n")
@@ -270,6 +291,11 @@ def append_script(name, accounts):
             "INSERT INTO ledger_table_lock VALUES (:account, 1, :balance + 1, :entry_no + 1);\n"
             "COMMIT;\n"
         )
+    if name == "plain":
+        return pick + ("\\set balance random(1, 1000000)\n"
+                       "INSERT INTO ledger_plain VALUES (:account, 1, :balance, nextval('ledger_plain_entry_no'));\n")
+    if name == "plain_null":
+        return pick + "INSERT INTO ledger_plain_null (account_id, amount) VALUES (:account, 1);\n"
     return pick + f"INSERT INTO ledger_{name} (account_id, amount) VALUES (:account, 1);\n"
 
 
@@ -279,15 +305,13 @@ def running_balance(conn, report, clients, seconds, rounds, bulk_rows, accounts=
     execute(conn, LEDGER_PEERS)
     for name in LEDGERS:
         create_ledger(conn, name, accounts, 10)
-    tps = {name: [] for name in LEDGERS}
-    for round_number in range(rounds):
-        for name in rotated(LEDGERS, round_number):
-            rate, _ = pgbench(append_script(name, accounts), clients, seconds=seconds)
-            tps[name].append(rate)
-    median = {name: statistics.median(values) for name, values in tps.items()}
+    tps, median = interleaved_tps({name: append_script(name, accounts) for name in LEDGERS}, clients, seconds, rounds)
     report.info("median TPS: " + ", ".join(f"{name} {median[name]:.0f}" for name in LEDGERS))
-    report.ratio("running_balance TPS / plain INSERT TPS", median["raceguard"] / median["plain"], ">=", 0.70)
+    report.ratio("running_balance TPS / plain INSERT TPS", median["raceguard"] / median["plain"], ">=", 0.90,
+                 spread=[r / p for r, p in zip(tps["raceguard"], tps["plain"])])
     report.ratio("running_balance TPS / whole-table-lock TPS", median["raceguard"] / median["table_lock"], ">=", 3.0)
+    report.ratio("running_balance TPS / plain INSERT TPS leaving balance and entry_no NULL",
+                 median["raceguard"] / median["plain_null"], spread=[r / p for r, p in zip(tps["raceguard"], tps["plain_null"])])
     report.ratio("whole-table-lock TPS / plain INSERT TPS", median["table_lock"] / median["plain"])
     report.ratio("PL/pgSQL advisory-lock trigger TPS / plain INSERT TPS", median["advisory"] / median["plain"])
     problems = execute(conn, "SELECT count(*) FROM raceguard.verify_running_balance('ledger_raceguard')")[0][0]
@@ -297,15 +321,26 @@ def running_balance(conn, report, clients, seconds, rounds, bulk_rows, accounts=
                    f" median of {rounds} rounds")
     insert = ("INSERT INTO ledger_{name} (account_id, amount) SELECT 1 + g % {accounts}, 1"
               " FROM generate_series(1, {rows}) g")
-    times = {"plain": [], "raceguard": []}
+    # The same rows computed in the SELECT: entry g / accounts + 1 of its
+    # account, whose balance (amounts of 1 from 0) is the same number.
+    insert_rows = ("INSERT INTO ledger_plain SELECT 1 + g % {accounts}, 1, g / {accounts} + 1, g / {accounts} + 1"
+                   " FROM generate_series(1, {rows}) g")
+    bulk_sides = ["plain", "plain_null", "raceguard"]
+    times = {name: [] for name in bulk_sides}
     for round_number in range(rounds):
-        for name in rotated(["plain", "raceguard"], round_number):
+        for name in rotated(bulk_sides, round_number):
             execute(conn, f"TRUNCATE ledger_{name}")
             execute(conn, "CHECKPOINT")
-            times[name].append(timed(conn, insert.format(name=name, accounts=accounts, rows=bulk_rows)))
+            statement = insert_rows if name == "plain" else insert
+            times[name].append(timed(conn, statement.format(name=name, accounts=accounts, rows=bulk_rows)))
     median = {name: statistics.median(values) for name, values in times.items()}
-    report.info(f"medians: plain {median['plain']:.2f}s, running_balance {median['raceguard']:.2f}s")
-    report.ratio("running_balance bulk INSERT / plain INSERT", median["raceguard"] / median["plain"], "<=", 2.5)
+    report.info(f"medians: plain {median['plain']:.2f}s, plain leaving balance and entry_no NULL"
+                f" {median['plain_null']:.2f}s, running_balance {median['raceguard']:.2f}s")
+    report.ratio("running_balance bulk INSERT / plain INSERT", median["raceguard"] / median["plain"], "<=", 1.30,
+                 spread=[r / p for r, p in zip(times["raceguard"], times["plain"])])
+    report.ratio("running_balance bulk INSERT / plain INSERT leaving balance and entry_no NULL",
+                 median["raceguard"] / median["plain_null"],
+                 spread=[r / p for r, p in zip(times["raceguard"], times["plain_null"])])
     problems = execute(conn, "SELECT count(*) FROM raceguard.verify_running_balance('ledger_raceguard')")[0][0]
     report.check("verify_running_balance after the bulk INSERT", problems == 0, f"({problems} problems)")
     # The PL/pgSQL peer at a tenth of the size, against plain at the same size.
@@ -319,6 +354,212 @@ def running_balance(conn, report, clients, seconds, rounds, bulk_rows, accounts=
                  statistics.median(peer["advisory"]) / statistics.median(peer["plain"]))
     for name in LEDGERS:
         execute(conn, f"DROP TABLE ledger_{name}")
+        execute(conn, f"DROP SEQUENCE ledger_{name}_entry_no")
+
+
+# ---------------------------------------------------------------------------
+# running_balance: double-entry transfers, against the head-row design
+# ---------------------------------------------------------------------------
+
+# Every side writes the same rows through a PL/pgSQL function called once per
+# transaction: a transfers row, then the debit and the credit entry, the
+# lower account's entry first (so locks are always taken in account order
+# and nothing deadlocks).
+#   plain      the three rows, no balance at all (the entry numbers from a
+#              sequence, so the entries' index holds what it holds on the
+#              other sides): the limit
+#   raceguard  the same inserts; the guard on the entries computes balances
+#   head_row   an accounts table holding each balance and a version: the two
+#              account rows are taken FOR UPDATE in id order, both balances
+#              updated, and the entries inserted with what was read (the
+#              design of the best-known PostgreSQL ledger libraries)
+TRANSFER_SIDES = ["plain", "raceguard", "head_row"]
+
+# plain and raceguard insert the same rows; only plain numbers its entries
+# itself (raceguard's guard computes entry_no and the balance).
+INSERTS_ONLY = r"""
+CREATE FUNCTION bench_transfer_{side}(debit integer, credit integer, amount bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    transfer bigint;
+BEGIN
+    INSERT INTO transfers_{side} (debit_account, credit_account, amount) VALUES (debit, credit, amount)
+        RETURNING id INTO transfer;
+    INSERT INTO entries_{side} (transfer_id, account_id, amount{entry_no_column})
+        SELECT transfer, side.account_id, side.amount{entry_no_value}
+          FROM (VALUES (debit, -amount), (credit, amount)) side (account_id, amount) ORDER BY side.account_id;
+END $$;
+"""
+
+TRANSFER_FUNCTIONS = INSERTS_ONLY.format(side="plain", entry_no_column=", entry_no",
+                                         entry_no_value=", nextval('entries_plain_entry_no')") + \
+    INSERTS_ONLY.format(side="raceguard", entry_no_column="", entry_no_value="") + r"""
+CREATE FUNCTION bench_transfer_head_row(debit integer, credit integer, amount bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    transfer bigint;
+    debit_balance bigint;
+    debit_version bigint;
+    credit_balance bigint;
+    credit_version bigint;
+BEGIN
+    PERFORM 1 FROM accounts_head_row WHERE id IN (debit, credit) ORDER BY id FOR UPDATE;
+    UPDATE accounts_head_row SET balance = balance - amount, version = version + 1 WHERE id = debit
+        RETURNING balance, version INTO debit_balance, debit_version;
+    UPDATE accounts_head_row SET balance = balance + amount, version = version + 1 WHERE id = credit
+        RETURNING balance, version INTO credit_balance, credit_version;
+    INSERT INTO transfers_head_row (debit_account, credit_account, amount) VALUES (debit, credit, amount)
+        RETURNING id INTO transfer;
+    INSERT INTO entries_head_row (transfer_id, account_id, amount, running_balance, entry_no)
+        VALUES (transfer, debit, -amount, debit_balance, debit_version),
+               (transfer, credit, amount, credit_balance, credit_version);
+END $$;
+"""
+
+
+def create_transfer_books(conn, side, accounts):
+    for table in (f"entries_{side}", f"transfers_{side}", f"accounts_{side}"):
+        execute(conn, f"DROP TABLE IF EXISTS {table}")
+    execute(conn, f"CREATE TABLE transfers_{side} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                  f" debit_account integer NOT NULL, credit_account integer NOT NULL, amount bigint NOT NULL,"
+                  f" created_at timestamptz NOT NULL DEFAULT now())")
+    execute(conn, f"CREATE TABLE entries_{side} (transfer_id bigint NOT NULL, account_id integer NOT NULL,"
+                  f" amount bigint NOT NULL, running_balance bigint, entry_no bigint)")
+    execute(conn, f"CREATE UNIQUE INDEX ON entries_{side} (account_id, entry_no)")
+    if side == "plain":
+        execute(conn, "DROP SEQUENCE IF EXISTS entries_plain_entry_no")
+        execute(conn, "CREATE SEQUENCE entries_plain_entry_no")
+    if side == "head_row":
+        execute(conn, f"CREATE TABLE accounts_{side} (id integer PRIMARY KEY, balance bigint NOT NULL,"
+                      f" version bigint NOT NULL)")
+        execute(conn, f"INSERT INTO accounts_{side} SELECT a, 0, 0 FROM generate_series(1, {accounts}) a")
+    if side == "raceguard":
+        execute(conn, f"CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON entries_{side} FOR EACH ROW"
+                      f" EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id',"
+                      f" 'seq=entry_no')")
+    for table in (f"entries_{side}", f"transfers_{side}") + ((f"accounts_{side}",) if side == "head_row" else ()):
+        execute(conn, f"VACUUM ANALYZE {table}")
+
+
+def transfer_script(side, accounts):
+    # Two different accounts: the credit account is the debit's successor
+    # by a random offset, wrapping around.
+    return (f"\\set debit random(1, {accounts})\n"
+            f"\\set offset random(1, {accounts - 1})\n"
+            f"\\set credit 1 + (:debit - 1 + :offset) % {accounts}\n"
+            f"\\set amount random(1, 100)\n"
+            f"SELECT bench_transfer_{side}(:debit, :credit, :amount);\n")
+
+
+def verify_transfer_books(conn, report, side, label):
+    transfers, entries = execute(conn, f"SELECT (SELECT count(*) FROM transfers_{side}),"
+                                       f" (SELECT count(*) FROM entries_{side})")[0]
+    report.check(f"{label}: two entries per transfer", entries == 2 * transfers,
+                 f"({transfers:,} transfers, {entries:,} entries)")
+    if side == "raceguard":
+        problems = execute(conn, f"SELECT count(*) FROM raceguard.verify_running_balance('entries_{side}')")[0][0]
+        report.check(f"{label}: verify_running_balance", problems == 0, f"({problems} problems)")
+    if side == "head_row":
+        wrong = execute(conn, f"SELECT count(*) FROM accounts_{side} a LEFT JOIN (SELECT account_id,"
+                              f" sum(amount) AS total, count(*) AS entries FROM entries_{side} GROUP BY account_id) e"
+                              f" ON e.account_id = a.id WHERE a.balance <> coalesce(e.total, 0)"
+                              f" OR a.version <> coalesce(e.entries, 0)")[0][0]
+        report.check(f"{label}: every account's balance is the sum of its entries", wrong == 0,
+                     f"({wrong} accounts wrong)")
+
+
+def transfers(conn, report, clients, seconds, rounds):
+    execute(conn, TRANSFER_FUNCTIONS)
+    for accounts, title in ((1000, "transfers over 1,000 accounts"), (10, "transfers over 10 accounts"),
+                            (2, "hot account: transfers between 2 accounts")):
+        report.heading(f"running_balance: {title}, {clients} clients, one transfer (a transfers row, a debit and"
+                       f" a credit entry) per transaction, {seconds}s per side, median of {rounds} rounds")
+        for side in TRANSFER_SIDES:
+            create_transfer_books(conn, side, accounts)
+        tps, median = interleaved_tps({side: transfer_script(side, accounts) for side in TRANSFER_SIDES},
+                                      clients, seconds, rounds)
+        report.info("median TPS: " + ", ".join(f"{side} {median[side]:.0f}" for side in TRANSFER_SIDES))
+        short = {1000: "1,000 accounts", 10: "10 accounts", 2: "2 hot accounts"}[accounts]
+        raceguard_vs_head = [r / h for r, h in zip(tps["raceguard"], tps["head_row"])]
+        raceguard_vs_plain = [r / p for r, p in zip(tps["raceguard"], tps["plain"])]
+        if accounts == 2:
+            report.ratio(f"transfers, {short}: running_balance TPS / head-row TPS",
+                         median["raceguard"] / median["head_row"], ">=", 1.0, spread=raceguard_vs_head)
+        else:
+            report.ratio(f"transfers, {short}: running_balance TPS / head-row TPS",
+                         median["raceguard"] / median["head_row"], ">=", 2.0, spread=raceguard_vs_head)
+            report.ratio(f"transfers, {short}: running_balance TPS / plain inserts TPS",
+                         median["raceguard"] / median["plain"], ">=", 0.85, spread=raceguard_vs_plain)
+        report.ratio(f"transfers, {short}: head-row TPS / plain inserts TPS",
+                     median["head_row"] / median["plain"], spread=[h / p for h, p in zip(tps["head_row"], tps["plain"])])
+        for side in ("raceguard", "head_row"):
+            verify_transfer_books(conn, report, side, f"transfers, {short}, {side}")
+    for side in TRANSFER_SIDES:
+        for table in (f"entries_{side}", f"transfers_{side}", f"accounts_{side}"):
+            execute(conn, f"DROP TABLE IF EXISTS {table}")
+    for side in TRANSFER_SIDES:
+        execute(conn, f"DROP FUNCTION bench_transfer_{side}(integer, integer, bigint)")
+    execute(conn, "DROP SEQUENCE entries_plain_entry_no")
+
+
+# ---------------------------------------------------------------------------
+# running_balance: an append's cost does not grow with the ledger
+# ---------------------------------------------------------------------------
+
+
+def ledger_size(conn, report, clients, seconds, rounds, entries, accounts=1000):
+    report.heading(f"running_balance: {clients} clients appending single rows over {accounts:,} accounts into a"
+                   f" ledger of {entries:,} entries and into an empty one, {seconds}s per side,"
+                   f" median of {rounds} rounds")
+    # The same two ledgers without the guard (the same rows, entry numbers
+    # from a sequence) show what a bigger table and index cost PostgreSQL
+    # itself.
+    sides = {"big": entries, "empty": 0, "plain_big": entries, "plain_empty": 0}
+    per_account = entries // accounts
+    for name, size in sides.items():
+        table = f"ledger_{name}"
+        execute(conn, f"DROP TABLE IF EXISTS {table}")
+        execute(conn, f"CREATE TABLE {table} (account_id integer NOT NULL, amount bigint NOT NULL,"
+                      f" running_balance bigint, entry_no bigint)")
+        # Loaded by entry number, accounts interleaved, as a ledger fills over
+        # time; then indexed: the chain index of a ledger that has grown.
+        if size:
+            execute(conn, f"INSERT INTO {table} SELECT a, 1, n, n FROM generate_series(1, {per_account}) n,"
+                          f" generate_series(1, {accounts}) a")
+        execute(conn, f"CREATE UNIQUE INDEX ON {table} (account_id, entry_no)")
+        execute(conn, f"DROP SEQUENCE IF EXISTS {table}_entry_no")
+        execute(conn, f"CREATE SEQUENCE {table}_entry_no START {size // accounts + 1}")
+        if not name.startswith("plain"):
+            execute(conn, f"CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW"
+                          f" EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id',"
+                          f" 'seq=entry_no')")
+        execute(conn, f"VACUUM ANALYZE {table}")
+    report.info("loaded: " + ", ".join(
+        f"{name} {execute(conn, 'SELECT pg_size_pretty(pg_total_relation_size(%s))', (f'ledger_{name}',))[0][0]}"
+        for name in sides))
+
+    def script(name):
+        if name.startswith("plain"):
+            return (f"\\set account random(1, {accounts})\n\\set balance random(1, 1000000)\n"
+                    f"INSERT INTO ledger_{name} VALUES (:account, 1, :balance, nextval('ledger_{name}_entry_no'));\n")
+        return append_script(name, accounts)
+
+    tps, median = interleaved_tps({name: script(name) for name in sides}, clients, seconds, rounds)
+    report.info("median TPS: " + ", ".join(f"{name} {median[name]:.0f}" for name in sides))
+    report.ratio(f"append TPS into a {entries:,}-entry ledger / into an empty ledger",
+                 median["big"] / median["empty"], ">=", 0.90, spread=[b / e for b, e in zip(tps["big"], tps["empty"])])
+    report.ratio(f"plain INSERT TPS into the {entries:,}-entry table / into the empty one (no guard)",
+                 median["plain_big"] / median["plain_empty"],
+                 spread=[b / e for b, e in zip(tps["plain_big"], tps["plain_empty"])])
+    report.ratio(f"append TPS / plain INSERT TPS, both into {entries:,}-entry tables",
+                 median["big"] / median["plain_big"], spread=[b / p for b, p in zip(tps["big"], tps["plain_big"])])
+    for name in sides:
+        if not name.startswith("plain"):
+            problems = execute(conn, f"SELECT count(*) FROM raceguard.verify_running_balance('ledger_{name}')")[0][0]
+            report.check(f"verify_running_balance on the {name} ledger after the appends", problems == 0,
+                         f"({problems} problems)")
+        execute(conn, f"DROP TABLE ledger_{name}")
+        execute(conn, f"DROP SEQUENCE ledger_{name}_entry_no")
 
 
 # ---------------------------------------------------------------------------
@@ -442,7 +683,7 @@ def claims(conn, report, clients, rows, rounds):
 # ---------------------------------------------------------------------------
 
 
-CASES = ["bulk_update", "running_balance", "claims"]
+CASES = ["bulk_update", "running_balance", "transfers", "ledger_size", "claims"]
 
 
 def main(argv):
@@ -475,6 +716,11 @@ def main(argv):
     if "running_balance" in only:
         running_balance(conn, report, clients=8, seconds=3 if quick else 12, rounds=2,
                         bulk_rows=100_000 if quick else 1_000_000)
+    if "transfers" in only:
+        transfers(conn, report, clients=8, seconds=3 if quick else 8, rounds=2 if quick else 3)
+    if "ledger_size" in only:
+        ledger_size(conn, report, clients=8, seconds=3 if quick else 10, rounds=2 if quick else 3,
+                    entries=1_000_000 if quick else 10_000_000)
     if "claims" in only:
         claims(conn, report, clients=8, rows=10_000 if quick else 100_000, rounds=3)
     conn.close()

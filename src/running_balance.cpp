@@ -21,9 +21,11 @@
 // the group columns followed by seq (required; on a partitioned ledger each
 // partition's index is searched and the highest seq wins), under
 // SnapshotSelf: every committed row plus this transaction's own, including
-// rows inserted earlier by the same statement. The scan starts at the last
-// seq this backend wrote for the group when it knows one (reading forward,
-// usually one entry), else at the group's end (reading backward). Within a
+// rows inserted earlier by the same statement. The scan reads the group
+// from its end (backward) and stops at the first row it sees, so it fetches
+// one heap row however many entries other backends appended; the last seq
+// this backend wrote for the group, when it knows one, bounds the scan below,
+// so the btree does not read the rest of the group's leaf page. Within a
 // statement, when every append computed so far was really inserted
 // (AppendTracker below), the group's last entry is known without reading it.
 // The cost is at most one index descent per partition, whatever the
@@ -141,7 +143,7 @@ struct GroupColumnShape {
 
 // What this backend last wrote for a group.
 //
-// As a hint, seq is where a lookup starts: if nothing at or after it exists
+// As a hint, seq bounds a lookup below: if nothing at or after it exists
 // (rolled back, skipped, truncated, or another group sharing the slot), the
 // lookup searches the whole group. As an exact answer (`exact`), it replaces
 // the lookup: see AppendTracker.
@@ -783,10 +785,11 @@ void take_if_later(const RunningBalanceState* state, const LedgerPart* part, Tup
         heap_freetuple(tuple);
 }
 
-// C-side: the group's last entry in one part. With a hint, only the entries
-// at or after it are read (forward: usually one); without, the scan starts
-// from the group's end (backward in the index's order, forward when it keeps
-// seq descending) and takes the first visible entry.
+// C-side: the group's last entry in one part: the scan starts from the
+// group's end (backward in the index's order, forward when it keeps seq
+// descending) and takes the first visible entry, so one heap row is read
+// whatever other backends appended since. A hint bounds the scan below: the
+// btree then stops at it instead of reading the group's whole leaf page.
 void scan_part(const RunningBalanceState* state, const LedgerPart* part, const Datum* group_values,
                const int64* hint, Snapshot snapshot, LastEntry* last) {
     Relation heap = table_open(part->relid, AccessShareLock);
@@ -810,13 +813,8 @@ void scan_part(const RunningBalanceState* state, const LedgerPart* part, const D
     IndexScanDesc scan = compat::index_beginscan(heap, index, snapshot, key_count);
     index_rescan(scan, keys, key_count, nullptr, 0);
     TupleTableSlot* slot = table_slot_create(heap, nullptr);
-    if (hint != nullptr) {
-        while (index_getnext_slot(scan, ForwardScanDirection, slot))
-            take_if_later(state, part, slot, last);
-    } else if (index_getnext_slot(scan, part->seq_descending ? ForwardScanDirection : BackwardScanDirection,
-                                  slot)) {
+    if (index_getnext_slot(scan, part->seq_descending ? ForwardScanDirection : BackwardScanDirection, slot))
         take_if_later(state, part, slot, last);
-    }
     ExecDropSingleTupleTableSlot(slot);
     index_endscan(scan);
     index_close(index, NoLock);
