@@ -157,12 +157,18 @@ struct SeqHint {
     uint64 epoch;
     int64 balance;                                   // integer family only
     Datum group_values[MAX_CACHED_GROUP_COLUMNS];    // by-value group columns only
+    uint64 last_used;                                // the tracker's clock
 };
 // The hint table starts small and grows (to at most MAX_HINT_SLOTS) when
 // groups keep evicting each other, so a ledger costs memory by the groups a
-// backend appends to, not a fixed megabyte.
+// backend appends to, not a fixed megabyte. A group may sit in any of the
+// HINT_WAYS slots of its bucket, the least recently used giving way, so that
+// groups whose hashes share a bucket do not keep evicting each other (and
+// forcing lookups) while there is room.
 constexpr int FIRST_HINT_SLOTS = 64;
 constexpr int MAX_HINT_SLOTS = 16384;
+constexpr int HINT_WAYS = 4;
+static_assert(FIRST_HINT_SLOTS % HINT_WAYS == 0, "the hint table is made of whole buckets");
 
 // Knowing a group's last entry without reading it. Within one statement of
 // a transaction holding the group's lock, the only appends to the group are this
@@ -189,6 +195,7 @@ struct AppendTracker {
     SeqHint* hints;                 // slot_count entries, made at the first append
     int slot_count;
     int evictions;                  // slots taken over by another group since the table was made
+    uint64 clock;                   // stamps SeqHint::last_used
     uint64 transaction_generation;  // of the epoch
     uint64 epoch;
     bool expecting_insert;          // the previous call computed an append
@@ -750,6 +757,46 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
     return stored;
 }
 
+// ---- the hint table -----------------------------------------------------
+
+SeqHint* hint_bucket(const AppendTracker* tracker, uint32 group_hash) {
+    const int buckets = tracker->slot_count / HINT_WAYS;
+    return &tracker->hints[(group_hash % static_cast<uint32>(buckets)) * HINT_WAYS];
+}
+
+// The slot holding the group's hint, or null.
+SeqHint* find_hint(AppendTracker* tracker, uint32 group_hash) {
+    SeqHint* bucket = hint_bucket(tracker, group_hash);
+    for (int way = 0; way < HINT_WAYS; ++way)
+        if (bucket[way].valid && bucket[way].group_hash == group_hash) {
+            bucket[way].last_used = ++tracker->clock;
+            return &bucket[way];
+        }
+    return nullptr;
+}
+
+// The slot to write the group's hint into: its own, a free one, or the
+// bucket's least recently used (an eviction).
+SeqHint* slot_for_hint(AppendTracker* tracker, uint32 group_hash) {
+    SeqHint* bucket = hint_bucket(tracker, group_hash);
+    SeqHint* chosen = nullptr;
+    for (int way = 0; way < HINT_WAYS; ++way) {
+        SeqHint* candidate = &bucket[way];
+        if (candidate->valid && candidate->group_hash == group_hash) {
+            chosen = candidate;
+            break;
+        }
+        const bool better = chosen == nullptr || (chosen->valid && !candidate->valid) ||
+                            (chosen->valid && candidate->valid && candidate->last_used < chosen->last_used);
+        if (better)
+            chosen = candidate;
+    }
+    if (chosen->valid && chosen->group_hash != group_hash && tracker->evictions <= tracker->slot_count)
+        ++tracker->evictions;
+    chosen->last_used = ++tracker->clock;
+    return chosen;
+}
+
 // ---- the per-row path ---------------------------------------------------
 // The functions below marked "C-side" run inside one pg_call: they use no
 // object with a destructor, so a PostgreSQL error longjmps over nothing.
@@ -1039,25 +1086,24 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     bool known = false;
     if (state->exact_cache_usable) {
         group_hash = pg_call([&] { return group_hash_of(state, group_values); });
-        const SeqHint& slot = hints[group_hash % tracker->slot_count];
-        known = slot.exact && slot.epoch == tracker->epoch && slot.group_hash == group_hash;
+        const SeqHint* slot = find_hint(tracker, group_hash);
+        known = slot != nullptr && slot->exact && slot->epoch == tracker->epoch;
         for (int g = 0; known && g < state->group_count; ++g)
-            known = slot.group_values[g] == group_values[g];
+            known = slot->group_values[g] == group_values[g];
         if (known) {
             // This transaction holds the group's lock since it wrote the
             // entry (a subtransaction abort would have ended the epoch).
             last.found = true;
-            last.seq = slot.seq;
-            last.balance = integer_to_datum(slot.balance, state->balance_type);
+            last.seq = slot->seq;
+            last.balance = integer_to_datum(slot->balance, state->balance_type);
             last.creator = GetCurrentTransactionIdIfAny();
         }
     }
     if (!known)
         last = pg_call([&] {
             group_hash = lock_group(state, group_values);
-            const SeqHint* hint = hints != nullptr ? &hints[group_hash % tracker->slot_count] : nullptr;
-            const bool hinted = hint != nullptr && hint->valid && hint->group_hash == group_hash;
-            return find_last_entry(state, group_values, hinted ? &hint->seq : nullptr);
+            const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;
+            return find_last_entry(state, group_values, hint != nullptr ? &hint->seq : nullptr);
         });
     tracker->expecting_insert = false;  // until this append is computed
     if (last.found && IsolationUsesXactSnapshot() && !created_by_this_transaction(last.creator)) {
@@ -1120,9 +1166,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
         throw_out_of_range(trigger_data, state->seq_attnum, state->seq_type);
 
     if (hints != nullptr) {
-        SeqHint& slot = hints[group_hash % tracker->slot_count];
-        if (slot.valid && slot.group_hash != group_hash && tracker->evictions <= tracker->slot_count)
-            ++tracker->evictions;
+        SeqHint& slot = *slot_for_hint(tracker, group_hash);
         slot.group_hash = group_hash;
         slot.valid = true;
         slot.seq = seq;
