@@ -23,6 +23,7 @@ extern "C" {
 #include "storage/dsm.h"
 #include "storage/lwlock.h"
 #include "utils/guc.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }
@@ -260,6 +261,40 @@ void attach() {
     shared = static_cast<SharedTable*>(dsm_segment_address(segment));
 }
 
+// C-side, for the guards' path: attach(), but a failure (no room for the
+// segment, say) turns the statistics off in this session with a WARNING
+// instead of failing the guarded statement. The error is caught the only
+// way PostgreSQL allows, by rolling back a subtransaction around it.
+bool gave_up = false;
+
+void attach_or_give_up() {
+    if (shared != nullptr || gave_up || !compat::has_dsm_registry)
+        return;
+    MemoryContext caller_context = CurrentMemoryContext;
+    ResourceOwner caller_owner = CurrentResourceOwner;
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(caller_context);
+    PG_TRY();
+    {
+        attach();
+        ReleaseCurrentSubTransaction();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(caller_context);
+        ErrorData* error = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        gave_up = true;
+        shared = nullptr;
+        ereport(WARNING, (errmsg("raceguard statistics are off in this session: %s", error->message)));
+        FreeErrorData(error);
+    }
+    PG_END_TRY();
+    MemoryContextSwitchTo(caller_context);
+    CurrentResourceOwner = caller_owner;
+}
+
 // ---- pending counters -------------------------------------------------------
 
 struct PendingEntry {
@@ -358,7 +393,7 @@ void ensure_callback() {
 
 // C-side: the pending counters of KEY, or the sink.
 Counters* pending_counters(const Key& key, Guard guard) {
-    attach();
+    attach_or_give_up();
     if (!track_stats || shared == nullptr)
         return &sink;
     ensure_callback();
