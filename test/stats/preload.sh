@@ -13,8 +13,11 @@ major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 bash test/isolation/build_tester.sh || exit 1
 rm -rf results/ regression.diffs regression.out output_iso/
 status=0
-pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o raceguard.max_tracked_guards=10 \
-    make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="stats stats_bounded" ISOLATION="stats_backends" || status=1
+# A cluster beside the suites' own: pg_virtualenv would reuse the port and
+# settings directory the outer one exported.
+env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT \
+    pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o raceguard.max_tracked_guards=10 \
+        make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="stats stats_bounded" ISOLATION="stats_backends" || status=1
 if [ $status -ne 0 ]; then
     for diffs in regression.diffs output_iso/regression.diffs; do
         [ -f "$diffs" ] && cat "$diffs"
