@@ -135,7 +135,7 @@ WHERE coalesce(t.tgrelid, o.object_oid) IN (SELECT oid FROM pg_class WHERE relna
 ORDER BY 1, 2;
 SELECT * FROM tracked;
 CREATE TEMP TABLE dropped AS
-SELECT oid FROM pg_trigger WHERE tgname = 'orders_lock_version'
+SELECT oid FROM pg_trigger WHERE tgrelid = 'stats_test.orders'::regclass AND tgname = 'orders_lock_version'
 UNION ALL SELECT 'stats_test.jobs'::regclass::oid;
 BEGIN;
 DROP TRIGGER orders_lock_version ON orders;
