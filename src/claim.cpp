@@ -24,6 +24,7 @@
 // differs from when it was planned.
 #include "claim.hpp"
 #include "compat.hpp"
+#include "stats.hpp"
 
 extern "C" {
 #include "access/relation.h"
@@ -533,10 +534,13 @@ Datum claim(FunctionCallInfo fcinfo) {
     const std::string& table = target.qualified_name;
     const std::string statement = "SELECT " + table + ".* FROM " + table + " WHERE " + where_condition(sql) +
                                   order_clause(sql) + " LIMIT " + std::to_string(batch) + " FOR UPDATE SKIP LOCKED";
-    with_spi([&] {
+    const uint64 claimed = with_spi([&] {
         const RunningPlan running(plan_for(statement, 0, nullptr, [&] { check_caller_sql(target, sql); }));
-        pg_call([&] { materialize_rows(fcinfo, running.plan(), nullptr, nullptr); });
+        return pg_call([&] { return materialize_rows(fcinfo, running.plan(), nullptr, nullptr); });
     });
+    stats::Counters* counters = stats::claim_counters(target.relid);
+    ++counters->n[stats::CL_CALLS];
+    counters->n[stats::CL_ROWS] += static_cast<int64>(claimed);
     return static_cast<Datum>(0);
 }
 
@@ -583,7 +587,7 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
         " FROM " + positions + " WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) " + positions +
         ".tableoid AND " + table + ".ctid OPERATOR(pg_catalog.=) " + positions + ".ctid RETURNING " + table +
         ".*, " + positions + ".row_number";
-    with_spi([&] {
+    const uint64 leased_rows = with_spi([&] {
         Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
         const RunningPlan running(plan_for(statement, 3, types, [&] { check_caller_sql(target.table, sql); }));
         const LeaseToken token = take_lease_token();
@@ -593,7 +597,12 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
             pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr, true); });
         if (leased > 0)
             make_token_durable(token);
+        return leased;
     });
+    stats::Counters* counters = stats::claim_counters(target.table.relid);
+    ++counters->n[stats::CL_CALLS];
+    counters->n[stats::CL_ROWS] += static_cast<int64>(leased_rows);
+    counters->n[stats::CL_LEASES] += static_cast<int64>(leased_rows);
     return static_cast<Datum>(0);
 }
 
@@ -602,7 +611,7 @@ namespace {
 // release_lease() and extend_lease(): one UPDATE of the rows that still
 // hold the token (fencing); returns how many it changed.
 Datum update_leased_rows(FunctionCallInfo fcinfo, const LeaseTarget& target, const std::string& assignments,
-                         const TimestampTz* until) {
+                         const TimestampTz* until, int matched_slot, int fenced_slot) {
     const int64 token = token_argument(fcinfo, 1);
     const std::string statement = "UPDATE " + target.table.qualified_name + " SET " + assignments + " WHERE " +
                                   target.token_column + " OPERATOR(pg_catalog.=) $1";
@@ -612,6 +621,8 @@ Datum update_leased_rows(FunctionCallInfo fcinfo, const LeaseTarget& target, con
         const RunningPlan running(plan_for(statement, until != nullptr ? 2 : 1, types));
         return run_update(running.plan(), values, nullptr);
     });
+    // A call that found no row holding the token was fenced off.
+    ++stats::claim_counters(target.table.relid)->n[changed > 0 ? matched_slot : fenced_slot];
     return Int64GetDatum(static_cast<int64>(changed));
 }
 
@@ -627,7 +638,8 @@ Datum release_lease(FunctionCallInfo fcinfo) {
     token_argument(fcinfo, 1);  // a NULL token is reported before a bad retry_after
     if (PG_NARGS() <= 4 || PG_ARGISNULL(4))
         return update_leased_rows(fcinfo, target,
-                                  target.token_column + " = NULL, " + target.until_column + " = NULL", nullptr);
+                                  target.token_column + " = NULL, " + target.until_column + " = NULL", nullptr,
+                                  stats::CL_RELEASES, stats::CL_RELEASES_FENCED);
     const Datum retry_after = PG_GETARG_DATUM(4);
     const LeaseExpiry retry = pg_call([&] {
         LeaseExpiry computed{};
@@ -643,14 +655,15 @@ Datum release_lease(FunctionCallInfo fcinfo) {
                          "than clock_timestamp(); months and days count as calendar months and days from now.");
     }
     return update_leased_rows(fcinfo, target, target.token_column + " = NULL, " + target.until_column + " = $2",
-                              &retry.until);
+                              &retry.until, stats::CL_RELEASES, stats::CL_RELEASES_FENCED);
 }
 
 Datum extend_lease(FunctionCallInfo fcinfo) {
     const LeaseTarget target = lease_target(fcinfo, 3);
     token_argument(fcinfo, 1);  // a NULL token is reported before a bad lease
     const LeaseExpiry expiry = lease_expiry(fcinfo, 2);
-    return update_leased_rows(fcinfo, target, target.until_column + " = $2", &expiry.until);
+    return update_leased_rows(fcinfo, target, target.until_column + " = $2", &expiry.until, stats::CL_EXTENDS,
+                              stats::CL_EXTENDS_FENCED);
 }
 
 }  // namespace raceguard

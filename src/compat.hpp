@@ -11,6 +11,13 @@ extern "C" {
 #include "access/xlog.h"
 #include "utils/acl.h"
 #include "utils/numeric.h"
+#include "utils/guc.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#if PG_VERSION_NUM >= 170000
+#include "storage/dsm_registry.h"
+#endif
 }
 
 namespace raceguard::compat {
@@ -67,6 +74,54 @@ inline bool owns_relation(Oid relid, Oid user) {
     return object_ownercheck(RelationRelationId, relid, user);
 #else
     return pg_class_ownercheck(relid, user);
+#endif
+}
+
+// ---- shared memory for the statistics ----------------------------------
+
+// Whether a library loaded after the server started can still get shared
+// memory by name: the DSM registry (GetNamedDSMSegment) arrived in 17.
+// Before, shared memory is only sized at startup, for shared_preload_libraries.
+constexpr bool has_dsm_registry = PG_VERSION_NUM >= 170000;
+
+// The named segment of SIZE bytes, made and initialized by INIT once per
+// server start; nullptr where there is no DSM registry. May ereport.
+inline void* named_segment(const char* name, size_t size, void (*init)(void*), bool* found) {
+#if PG_VERSION_NUM >= 170000
+    return GetNamedDSMSegment(name, size, init, found);
+#else
+    (void)name, (void)size, (void)init;
+    *found = false;
+    return nullptr;
+#endif
+}
+
+// At shared_preload_libraries time: reserves SIZE() bytes of the main shared
+// memory. 15 added shmem_request_hook, the only place such requests are
+// allowed from then on; before, _PG_init itself makes them.
+inline void request_preload_memory(Size (*size)()) {
+#if PG_VERSION_NUM >= 150000
+    static Size (*requested_size)() = nullptr;
+    static shmem_request_hook_type previous = nullptr;
+    requested_size = size;
+    previous = shmem_request_hook;
+    shmem_request_hook = [] {
+        if (previous != nullptr)
+            previous();
+        RequestAddinShmemSpace(requested_size());
+    };
+#else
+    RequestAddinShmemSpace(size());
+#endif
+}
+
+// Refuses (15+) or warns about (13, 14) settings of our prefix that no
+// DefineCustom*Variable call defined: a misspelt raceguard.* setting.
+inline void reserve_setting_prefix(const char* prefix) {
+#if PG_VERSION_NUM >= 150000
+    MarkGUCPrefixReserved(prefix);
+#else
+    EmitWarningsOnPlaceholders(prefix);
 #endif
 }
 

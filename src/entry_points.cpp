@@ -7,6 +7,7 @@
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
+#include "stats.hpp"
 
 // One SQL-callable symbol whose body is raceguard::body, run in the boundary.
 #define RACEGUARD_ENTRY(symbol, body)        \
@@ -18,6 +19,13 @@
 extern "C" {
 
 PG_MODULE_MAGIC;
+
+// Settings, and at shared_preload_libraries time the statistics' shared
+// memory (stats.hpp). Plain C-side code: nothing here has a destructor.
+void _PG_init(void);
+void _PG_init(void) {
+    raceguard::stats::initialize();
+}
 
 // The guards (trigger functions).
 RACEGUARD_ENTRY(raceguard_lock_version, raceguard::lock_version_trigger)
@@ -34,6 +42,12 @@ RACEGUARD_ENTRY(raceguard_extend_lease, raceguard::extend_lease)
 RACEGUARD_ENTRY(raceguard_guard_definition, raceguard::guard_definition)
 RACEGUARD_ENTRY(raceguard_guard_problems, raceguard::guard_problems)
 RACEGUARD_ENTRY(raceguard_check_guard_ddl, raceguard::check_guard_ddl)
+
+// Statistics per guard (raceguard.stats).
+RACEGUARD_ENTRY(raceguard_guard_stats, raceguard::stats::guard_stats)
+RACEGUARD_ENTRY(raceguard_tracked_objects, raceguard::stats::tracked_objects)
+RACEGUARD_ENTRY(raceguard_stats_reset, raceguard::stats::reset)
+RACEGUARD_ENTRY(raceguard_forget_dropped_stats, raceguard::stats::forget_dropped)
 
 // The boundary's test hook (sql/boundary.sql names it).
 RACEGUARD_ENTRY(raceguard_boundary_probe, raceguard::boundary_probe)

@@ -9,6 +9,7 @@
 // here; at REPEATABLE READ PostgreSQL rejects it before the trigger runs.
 #include "immutable_once_set.hpp"
 
+#include "stats.hpp"
 #include "trigger_cache.hpp"
 
 extern "C" {
@@ -88,7 +89,8 @@ bool unchanged(const WriteOnceColumn& column, Datum old_value, Datum new_value) 
     throw error;
 }
 
-void check_update(const TriggerData* trigger_data, const ImmutableOnceSetState* state) {
+void check_update(const TriggerData* trigger_data, const ImmutableOnceSetState* state, stats::Counters* counters) {
+    ++counters->n[stats::IO_ROWS];
     HeapTuple old_row = trigger_data->tg_trigtuple;
     HeapTuple new_row = trigger_data->tg_newtuple;
     TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
@@ -102,6 +104,7 @@ void check_update(const TriggerData* trigger_data, const ImmutableOnceSetState* 
         const Datum new_value = heap_getattr(new_row, column.attnum, columns, &new_is_null);
         if (new_is_null ? state->allow_unset : unchanged(column, old_value, new_value))
             continue;
+        ++counters->n[stats::IO_VIOLATIONS];  // counted before the error, which aborts
         throw_overwrite(trigger_data, state, column, old_value, new_value, new_is_null);
     }
 }
@@ -176,7 +179,7 @@ Datum immutable_once_set_trigger(FunctionCallInfo fcinfo) {
     const TriggerData* trigger_data = require_trigger_call(fcinfo, IMMUTABLE_ONCE_SET_GUARD);
     const auto* state = trigger_state<ImmutableOnceSetState>(fcinfo, trigger_data, build_immutable_once_set_state);
     if (TRIGGER_FIRED_BY_UPDATE(trigger_data->tg_event))
-        check_update(trigger_data, state);
+        check_update(trigger_data, state, stats::trigger_counters(fcinfo, stats::Guard::immutable_once_set));
     if (TRIGGER_FIRED_AFTER(trigger_data->tg_event))
         return PointerGetDatum(nullptr);
     return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigger_data->tg_event) ? trigger_data->tg_newtuple

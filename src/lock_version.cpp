@@ -13,6 +13,7 @@
 #include "lock_version.hpp"
 
 #include "compat.hpp"
+#include "stats.hpp"
 #include "trigger_cache.hpp"
 
 extern "C" {
@@ -161,7 +162,7 @@ Datum on_insert(const TriggerData* trigger_data, const LockVersionState* state) 
     return PointerGetDatum(is_null ? with_version(row, columns, state, 1) : row);
 }
 
-Datum on_update(const TriggerData* trigger_data, const LockVersionState* state) {
+Datum on_update(const TriggerData* trigger_data, const LockVersionState* state, stats::Counters* counters) {
     HeapTuple old_row = trigger_data->tg_trigtuple;
     HeapTuple new_row = trigger_data->tg_newtuple;
     TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
@@ -170,17 +171,32 @@ Datum on_update(const TriggerData* trigger_data, const LockVersionState* state) 
     const bool assigned = bms_is_member(state->version_attnum - FirstLowInvalidHeapAttributeNumber,
                                         trigger_data->tg_updatedcols);
 
-    if (state->strict && !assigned)
+    // Each outcome is counted before it is reported: a rejection's count
+    // outlives the error (the statistics are flushed at abort too).
+    ++counters->n[stats::LV_ROWS];
+    if (state->strict && !assigned) {
+        ++counters->n[stats::LV_BLIND];
         throw_stale_write(trigger_data, state, StaleKind::blind_write, stored, sent);
-    if (stored < state->max_version && sent == stored + 1)
+    }
+    if (stored < state->max_version && sent == stored + 1) {
+        ++counters->n[stats::LV_BUMPED];
         return PointerGetDatum(new_row);
-    if (sent != stored)
+    }
+    if (sent != stored) {
+        ++counters->n[stats::LV_STALE];
         throw_stale_write(trigger_data, state, StaleKind::mismatch, stored, sent);
-    if (assigned && row_changed_while_waiting(old_row))
+    }
+    if (assigned && row_changed_while_waiting(old_row)) {
+        ++counters->n[stats::LV_STALE];
         throw_stale_write(trigger_data, state, StaleKind::changed_while_waiting, stored, sent);
-    if (stored >= state->max_version)
+    }
+    if (stored >= state->max_version) {
+        ++counters->n[stats::LV_OVERFLOW];
         throw_version_overflow(trigger_data, state);
-    return PointerGetDatum(with_version(new_row, columns, state, stored + 1));
+    }
+    HeapTuple bumped = with_version(new_row, columns, state, stored + 1);
+    ++counters->n[stats::LV_BUMPED];
+    return PointerGetDatum(bumped);
 }
 
 }  // namespace
@@ -247,7 +263,7 @@ Datum lock_version_trigger(FunctionCallInfo fcinfo) {
     const auto* state = trigger_state<LockVersionState>(fcinfo, trigger_data, build_lock_version_state);
     if (TRIGGER_FIRED_BY_INSERT(trigger_data->tg_event))
         return on_insert(trigger_data, state);
-    return on_update(trigger_data, state);
+    return on_update(trigger_data, state, stats::trigger_counters(fcinfo, stats::Guard::lock_version));
 }
 
 extern const GuardKind LOCK_VERSION_KIND = {"lock_version", build_lock_version_state, describe_lock_version};

@@ -43,6 +43,7 @@
 #include "running_balance.hpp"
 
 #include "compat.hpp"
+#include "stats.hpp"
 #include "trigger_cache.hpp"
 
 extern "C" {
@@ -910,12 +911,22 @@ uint32 group_hash_of(const RunningBalanceState* state, const Datum* group_values
     return hash;
 }
 
-// C-side: the lock that serializes the group's appends until transaction end.
-uint32 lock_group(const RunningBalanceState* state, const Datum* group_values) {
+// C-side: the lock that serializes the group's appends until transaction
+// end. Tried without waiting first, so that a wait is seen and counted (the
+// count before the wait, which may end in an error; its time after).
+uint32 lock_group(const RunningBalanceState* state, const Datum* group_values, stats::Counters* counters) {
     const uint32 hash = group_hash_of(state, group_values);
     LOCKTAG tag;
     SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, state->root_relid, hash, RACEGUARD_LOCK_TAG);
+    if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+        return hash;
+    ++counters->n[stats::RB_WAITED];
+    const TimestampTz started = GetCurrentTimestamp();
     (void)LockAcquire(&tag, ExclusiveLock, false, false);
+    const int64 waited = GetCurrentTimestamp() - started;  // microseconds
+    counters->n[stats::RB_WAIT_US] += waited;
+    if (waited > counters->wait_max_us)
+        counters->wait_max_us = waited;
     return hash;
 }
 
@@ -1034,7 +1045,7 @@ NewBalance add_amount(const RunningBalanceState* state, Datum previous, Datum am
 
 // ---- events -------------------------------------------------------------
 
-Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* state) {
+Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* state, stats::Counters* counters) {
     HeapTuple row = trigger_data->tg_trigtuple;
     TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
 
@@ -1101,7 +1112,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     }
     if (!known)
         last = pg_call([&] {
-            group_hash = lock_group(state, group_values);
+            group_hash = lock_group(state, group_values, counters);
             const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;
             return find_last_entry(state, group_values, hint != nullptr ? &hint->seq : nullptr);
         });
@@ -1122,6 +1133,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
                 error.with_detail("Group " + key + " is at seq " + std::to_string(last.seq) +
                                   ", which this transaction cannot see.");
             error.with_hint("Retry the transaction.");
+            ++counters->n[stats::RB_SERIALIZATION];  // counted before the error, which aborts
             throw error;
         }
     }
@@ -1159,6 +1171,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
                               (state->family == Family::integer ? std::to_string(state->min_balance_integer)
                                                                 : balance_text(state, state->min_balance_numeric)) +
                               ".");
+        ++counters->n[stats::RB_MIN_BALANCE];
         throw error;
     }
     const int64 seq = last.found ? last.seq + 1 : 1;
@@ -1185,8 +1198,9 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     int replaced[2] = {state->balance_attnum, state->seq_attnum};
     Datum values[2] = {balance.value, integer_to_datum(seq, state->seq_type)};
     bool nulls[2] = {false, false};
-    return PointerGetDatum(
-        pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 2, replaced, values, nulls); }));
+    HeapTuple appended = pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 2, replaced, values, nulls); });
+    ++counters->n[stats::RB_APPENDS];
+    return PointerGetDatum(appended);
 }
 
 bool same_image(HeapTuple old_row, HeapTuple new_row, TupleDesc columns, AttrNumber attnum) {
@@ -1200,7 +1214,7 @@ bool same_image(HeapTuple old_row, HeapTuple new_row, TupleDesc columns, AttrNum
     return pg_call([&] { return datum_image_eq(old_value, new_value, attribute->attbyval, attribute->attlen); });
 }
 
-Datum on_update(const TriggerData* trigger_data, const RunningBalanceState* state) {
+Datum on_update(const TriggerData* trigger_data, const RunningBalanceState* state, stats::Counters* counters) {
     state->tracker->expecting_insert = false;
     TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
     AttrNumber ledger_columns[INDEX_MAX_KEYS + 3];
@@ -1211,13 +1225,15 @@ Datum on_update(const TriggerData* trigger_data, const RunningBalanceState* stat
     for (int g = 0; g < state->group_count; ++g)
         ledger_columns[count++] = state->groups[g].attnum;
     for (int i = 0; i < count; ++i)
-        if (!same_image(trigger_data->tg_trigtuple, trigger_data->tg_newtuple, columns, ledger_columns[i]))
+        if (!same_image(trigger_data->tg_trigtuple, trigger_data->tg_newtuple, columns, ledger_columns[i])) {
+            ++counters->n[stats::RB_UPDATES];
             throw guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
                                   "cannot change column " + quoted(column_of(trigger_data, ledger_columns[i])) +
                                       " of ledger table " + quoted(table_of(trigger_data)) +
                                       ": its entries are history",
                                   ledger_columns[i])
                 .with_hint("Append a correcting entry instead.");
+        }
     return PointerGetDatum(trigger_data->tg_newtuple);
 }
 
@@ -1322,10 +1338,12 @@ Datum running_balance_trigger(FunctionCallInfo fcinfo) {
         return PointerGetDatum(trigger_data->tg_trigtuple);
     }
     const auto* state = trigger_state<RunningBalanceState>(fcinfo, trigger_data, build_running_balance_state);
+    stats::Counters* counters = stats::trigger_counters(fcinfo, stats::Guard::running_balance);
     if (TRIGGER_FIRED_BY_INSERT(trigger_data->tg_event))
-        return on_insert(trigger_data, state);
+        return on_insert(trigger_data, state, counters);
     if (TRIGGER_FIRED_BY_UPDATE(trigger_data->tg_event))
-        return on_update(trigger_data, state);
+        return on_update(trigger_data, state, counters);
+    ++counters->n[stats::RB_DELETES];
     throw guard_violation(trigger_data, ERRCODE_CHECK_VIOLATION,
                           "cannot delete from ledger table " + quoted(table_of(trigger_data)) +
                               ": its entries are history",

@@ -86,6 +86,8 @@ TriggerCacheEntry* entry_for(Oid trigger_oid, const TriggerData* trigger_data, S
             found_entry->builder = nullptr;
             found_entry->state_context = nullptr;
             found_entry->state = nullptr;
+            found_entry->counters = nullptr;
+            found_entry->counters_generation = 0;
         }
         return found_entry;
     });

@@ -25,6 +25,10 @@ struct TriggerCacheEntry {
     StateBuilder builder;
     MemoryContext state_context;
     void* state;
+    // The trigger's pending statistics (stats::Counters), valid while
+    // counters_generation is stats::pending_generation (stats.hpp).
+    void* counters;
+    uint64 counters_generation;
 };
 
 void* trigger_state_slow(FunctionCallInfo fcinfo, const TriggerData* trigger_data, StateBuilder builder);

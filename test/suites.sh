@@ -62,6 +62,7 @@ stress() {
 run_suite "release metadata (META.json, control file, package, make dist)" bash test/meta.sh
 run_suite "pg_regress and isolation specs" regress
 run_suite "pgTAP" pgtap
+run_suite "statistics with raceguard preloaded, and their bound" bash test/stats/preload.sh
 run_suite "stress" stress
 run_suite "update: ALTER EXTENSION raceguard UPDATE, each path" bash test/upgrade/update.sh
 run_suite "dump and restore" bash test/dump/dump_restore.sh

@@ -1,12 +1,16 @@
 -- The extension's objects, where they live and how they are declared.
 BEGIN;
-SELECT plan(11);
+SELECT plan(14);
 
 SELECT has_schema('raceguard');
--- Version 1.1, reachable from 1.0 by ALTER EXTENSION raceguard UPDATE.
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.1', 'raceguard 1.1 is installed');
+-- Version 1.2, reachable from 1.1 and 1.0 by ALTER EXTENSION raceguard UPDATE.
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.2', 'raceguard 1.2 is installed');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.1'), '1.0--1.1',
           'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.1 by one script');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.1' AND target = '1.2'), '1.1--1.2',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.1 to 1.2 by one script');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.2'), '1.0--1.1--1.2',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.2 through 1.1');
 SELECT has_function('raceguard', 'lock_version', ARRAY[]::name[]);
 SELECT function_returns('raceguard', 'lock_version', ARRAY[]::name[], 'trigger');
 SELECT function_lang_is('raceguard', 'lock_version', ARRAY[]::name[], 'c');
@@ -51,6 +55,10 @@ SELECT is_empty($$
     SELECT oid::regprocedure FROM pg_proc
     WHERE pronamespace = 'raceguard'::regnamespace AND prosecdef
 $$, 'no SECURITY DEFINER functions');
+
+-- Only superusers and roles granted it may reset the statistics.
+SELECT ok(NOT has_function_privilege('public', 'raceguard.stats_reset()', 'EXECUTE'),
+          'PUBLIC may not execute raceguard.stats_reset()');
 
 SELECT * FROM finish();
 ROLLBACK;

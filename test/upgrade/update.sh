@@ -23,6 +23,8 @@ cd "$(dirname "$0")"
 # one from each older version, if ALTER EXTENSION should go through it).
 updates=(
     "1.0 1.1"
+    "1.1 1.2"
+    "1.0 1.2"
 )
 
 updated_db=raceguard_update_old
@@ -77,6 +79,8 @@ for update in "${updates[@]}"; do
         fail "$how: the updated extension's objects differ from a fresh install's (- fresh, + updated)"
     elif ! grep -q "^function raceguard.claim_lease(" "$work/fresh.txt" || ! grep -q "^event trigger raceguard_validate_guards|" "$work/fresh.txt" ||
          ! grep -q "^sequence raceguard.lease_token_seq|" "$work/fresh.txt" || ! grep -q "^view raceguard.guards|" "$work/fresh.txt" ||
+         { [ "$to" != 1.0 ] && [ "$to" != 1.1 ] && { ! grep -q "^view raceguard.stats|" "$work/fresh.txt" ||
+             ! grep -q "^event trigger raceguard_forget_dropped_stats|" "$work/fresh.txt"; }; } ||
          grep -q "^not a member\|does not describe yet" "$work/fresh.txt"; then
         fail "$how: the listing lacks objects it must show, or shows ones it cannot describe"
         cat "$work/fresh.txt"
