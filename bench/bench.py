@@ -88,8 +88,9 @@ def rotated(items, round_number):
     return items[shift:] + items[:shift]
 
 
-def pgbench(script_text, clients, *, seconds=None, transactions=None):
-    """Runs pgbench with a custom script; returns (tps, output)."""
+def pgbench(script_text, clients, *, seconds=None, transactions=None, options=None):
+    """Runs pgbench with a custom script; returns (tps, output). options:
+    server settings for its sessions (PGOPTIONS)."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(script_text)
         path = script.name
@@ -97,7 +98,8 @@ def pgbench(script_text, clients, *, seconds=None, transactions=None):
         command = ["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)),
                    "-f", path]
         command += ["-T", str(seconds)] if seconds else ["-t", str(transactions)]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        environment = dict(os.environ, PGOPTIONS=options) if options else None
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     finally:
         os.unlink(path)
     output = result.stdout + result.stderr
@@ -563,6 +565,77 @@ def ledger_size(conn, report, clients, seconds, rounds, entries, accounts=1000):
 
 
 # ---------------------------------------------------------------------------
+# Statistics (raceguard.stats): what collecting them costs
+# ---------------------------------------------------------------------------
+
+
+def statistics_collected(conn):
+    """Whether raceguard.stats counts in this cluster (17+, or preloaded)."""
+    return execute(conn, "SELECT current_setting('shared_preload_libraries') ~ 'raceguard'"
+                         " OR current_setting('server_version_num')::int >= 170000")[0][0]
+
+
+def stats_cost(conn, report, rows, rounds, clients, seconds):
+    report.heading(f"statistics on against off: bulk UPDATE of {rows:,} rows (fastest of {rounds} rounds), and"
+                   f" {clients} clients appending single rows over 1,000 accounts ({seconds}s per side,"
+                   f" median of {rounds} rounds)")
+    if not statistics_collected(conn):
+        report.info("skipped: statistics are not collected in this cluster (before 17 they need"
+                    " shared_preload_libraries = 'raceguard')")
+        return
+    guards = {"lock_version": "raceguard.lock_version()", "once": "raceguard.immutable_once_set('owner_id')"}
+    for name, trigger in guards.items():
+        table = f"stats_bulk_{name}"
+        execute(conn, f"DROP TABLE IF EXISTS {table}")
+        execute(conn, f"CREATE TABLE {table} (id integer PRIMARY KEY, payload integer, lock_version integer,"
+                      f" owner_id integer)")
+        execute(conn, f"INSERT INTO {table} SELECT g, g, 1, g FROM generate_series(1, {rows}) g")
+        execute(conn, f"CREATE TRIGGER guard BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {trigger}")
+    sides = [(name, setting) for name in guards for setting in ("on", "off")]
+    times = {side: [] for side in sides}
+    for round_number in range(rounds):
+        for name, setting in rotated(sides, round_number):
+            execute(conn, f"VACUUM FULL stats_bulk_{name}")
+            execute(conn, f"VACUUM ANALYZE stats_bulk_{name}")
+            execute(conn, "CHECKPOINT")
+            execute(conn, f"SET raceguard.track_stats = {setting}")
+            times[(name, setting)].append(timed(conn, f"UPDATE stats_bulk_{name} SET payload = payload + 1"))
+    execute(conn, "RESET raceguard.track_stats")
+    fastest = {side: min(values) for side, values in times.items()}
+    for name, label in (("lock_version", "lock_version"), ("once", "immutable_once_set")):
+        report.ratio(f"{label} bulk UPDATE, statistics on / off", fastest[(name, "on")] / fastest[(name, "off")])
+    counted = execute(conn, "SELECT coalesce(sum(rows_checked), 0) FROM raceguard.stats"
+                            " WHERE table_name::text = 'stats_bulk_lock_version'")[0][0]
+    report.check("raceguard.stats counted the bulk UPDATEs made with statistics on",
+                 counted == rows * rounds, f"({counted:,} rows checked, {rows * rounds:,} expected)")
+
+    execute(conn, "DROP TABLE IF EXISTS stats_ledger")
+    execute(conn, "CREATE TABLE stats_ledger (account_id integer NOT NULL, amount bigint NOT NULL,"
+                  " running_balance bigint, entry_no bigint)")
+    execute(conn, "CREATE UNIQUE INDEX ON stats_ledger (account_id, entry_no)")
+    execute(conn, "CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON stats_ledger FOR EACH ROW"
+                  " EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id',"
+                  " 'seq=entry_no')")
+    script = "\\set account random(1, 1000)\nINSERT INTO stats_ledger (account_id, amount) VALUES (:account, 1);\n"
+    tps = {"on": [], "off": []}
+    for round_number in range(rounds):
+        for setting in rotated(["on", "off"], round_number):
+            rate, _ = pgbench(script, clients, seconds=seconds,
+                              options=f"-c raceguard.track_stats={setting}")
+            tps[setting].append(rate)
+    on, off = statistics.median(tps["on"]), statistics.median(tps["off"])
+    report.info(f"median TPS: statistics on {on:.0f}, off {off:.0f}")
+    report.ratio("running_balance appends, statistics on / off (TPS)", on / off,
+                 spread=[a / b for a, b in zip(tps["on"], tps["off"])])
+    appends = execute(conn, "SELECT coalesce(sum(appends), 0) FROM raceguard.stats"
+                            " WHERE table_name::text = 'stats_ledger'")[0][0]
+    entries = execute(conn, "SELECT count(*) FROM stats_ledger")[0][0]
+    report.check("raceguard.stats counted the appends made with statistics on, and only those",
+                 0 < appends < entries, f"({appends:,} of {entries:,} entries)")
+    for table in ("stats_bulk_lock_version", "stats_bulk_once", "stats_ledger"):
+        execute(conn, f"DROP TABLE {table}")
+
+# ---------------------------------------------------------------------------
 # claim and claim_lease: workers draining a queue
 # ---------------------------------------------------------------------------
 
@@ -683,7 +756,7 @@ def claims(conn, report, clients, rows, rounds):
 # ---------------------------------------------------------------------------
 
 
-CASES = ["bulk_update", "running_balance", "transfers", "ledger_size", "claims"]
+CASES = ["bulk_update", "running_balance", "transfers", "ledger_size", "stats_cost", "claims"]
 
 
 def main(argv):
@@ -704,7 +777,7 @@ def main(argv):
     settings = execute(conn, "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)"
                              " FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync',"
                              " 'full_page_writes', 'max_wal_size', 'wal_init_zero', 'autovacuum', 'jit',"
-                             " 'max_locks_per_transaction')")[0][0]
+                             " 'max_locks_per_transaction', 'shared_preload_libraries')")[0][0]
     report = Report()
     started = time.perf_counter()
     print(f"raceguard {version} on PostgreSQL {server}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
@@ -723,6 +796,9 @@ def main(argv):
     if "ledger_size" in only:
         ledger_size(conn, report, clients=8, seconds=3 if quick else 6, rounds=2 if quick else 5,
                     entries=1_000_000 if quick else 10_000_000)
+    if "stats_cost" in only:
+        stats_cost(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5, clients=8,
+                   seconds=3 if quick else 5)
     if "claims" in only:
         claims(conn, report, clients=8, rows=10_000 if quick else 100_000, rounds=3)
     conn.close()

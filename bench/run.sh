@@ -25,6 +25,10 @@ settings=(
     jit=off
     max_connections=50
     max_locks_per_transaction=256
+    # raceguard.stats counts before PostgreSQL 17 only when preloaded; every
+    # figure is measured with statistics on, as installed, and stats_cost
+    # compares on with off.
+    shared_preload_libraries=raceguard
 )
 options=()
 for setting in "${settings[@]}"; do options+=(-o "$setting"); done
