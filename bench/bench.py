@@ -5,7 +5,7 @@ so that drift on a noisy machine hits every side alike.
 Run through bench/run.sh (a throwaway cluster tuned for benchmarking), or
 against any database with raceguard installed (PG* environment variables):
 
-    python3 bench/bench.py            # the full run (about 20 minutes on 2 cores)
+    python3 bench/bench.py            # the full run (about 23 minutes on 2 cores)
     python3 bench/bench.py --quick    # smaller sizes, for development
     python3 bench/bench.py --only bulk_update,claims
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks on a throwaway PostgreSQL 15 cluster tuned for
 # benchmarking (settings below), after installing what is needed.
-#     bash bench/run.sh            # full run, about 20 minutes on 2 cores
+#     bash bench/run.sh            # full run, about 23 minutes on 2 cores
 #     bash bench/run.sh --quick    # smaller sizes, for development
 # The cluster is throwaway, so durability is off: fsync, full-page writes and
 # synchronous commit cost the same on every side and only add noise.
