@@ -71,6 +71,7 @@ run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
 run_suite "faults: lease tokens after a promotion" bash test/faults/claim_promotion.sh
 run_suite "fuzz: claim parameters" bash test/fuzz/claim_fuzz.sh
 run_suite "randomized" bash test/random/run.sh
+run_suite "docs: every SQL example, link and object of README.md and docs/" python3 test/docs/examples.py
 
 echo
 [ $failed -eq 0 ] || echo "failed suites: ${failures[*]}"

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Runs every SQL example of README.md and docs/*.md, so the docs cannot
+drift from the code.
+
+The convention the pages follow (docs/internals.md, "How the documentation
+is tested"):
+- every ```sql fence is run, in page order, by psql (each fence its own
+  session, continuing after an error) in a database made for that page,
+  where only CREATE EXTENSION raceguard has been run;
+- a ```text fence right after an ```sql fence (blank lines between at most)
+  is what psql prints for it, exactly; an ```sql fence without one must
+  print no ERROR or WARNING;
+- anything else (shell, ORM code, two-session races, signatures) is in a
+  fence with another info string and is not run here.
+It also checks that every relative link of the pages points at a file of
+the repository, that every SQL object of the extension is named on a page
+of docs/, and that the README stays a landing page (at most 250 lines).
+
+Runs against the cluster in PGHOST/PGPORT (test/suites.sh runs it inside
+the throwaway cluster); creates and drops one database per page.
+"""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+README_MAX_LINES = 250
+FENCE = re.compile(r"^```(\S*)")
+LINK = re.compile(r"\]\(([^)#\s]*)(#[^)\s]*)?\)")
+
+
+def fences(text):
+    """Yields (info, first line number, body, next non-blank line index)."""
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        m = FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        info, start, body = m.group(1), i + 1, []
+        i += 1
+        while i < len(lines) and not lines[i].startswith("```"):
+            body.append(lines[i])
+            i += 1
+        i += 1  # the closing fence
+        yield info, start, "\n".join(body) + "\n"
+
+
+def paired_examples(text):
+    """The sql fences, each with the text fence that follows it (or None)."""
+    blocks = []
+    lines = text.split("\n")
+    for info, start, body in fences(text):
+        blocks.append((info, start, body))
+    examples = []
+    for n, (info, start, body) in enumerate(blocks):
+        if info != "sql":
+            continue
+        expected = None
+        if n + 1 < len(blocks) and blocks[n + 1][0] == "text":
+            # Only blank lines between this fence's end and the next fence.
+            end = start + body.count("\n")  # line index of the closing fence
+            next_start = blocks[n + 1][1] - 1  # line index of the next opening fence
+            if all(not lines[k].strip() for k in range(end + 1, next_start)):
+                expected = blocks[n + 1][2]
+        examples.append((start, body, expected))
+    return examples
+
+
+def psql(database, sql, quiet=True):
+    args = ["psql", "-X", "-d", database, "-v", "VERBOSITY=default"]
+    if quiet:
+        args.append("-q")
+    done = subprocess.run(args, input=sql, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PGOPTIONS="-c client_min_messages=notice"))
+    return done.returncode, done.stdout
+
+
+def normalized(output):
+    return "\n".join(line.rstrip() for line in output.strip("\n").split("\n"))
+
+
+def run_page(path, failures):
+    text = open(path, encoding="utf-8").read()
+    examples = paired_examples(text)
+    if not examples:
+        return 0
+    page = os.path.relpath(path, ROOT)
+    database = "raceguard_docs_" + re.sub(r"[^a-z0-9]+", "_", page.lower())
+    subprocess.run(["dropdb", "--if-exists", database], check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(["createdb", database], check=True)
+    try:
+        code, out = psql(database, "CREATE EXTENSION raceguard;")
+        if code != 0:
+            failures.append(f"{page}: CREATE EXTENSION failed:\n{out}")
+            return 0
+        for line, sql, expected in examples:
+            code, out = psql(database, sql)
+            where = f"{page}:{line}"
+            if SHOW:
+                print(f"=== {where}\n{out}")
+            if expected is not None:
+                if normalized(out) != normalized(expected):
+                    failures.append(f"{where}: psql printed\n{out}\n--- the page shows\n{expected}")
+            elif code != 0 or re.search(r"^(ERROR|WARNING|FATAL|psql:)", out, re.M):
+                failures.append(f"{where}: failed, and the page shows no output for it:\n{out}")
+        return len(examples)
+    finally:
+        subprocess.run(["dropdb", "--if-exists", database], stderr=subprocess.DEVNULL)
+
+
+def check_links(path, failures):
+    text = open(path, encoding="utf-8").read()
+    # Links inside fences are code, not links.
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    for m in LINK.finditer(prose):
+        target = m.group(1)
+        if not target or re.match(r"^[a-z]+:", target):
+            continue
+        resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        if not os.path.exists(resolved):
+            failures.append(f"{os.path.relpath(path, ROOT)}: link to {target}, which does not exist")
+
+
+def check_objects_named(pages, failures):
+    """Every member of the extension is named on a page of docs/."""
+    database = "raceguard_docs_objects"
+    subprocess.run(["dropdb", "--if-exists", database], check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(["createdb", database], check=True)
+    try:
+        code, out = psql(database, "CREATE EXTENSION raceguard;")
+        if code != 0:
+            failures.append(f"objects: CREATE EXTENSION failed:\n{out}")
+            return
+        names = subprocess.run(
+            ["psql", "-X", "-qAt", "-d", database, "-c",
+             "SELECT DISTINCT coalesce(p.proname, c.relname, e.evtname) FROM pg_depend d"
+             " LEFT JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid"
+             " LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid"
+             " LEFT JOIN pg_event_trigger e ON d.classid = 'pg_event_trigger'::regclass AND e.oid = d.objid"
+             " WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'"
+             " AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'raceguard')"
+             " ORDER BY 1"],
+            stdout=subprocess.PIPE, check=True, text=True).stdout.split()
+        if not names:
+            failures.append("objects: the extension lists no members")
+        text = "".join(open(p, encoding="utf-8").read() for p in pages)
+        for name in names:
+            if not re.search(r"\b" + re.escape(name) + r"\b", text):
+                failures.append(f"objects: {name} is named on no page of docs/")
+    finally:
+        subprocess.run(["dropdb", "--if-exists", database], stderr=subprocess.DEVNULL)
+
+
+SHOW = "--show" in sys.argv  # print what psql prints for each example (for writing a page)
+
+
+def main():
+    readme = os.path.join(ROOT, "README.md")
+    docs = os.path.join(ROOT, "docs")
+    pages = sorted(os.path.join(docs, f) for f in os.listdir(docs) if f.endswith(".md")) if os.path.isdir(docs) else []
+    failures = []
+    count = 0
+    lines = open(readme, encoding="utf-8").read().count("\n")
+    if lines > README_MAX_LINES:
+        failures.append(f"README.md: {lines} lines, more than the landing page's {README_MAX_LINES}")
+    only = [os.path.abspath(a) for a in sys.argv[1:] if not a.startswith("--")]
+    for path in [readme] + pages:
+        if only and os.path.abspath(path) not in only:
+            continue
+        check_links(path, failures)
+        count += run_page(path, failures)
+    if not pages:
+        failures.append("docs/: no pages")
+    else:
+        check_objects_named(pages, failures)
+    for failure in failures:
+        print("FAIL " + failure)
+        print()
+    print(f"docs: {count} SQL examples on {1 + len(pages)} pages, {len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
