@@ -111,17 +111,34 @@ def run_page(path, failures):
         subprocess.run(["dropdb", "--if-exists", database], stderr=subprocess.DEVNULL)
 
 
+def prose_of(text):
+    """The page without its fences: links and headings inside them are code."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+
+
+def anchors(path):
+    """The anchors of a page's headings, as GitHub makes them."""
+    found = set()
+    for heading in re.findall(r"^#+ +(.*)$", prose_of(open(path, encoding="utf-8").read()), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        base, n = slug, 1
+        while slug in found:
+            slug, n = f"{base}-{n}", n + 1
+        found.add(slug)
+    return found
+
+
 def check_links(path, failures):
-    text = open(path, encoding="utf-8").read()
-    # Links inside fences are code, not links.
-    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    prose = prose_of(open(path, encoding="utf-8").read())
     for m in LINK.finditer(prose):
-        target = m.group(1)
-        if not target or re.match(r"^[a-z]+:", target):
+        target, fragment = m.group(1), m.group(2)
+        if re.match(r"^[a-z]+:", target or ""):
             continue
-        resolved = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        resolved = os.path.normpath(os.path.join(os.path.dirname(path), target)) if target else path
         if not os.path.exists(resolved):
             failures.append(f"{os.path.relpath(path, ROOT)}: link to {target}, which does not exist")
+        elif fragment and resolved.endswith(".md") and fragment[1:] not in anchors(resolved):
+            failures.append(f"{os.path.relpath(path, ROOT)}: link to {target}{fragment}, a heading that does not exist")
 
 
 def check_objects_named(pages, failures):
