@@ -212,3 +212,48 @@ SELECT sqlstate FROM regress.error_of($$
 INSERT INTO django_payments (account_id, amount) VALUES (7, 1.00) RETURNING running_balance, entry_no;
 SELECT * FROM raceguard.verify_running_balance('django_payments');
 SELECT * FROM raceguard.verify_running_balance('typeorm_payments');
+
+------------------------------------------------------------------------
+-- lock_version: the shapes each ORM sends, one after another on one row.
+CREATE TABLE shapes_orders (
+    id integer PRIMARY KEY,
+    billing text,
+    hits integer NOT NULL DEFAULT 0,
+    lock_version integer NOT NULL DEFAULT 0
+);
+CREATE TRIGGER shapes_orders_lock_version BEFORE INSERT OR UPDATE ON shapes_orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO shapes_orders (id) VALUES (1) RETURNING lock_version;
+-- Rails save / Ecto optimistic_lock / Hibernate @Version / SQLAlchemy
+-- version_id_col / Sequelize version: true: read v, send v + 1, WHERE v.
+UPDATE "shapes_orders" SET "billing" = 'Main St 1', "lock_version" = 1 WHERE "shapes_orders"."id" = 1 AND "shapes_orders"."lock_version" = 0
+    RETURNING lock_version;
+-- Rails increment_counter / update_counters: a relative increment.
+UPDATE "shapes_orders" SET "hits" = COALESCE("hits", 0) + 1, "lock_version" = COALESCE("lock_version", 0) + 1 WHERE "shapes_orders"."id" = 1
+    RETURNING lock_version;
+-- Ecto update_all(inc: [lock_version: 1]) / Sequelize increment() /
+-- SQLAlchemy and Django F() expressions: relative increments.
+UPDATE "shapes_orders" AS s0 SET "lock_version" = s0."lock_version" + 1 WHERE (s0."id" = 1) RETURNING lock_version;
+-- Rails update_all / update_columns, Ecto update_all(set: ...), Django
+-- QuerySet.update(), JPQL bulk UPDATE without the version: blind writes,
+-- bumped.
+UPDATE "shapes_orders" SET "billing" = 'Main St 2' WHERE "shapes_orders"."id" = 1 RETURNING lock_version;
+-- SQLAlchemy version_id_generator=False: the version only in WHERE, read
+-- back with RETURNING; the trigger bumps it.
+UPDATE shapes_orders SET billing = 'Main St 3' WHERE shapes_orders.id = 1 AND shapes_orders.lock_version = 4
+    RETURNING shapes_orders.lock_version;
+-- ... which strict=true refuses, as it names no version in SET.
+DROP TRIGGER shapes_orders_lock_version ON shapes_orders;
+CREATE TRIGGER shapes_orders_lock_version BEFORE INSERT OR UPDATE ON shapes_orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('strict=true');
+SELECT sqlstate, message FROM regress.error_of($$
+    UPDATE shapes_orders SET billing = 'Main St 4' WHERE shapes_orders.id = 1 AND shapes_orders.lock_version = 5$$);
+-- A stale save with sqlstate=23514: a check violation named after the
+-- trigger, which Ecto's check_constraint and the drivers' constraint field
+-- map by name.
+DROP TRIGGER shapes_orders_lock_version ON shapes_orders;
+CREATE TRIGGER shapes_orders_lock_version BEFORE INSERT OR UPDATE ON shapes_orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('sqlstate=23514');
+SELECT sqlstate, table_name, column_name, constraint_name FROM regress.error_of($$
+    UPDATE "shapes_orders" SET "billing" = 'Stale St', "lock_version" = 3 WHERE "shapes_orders"."id" = 1$$);
+SELECT id, billing, hits, lock_version FROM shapes_orders;
