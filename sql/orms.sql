@@ -257,3 +257,20 @@ CREATE TRIGGER shapes_orders_lock_version BEFORE INSERT OR UPDATE ON shapes_orde
 SELECT sqlstate, table_name, column_name, constraint_name FROM regress.error_of($$
     UPDATE "shapes_orders" SET "billing" = 'Stale St', "lock_version" = 3 WHERE "shapes_orders"."id" = 1$$);
 SELECT id, billing, hits, lock_version FROM shapes_orders;
+
+------------------------------------------------------------------------
+-- Leases on a table with a lock_version guard: claim_lease and
+-- release_lease do not set the version, so they are blind writes, bumped
+-- (an object read before the lease is stale afterwards); strict=true
+-- refuses them.
+CREATE TABLE leased_jobs (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz, lock_version integer);
+CREATE TRIGGER leased_jobs_lock_version BEFORE INSERT OR UPDATE ON leased_jobs
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO leased_jobs (id) VALUES (1), (2);
+SELECT id, lock_version FROM raceguard.claim_lease(NULL::leased_jobs, 'id = 1', 1, '1 minute');
+SELECT raceguard.release_lease(NULL::leased_jobs, (SELECT claim_token FROM leased_jobs WHERE id = 1));
+SELECT id, lock_version FROM leased_jobs ORDER BY id;
+DROP TRIGGER leased_jobs_lock_version ON leased_jobs;
+CREATE TRIGGER leased_jobs_lock_version BEFORE INSERT OR UPDATE ON leased_jobs
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('strict=true');
+SELECT sqlstate, message FROM regress.error_of($$SELECT * FROM raceguard.claim_lease(NULL::leased_jobs, 'id = 2', 1, '1 minute')$$);
