@@ -10,6 +10,8 @@
 // version the client cannot have read (it is not in the statement's
 // snapshot), so an assigned n = o there is an old pre-bump, hence stale; only
 // a relative increment (lock_version = lock_version + 1) gives n = o + 1.
+// Whatever rule rejects a write, its DETAIL says so when OLD changed after
+// the statement began: that is looked up on the error path only.
 #include "lock_version.hpp"
 
 #include "compat.hpp"
@@ -103,8 +105,11 @@ const char* column_name(const TriggerData* trigger_data, const LockVersionState*
     return NameStr(TupleDescAttr(RelationGetDescr(trigger_data->tg_relation), state->version_attnum - 1)->attname);
 }
 
+// kind says which rule rejected the write; row_changed says whether OLD was
+// committed after the statement began (the UPDATE waited for it and went on
+// with the newer row), which the DETAIL reports whatever the rule.
 [[noreturn]] void throw_stale_write(const TriggerData* trigger_data, const LockVersionState* state,
-                                    StaleKind kind, int64 stored, int64 sent) {
+                                    StaleKind kind, bool row_changed, int64 stored, int64 sent) {
     Relation relation = trigger_data->tg_relation;
     const std::string column = column_name(trigger_data, state);
     const std::string table = RelationGetRelationName(relation);
@@ -126,7 +131,9 @@ const char* column_name(const TriggerData* trigger_data, const LockVersionState*
     }
     Error error = table_error(relation, state->stale_sqlstate, message);
     error.with_column(column).with_hint(hint);
-    if (kind == StaleKind::changed_while_waiting)
+    if (row_changed && kind == StaleKind::blind_write)
+        error.with_detail("Another transaction updated the row after this statement began.");
+    else if (row_changed)
         error.with_detail("Another transaction updated the row after this statement began, so the version "
                           "sent cannot have been read from the current row.");
     if (state->stale_sqlstate == ERRCODE_CHECK_VIOLATION)
@@ -176,7 +183,8 @@ Datum on_update(const TriggerData* trigger_data, const LockVersionState* state, 
     ++counters->n[stats::LV_ROWS];
     if (state->strict && !assigned) {
         ++counters->n[stats::LV_BLIND];
-        throw_stale_write(trigger_data, state, StaleKind::blind_write, stored, sent);
+        throw_stale_write(trigger_data, state, StaleKind::blind_write, row_changed_while_waiting(old_row), stored,
+                          sent);
     }
     if (stored < state->max_version && sent == stored + 1) {
         ++counters->n[stats::LV_BUMPED];
@@ -184,11 +192,11 @@ Datum on_update(const TriggerData* trigger_data, const LockVersionState* state, 
     }
     if (sent != stored) {
         ++counters->n[stats::LV_STALE];
-        throw_stale_write(trigger_data, state, StaleKind::mismatch, stored, sent);
+        throw_stale_write(trigger_data, state, StaleKind::mismatch, row_changed_while_waiting(old_row), stored, sent);
     }
     if (assigned && row_changed_while_waiting(old_row)) {
         ++counters->n[stats::LV_STALE];
-        throw_stale_write(trigger_data, state, StaleKind::changed_while_waiting, stored, sent);
+        throw_stale_write(trigger_data, state, StaleKind::changed_while_waiting, true, stored, sent);
     }
     if (stored >= state->max_version) {
         ++counters->n[stats::LV_OVERFLOW];
