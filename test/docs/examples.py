@@ -19,6 +19,7 @@ of docs/, and that the README stays a landing page (at most 250 lines).
 Runs against the cluster in PGHOST/PGPORT (test/suites.sh runs it inside
 the throwaway cluster); creates and drops one database per page.
 """
+import contextlib
 import os
 import re
 import subprocess
@@ -82,20 +83,27 @@ def normalized(output):
     return "\n".join(line.rstrip() for line in output.strip("\n").split("\n"))
 
 
+@contextlib.contextmanager
+def database_with_extension(database):
+    """A new database where only CREATE EXTENSION raceguard has run; dropped after."""
+    subprocess.run(["dropdb", "--if-exists", database], check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(["createdb", database], check=True)
+    try:
+        code, out = psql(database, "CREATE EXTENSION raceguard;")
+        if code != 0:
+            raise RuntimeError(f"CREATE EXTENSION raceguard failed in {database}:\n{out}")
+        yield database
+    finally:
+        subprocess.run(["dropdb", "--if-exists", database], stderr=subprocess.DEVNULL)
+
+
 def run_page(path, failures):
     text = open(path, encoding="utf-8").read()
     examples = paired_examples(text)
     if not examples:
         return 0
     page = os.path.relpath(path, ROOT)
-    database = "raceguard_docs_" + re.sub(r"[^a-z0-9]+", "_", page.lower())
-    subprocess.run(["dropdb", "--if-exists", database], check=True, stderr=subprocess.DEVNULL)
-    subprocess.run(["createdb", database], check=True)
-    try:
-        code, out = psql(database, "CREATE EXTENSION raceguard;")
-        if code != 0:
-            failures.append(f"{page}: CREATE EXTENSION failed:\n{out}")
-            return 0
+    with database_with_extension("raceguard_docs_" + re.sub(r"[^a-z0-9]+", "_", page.lower())) as database:
         for line, sql, expected in examples:
             code, out = psql(database, sql)
             where = f"{page}:{line}"
@@ -106,9 +114,7 @@ def run_page(path, failures):
                     failures.append(f"{where}: psql printed\n{out}\n--- the page shows\n{expected}")
             elif code != 0 or re.search(r"^(ERROR|WARNING|FATAL|psql:)", out, re.M):
                 failures.append(f"{where}: failed, and the page shows no output for it:\n{out}")
-        return len(examples)
-    finally:
-        subprocess.run(["dropdb", "--if-exists", database], stderr=subprocess.DEVNULL)
+    return len(examples)
 
 
 def prose_of(text):
@@ -143,14 +149,7 @@ def check_links(path, failures):
 
 def check_objects_named(pages, failures):
     """Every member of the extension is named on a page of docs/."""
-    database = "raceguard_docs_objects"
-    subprocess.run(["dropdb", "--if-exists", database], check=True, stderr=subprocess.DEVNULL)
-    subprocess.run(["createdb", database], check=True)
-    try:
-        code, out = psql(database, "CREATE EXTENSION raceguard;")
-        if code != 0:
-            failures.append(f"objects: CREATE EXTENSION failed:\n{out}")
-            return
+    with database_with_extension("raceguard_docs_objects") as database:
         names = subprocess.run(
             ["psql", "-X", "-qAt", "-d", database, "-c",
              "SELECT DISTINCT coalesce(p.proname, c.relname, e.evtname) FROM pg_depend d"
@@ -167,8 +166,6 @@ def check_objects_named(pages, failures):
         for name in names:
             if not re.search(r"\b" + re.escape(name) + r"\b", text):
                 failures.append(f"objects: {name} is named on no page of docs/")
-    finally:
-        subprocess.run(["dropdb", "--if-exists", database], stderr=subprocess.DEVNULL)
 
 
 SHOW = "--show" in sys.argv  # print what psql prints for each example (for writing a page)
