@@ -13,6 +13,7 @@
 #include "stats.hpp"
 
 #include "compat.hpp"
+#include "set_returning.hpp"
 
 extern "C" {
 #include "catalog/pg_class.h"
@@ -464,30 +465,6 @@ bool guard_from_name(const char* name, Guard* guard) {
             return true;
         }
     return false;
-}
-
-// C-side: a materialized result set for an SRF; the caller fills `store`.
-struct Materialized {
-    Tuplestorestate* store;
-    TupleDesc descriptor;
-};
-
-Materialized begin_materialized(FunctionCallInfo fcinfo) {
-    auto* result_info = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    if (result_info == nullptr || !IsA(result_info, ReturnSetInfo) ||
-        (result_info->allowedModes & SFRM_Materialize) == 0)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("set-valued function called in context that cannot accept a set")));
-    TupleDesc descriptor = nullptr;
-    if (get_call_result_type(fcinfo, nullptr, &descriptor) != TYPEFUNC_COMPOSITE)
-        elog(ERROR, "return type must be a row type");
-    MemoryContext previous = MemoryContextSwitchTo(result_info->econtext->ecxt_per_query_memory);
-    Materialized result{tuplestore_begin_heap(true, false, work_mem), CreateTupleDescCopy(descriptor)};
-    MemoryContextSwitchTo(previous);
-    result_info->returnMode = SFRM_Materialize;
-    result_info->setResult = result.store;
-    result_info->setDesc = result.descriptor;
-    return result;
 }
 
 void add_row(const Materialized& result, Datum* values, bool* nulls) {
