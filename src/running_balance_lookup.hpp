@@ -3,7 +3,7 @@
 // of the groups it appended to (the hint table, and the exact answers that
 // spare a lookup). Kept apart from the per-row path (running_balance.cpp) so
 // that the trigger reads as the steps of an append, with this machinery
-// behind three calls: begin_append, find_group_last_entry, remember_append.
+// behind begin_append, find_group_last_entry and remember_append.
 #pragma once
 
 #include "running_balance_state.hpp"
