@@ -54,8 +54,8 @@ report --children -g none --percent-limit 0.3 |
 echo
 echo "== inside the guard (inclusive, of all the backends' samples)"
 report --children -g none --percent-limit 0.05 |
-    grep -E '\] (raceguard::.*(on_insert|scan_part|find_last_entry|lock_group|group_hash_of|find_hint|slot_for_hint)|_bt_first|btgettuple|index_fetch_heap|index_beginscan_internal|index_endscan|LockAcquireExtended|heap_modify_tuple_by_cols|ExecForceStoreHeapTuple|table_slot_create|ExecDropSingleTupleTableSlot|relation_open|index_open)$' |
-    sed -E 's/raceguard::\(anonymous namespace\)::([a-z_]+)\(.*/raceguard \1/' || true
+    grep -E '\] (raceguard::.*(on_insert|begin_append|find_group_last_entry|remember_append|scan_part|find_last_entry|lock_group|group_hash_of|find_hint|slot_for_hint)|_bt_first|btgettuple|index_fetch_heap|index_beginscan_internal|index_endscan|LockAcquireExtended|heap_modify_tuple_by_cols|ExecForceStoreHeapTuple|table_slot_create|ExecDropSingleTupleTableSlot|relation_open|index_open)$' |
+    sed -E 's/raceguard::(\(anonymous namespace\)::)?([a-z_]+)\(.*/raceguard \2/' || true
 echo
 echo "== top symbols by own time (all postgres processes)"
 report --no-children -g none --percent-limit 1 -s dso,sym | grep -E '^ +[0-9]' | head -20

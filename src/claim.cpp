@@ -24,6 +24,7 @@
 // differs from when it was planned.
 #include "claim.hpp"
 #include "compat.hpp"
+#include "set_returning.hpp"
 #include "stats.hpp"
 
 extern "C" {
@@ -388,23 +389,14 @@ KeptPlan* plan_for(const std::string& statement, int parameter_count, Oid* param
 // number of rows, each once): the rows go out in that order, without it.
 uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, const char* nulls,
                         bool positioned = false) {
-    auto* result_info = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    if (result_info == nullptr || !IsA(result_info, ReturnSetInfo) ||
-        (result_info->allowedModes & SFRM_Materialize) == 0)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("set-valued function called in context that cannot accept a set")));
-    TupleDesc result_descriptor = nullptr;
-    if (get_call_result_type(fcinfo, nullptr, &result_descriptor) != TYPEFUNC_COMPOSITE)
-        elog(ERROR, "the claim functions return a table's row type");
+    const Materialized result = begin_materialized(fcinfo);
 
     const int status = SPI_execute_plan(plan, values, nulls, false, 0);
     if (status != SPI_OK_SELECT && status != SPI_OK_UPDATE_RETURNING)
         elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(status));
 
-    MemoryContext query_context = result_info->econtext->ecxt_per_query_memory;
-    MemoryContext previous = MemoryContextSwitchTo(query_context);
-    TupleDesc stored_descriptor = CreateTupleDescCopy(result_descriptor);
-    Tuplestorestate* store = tuplestore_begin_heap(true, false, work_mem);
+    auto* result_info = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
+    MemoryContext previous = MemoryContextSwitchTo(result_info->econtext->ecxt_per_query_memory);
     TupleDesc returned = SPI_tuptable->tupdesc;
     const uint64 rows = SPI_processed;
     HeapTuple* ordered = SPI_tuptable->vals;
@@ -426,16 +418,13 @@ uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values,
         }
         returned = trimmed;
     }
-    TupleConversionMap* map = convert_tuples_by_position(returned, stored_descriptor,
+    TupleConversionMap* map = convert_tuples_by_position(returned, result.descriptor,
                                                          "the claimed rows do not match the table's row type");
     for (uint64 i = 0; i < rows; ++i) {
         HeapTuple row = ordered[i];
-        tuplestore_puttuple(store, map != nullptr ? execute_attr_map_tuple(row, map) : row);
+        tuplestore_puttuple(result.store, map != nullptr ? execute_attr_map_tuple(row, map) : row);
     }
     MemoryContextSwitchTo(previous);
-    result_info->returnMode = SFRM_Materialize;
-    result_info->setResult = store;
-    result_info->setDesc = stored_descriptor;
     return rows;
 }
 

@@ -1,4 +1,7 @@
-// Cumulative statistics per guard: see stats.hpp for the design.
+// Cumulative statistics per guard: see stats.hpp for the design. This file
+// counts: the settings, the shared table and how a backend reaches it, the
+// pending counters and their flush at transaction end. The SQL-callable
+// functions that show, reset and prune the table are stats_functions.cpp.
 //
 // The shared table. One LWLock guards it; a backend takes it once per
 // transaction that counted something (exclusive, to add its counts), and a
@@ -10,30 +13,27 @@
 //
 // Everything here that runs at transaction end or under the LWLock is
 // plain C-side code: no allocation, nothing that can ereport.
-#include "stats.hpp"
+#include "stats_table.hpp"
 
 #include "compat.hpp"
 
 extern "C" {
-#include "catalog/pg_class.h"
-#include "commands/event_trigger.h"
 #include "common/hashfn.h"
-#include "executor/spi.h"
-#include "funcapi.h"
 #include "storage/dsm.h"
 #include "storage/lwlock.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 }
 
 #include <cstring>
-#include <string>
 
 namespace raceguard::stats {
 
 uint64 pending_generation = 1;
+
+Directory* directory = nullptr;
+SharedTable* shared = nullptr;  // set once the table is reachable; the lock is directory->lock
 
 namespace {
 
@@ -49,14 +49,6 @@ void track_stats_changed(bool, void*) {
 
 // ---- the shared table -------------------------------------------------------
 
-enum class Kind : uint32 { trigger = 1, claim_table = 2 };
-
-struct Key {
-    Oid database;
-    Oid object;  // a trigger's OID, or a table's (claims)
-    Kind kind;
-};
-
 bool same_key(const Key& a, const Key& b) {
     return a.database == b.database && a.object == b.object && a.kind == b.kind;
 }
@@ -64,33 +56,6 @@ bool same_key(const Key& a, const Key& b) {
 uint32 key_hash(const Key& key) {
     return hash_bytes(reinterpret_cast<const unsigned char*>(&key), sizeof(Key));
 }
-
-struct SharedEntry {
-    Key key;
-    Guard guard;
-    uint64 stamp;       // the table's clock when last updated (least recently updated goes first)
-    TimestampTz since;  // when counting started: made, or reset
-    Counters counters;
-};
-
-// Where the table is, and its lock. 17+: the DSM registry's named segment,
-// pointing at the table's own segment (made at first use, at the size the
-// setting has then, so that the registry's segment never changes size);
-// before, with raceguard preloaded, the table follows it in the main
-// shared memory.
-struct Directory {
-    LWLock lock;
-    int tranche;
-    dsm_handle table;
-};
-
-struct SharedTable {
-    uint32 capacity;
-    uint32 count;
-    uint32 bucket_mask;  // bucket_count - 1
-    uint64 clock;
-    // Then SharedEntry[capacity] and int32 buckets[bucket_mask + 1].
-};
 
 constexpr const char* SEGMENT_NAME = "raceguard_stats";
 constexpr const char* TRANCHE_NAME = "raceguard_stats";
@@ -109,10 +74,6 @@ Size table_size_for(uint32 capacity) {
 
 Size table_size() { return table_size_for(static_cast<uint32>(max_tracked_guards)); }
 
-SharedEntry* entries_of(SharedTable* table) {
-    return reinterpret_cast<SharedEntry*>(reinterpret_cast<char*>(table) + MAXALIGN(sizeof(SharedTable)));
-}
-
 int32* buckets_of(SharedTable* table) {
     return reinterpret_cast<int32*>(reinterpret_cast<char*>(entries_of(table)) +
                                     MAXALIGN(sizeof(SharedEntry) * table->capacity));
@@ -128,19 +89,6 @@ void initialize_table(void* memory) {
     int32* buckets = buckets_of(table);
     for (uint32 i = 0; i <= table->bucket_mask; ++i)
         buckets[i] = -1;
-}
-
-// The entry of KEY, or -1. With the lock held.
-int32 find_entry(SharedTable* table, const Key& key) {
-    SharedEntry* entries = entries_of(table);
-    int32* buckets = buckets_of(table);
-    for (uint32 b = key_hash(key) & table->bucket_mask;; b = (b + 1) & table->bucket_mask) {
-        const int32 index = buckets[b];
-        if (index < 0)
-            return -1;
-        if (same_key(entries[index].key, key))
-            return index;
-    }
 }
 
 // Removes entry INDEX; the array's last entry takes its place. With the
@@ -203,8 +151,6 @@ int32 add_entry(SharedTable* table, const Key& key, Guard guard, TimestampTz now
 
 // ---- attaching --------------------------------------------------------------
 
-Directory* directory = nullptr;
-SharedTable* shared = nullptr;  // set once the table is reachable; the lock is directory->lock
 shmem_startup_hook_type previous_startup_hook = nullptr;
 
 void initialize_directory(void* memory) {
@@ -231,34 +177,6 @@ void startup_preloaded() {
     directory = reinterpret_cast<Directory*>(memory);
     shared = reinterpret_cast<SharedTable*>(memory + MAXALIGN(sizeof(Directory)));
     LWLockRegisterTranche(directory->tranche, TRANCHE_NAME);
-}
-
-// C-side: finds the shared table (17+: makes it at first use); stays null
-// where there is none.
-void attach() {
-    if (shared != nullptr || !compat::has_dsm_registry)
-        return;
-    bool found = false;
-    directory = static_cast<Directory*>(
-        compat::named_segment(SEGMENT_NAME, sizeof(Directory), initialize_directory, &found));
-    if (directory == nullptr)
-        return;
-    LWLockRegisterTranche(directory->tranche, TRANCHE_NAME);
-    LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
-    dsm_segment* segment = nullptr;
-    if (directory->table == DSM_HANDLE_INVALID) {
-        segment = dsm_create(table_size(), 0);
-        dsm_pin_segment(segment);  // lives until the server stops
-        initialize_table(dsm_segment_address(segment));
-        directory->table = dsm_segment_handle(segment);
-    } else {
-        segment = dsm_attach(directory->table);
-        if (segment == nullptr)
-            elog(ERROR, "cannot attach raceguard's statistics segment");
-    }
-    dsm_pin_mapping(segment);  // mapped until the backend exits
-    LWLockRelease(&directory->lock);
-    shared = static_cast<SharedTable*>(dsm_segment_address(segment));
 }
 
 // C-side, for the guards' path: attach(), but a failure (no room for the
@@ -383,14 +301,6 @@ void at_transaction_end(XactEvent event, void*) {
     flush_pending();
 }
 
-void ensure_callback() {
-    static bool registered = false;
-    if (registered)
-        return;
-    RegisterXactCallback(at_transaction_end, nullptr);
-    registered = true;
-}
-
 // C-side: the pending counters of KEY, or the sink.
 Counters* pending_counters(const Key& key, Guard guard) {
     attach_or_give_up();
@@ -413,88 +323,70 @@ Counters* pending_counters(const Key& key, Guard guard) {
     return &item->counters;
 }
 
-// ---- what raceguard.stats shows ------------------------------------------------
-
-// The view's counter columns, in order, and which guard's slot each shows.
-struct Column {
-    Guard guard;
-    int slot;  // -1: the longest wait; RB_WAIT_US: the total wait (both in ms)
-};
-constexpr Column COLUMNS[] = {
-    {Guard::lock_version, LV_ROWS},  // rows_checked (immutable_once_set: IO_ROWS, also 0)
-    {Guard::lock_version, LV_BUMPED},
-    {Guard::lock_version, LV_STALE},
-    {Guard::lock_version, LV_BLIND},
-    {Guard::lock_version, LV_OVERFLOW},
-    {Guard::immutable_once_set, IO_VIOLATIONS},
-    {Guard::running_balance, RB_APPENDS},
-    {Guard::running_balance, RB_WAITED},
-    {Guard::running_balance, RB_WAIT_US},
-    {Guard::running_balance, -1},
-    {Guard::running_balance, RB_SERIALIZATION},
-    {Guard::running_balance, RB_MIN_BALANCE},
-    {Guard::running_balance, RB_UPDATES},
-    {Guard::running_balance, RB_DELETES},
-    {Guard::claim, CL_CALLS},
-    {Guard::claim, CL_ROWS},
-    {Guard::claim, CL_LEASES},
-    {Guard::claim, CL_RELEASES},
-    {Guard::claim, CL_RELEASES_FENCED},
-    {Guard::claim, CL_EXTENDS},
-    {Guard::claim, CL_EXTENDS_FENCED},
-};
-constexpr int COLUMN_COUNT = sizeof(COLUMNS) / sizeof(COLUMNS[0]);
-// guard, the counters, stats_reset
-constexpr int OUTPUT_COLUMNS = 1 + COLUMN_COUNT + 1;
-
-const char* guard_name(Guard guard) {
-    switch (guard) {
-        case Guard::lock_version: return "lock_version";
-        case Guard::immutable_once_set: return "immutable_once_set";
-        case Guard::running_balance: return "running_balance";
-        case Guard::claim: return "claim";
-    }
-    return "unknown";
-}
-
-bool guard_from_name(const char* name, Guard* guard) {
-    for (Guard candidate : {Guard::lock_version, Guard::immutable_once_set, Guard::running_balance, Guard::claim})
-        if (std::strcmp(name, guard_name(candidate)) == 0) {
-            *guard = candidate;
-            return true;
-        }
-    return false;
-}
-
-// C-side: a materialized result set for an SRF; the caller fills `store`.
-struct Materialized {
-    Tuplestorestate* store;
-    TupleDesc descriptor;
-};
-
-Materialized begin_materialized(FunctionCallInfo fcinfo) {
-    auto* result_info = reinterpret_cast<ReturnSetInfo*>(fcinfo->resultinfo);
-    if (result_info == nullptr || !IsA(result_info, ReturnSetInfo) ||
-        (result_info->allowedModes & SFRM_Materialize) == 0)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("set-valued function called in context that cannot accept a set")));
-    TupleDesc descriptor = nullptr;
-    if (get_call_result_type(fcinfo, nullptr, &descriptor) != TYPEFUNC_COMPOSITE)
-        elog(ERROR, "return type must be a row type");
-    MemoryContext previous = MemoryContextSwitchTo(result_info->econtext->ecxt_per_query_memory);
-    Materialized result{tuplestore_begin_heap(true, false, work_mem), CreateTupleDescCopy(descriptor)};
-    MemoryContextSwitchTo(previous);
-    result_info->returnMode = SFRM_Materialize;
-    result_info->setResult = result.store;
-    result_info->setDesc = result.descriptor;
-    return result;
-}
-
-void add_row(const Materialized& result, Datum* values, bool* nulls) {
-    tuplestore_putvalues(result.store, result.descriptor, values, nulls);
-}
-
 }  // namespace
+
+// ---- what the SQL-callable functions use (stats_table.hpp) ------------------
+
+SharedEntry* entries_of(SharedTable* table) {
+    return reinterpret_cast<SharedEntry*>(reinterpret_cast<char*>(table) + MAXALIGN(sizeof(SharedTable)));
+}
+
+int32 find_entry(SharedTable* table, const Key& key) {
+    SharedEntry* entries = entries_of(table);
+    int32* buckets = buckets_of(table);
+    for (uint32 b = key_hash(key) & table->bucket_mask;; b = (b + 1) & table->bucket_mask) {
+        const int32 index = buckets[b];
+        if (index < 0)
+            return -1;
+        if (same_key(entries[index].key, key))
+            return index;
+    }
+}
+
+void attach() {
+    if (shared != nullptr || !compat::has_dsm_registry)
+        return;
+    bool found = false;
+    directory = static_cast<Directory*>(
+        compat::named_segment(SEGMENT_NAME, sizeof(Directory), initialize_directory, &found));
+    if (directory == nullptr)
+        return;
+    LWLockRegisterTranche(directory->tranche, TRANCHE_NAME);
+    LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
+    dsm_segment* segment = nullptr;
+    if (directory->table == DSM_HANDLE_INVALID) {
+        segment = dsm_create(table_size(), 0);
+        dsm_pin_segment(segment);  // lives until the server stops
+        initialize_table(dsm_segment_address(segment));
+        directory->table = dsm_segment_handle(segment);
+    } else {
+        segment = dsm_attach(directory->table);
+        if (segment == nullptr)
+            elog(ERROR, "cannot attach raceguard's statistics segment");
+    }
+    dsm_pin_mapping(segment);  // mapped until the backend exits
+    LWLockRelease(&directory->lock);
+    shared = static_cast<SharedTable*>(dsm_segment_address(segment));
+}
+
+void ensure_callback() {
+    static bool registered = false;
+    if (registered)
+        return;
+    RegisterXactCallback(at_transaction_end, nullptr);
+    registered = true;
+}
+
+void forget_at_commit(const Key& key) {
+    if (forgotten_count == forgotten_capacity) {
+        const int capacity = forgotten_capacity == 0 ? 16 : forgotten_capacity * 2;
+        forgotten = static_cast<Key*>(forgotten == nullptr
+                                          ? MemoryContextAlloc(TopMemoryContext, sizeof(Key) * capacity)
+                                          : repalloc(forgotten, sizeof(Key) * capacity));
+        forgotten_capacity = capacity;
+    }
+    forgotten[forgotten_count++] = key;
+}
 
 Counters* trigger_counters_slow(TriggerCacheEntry* entry, Guard guard) {
     const Key key{MyDatabaseId, entry->trigger_oid, Kind::trigger};
@@ -526,155 +418,6 @@ void initialize() {
         previous_startup_hook = shmem_startup_hook;
         shmem_startup_hook = startup_preloaded;
     }
-}
-
-// raceguard.guard_stats(object oid, guard text): the counters of a trigger
-// (or, for 'claim', of the claims on a table), zero when nothing was counted
-// since tracking began, as one row; no row when statistics are not collected.
-Datum guard_stats(FunctionCallInfo fcinfo) {
-    const Oid object = PG_GETARG_OID(0);
-    const char* name = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(1)); });
-    Guard guard{};
-    if (!guard_from_name(name, &guard))
-        throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "unknown guard \"" + std::string(name) + "\"")
-            .with_hint("One of lock_version, immutable_once_set, running_balance, claim.");
-    const Key key{MyDatabaseId, object, guard == Guard::claim ? Kind::claim_table : Kind::trigger};
-    pg_call([&] {
-        attach();
-        const Materialized result = begin_materialized(fcinfo);
-        if (shared == nullptr)
-            return;
-        bool tracked = false;
-        SharedEntry entry{};
-        LWLockAcquire(&directory->lock, LW_SHARED);
-        const int32 index = find_entry(shared, key);
-        if (index >= 0 && entries_of(shared)[index].guard == guard) {
-            entry = entries_of(shared)[index];
-            tracked = true;
-        }
-        LWLockRelease(&directory->lock);
-        if (!tracked)
-            std::memset(&entry.counters, 0, sizeof(entry.counters));
-        Datum values[OUTPUT_COLUMNS];
-        bool nulls[OUTPUT_COLUMNS];
-        values[0] = CStringGetTextDatum(guard_name(guard));
-        nulls[0] = false;
-        for (int c = 0; c < COLUMN_COUNT; ++c) {
-            const Column& column = COLUMNS[c];
-            // rows_checked is lock_version's and immutable_once_set's.
-            const bool applies = column.guard == guard || (c == 0 && guard == Guard::immutable_once_set);
-            nulls[1 + c] = !applies;
-            values[1 + c] = 0;
-            if (!applies)
-                continue;
-            if (column.slot == -1)
-                values[1 + c] = Float8GetDatum(static_cast<double>(entry.counters.wait_max_us) / 1000.0);
-            else if (guard == Guard::running_balance && column.slot == RB_WAIT_US)
-                values[1 + c] = Float8GetDatum(static_cast<double>(entry.counters.n[RB_WAIT_US]) / 1000.0);
-            else
-                values[1 + c] = Int64GetDatum(entry.counters.n[column.slot]);
-        }
-        values[OUTPUT_COLUMNS - 1] = tracked ? TimestampTzGetDatum(entry.since) : 0;
-        nulls[OUTPUT_COLUMNS - 1] = !tracked;
-        add_row(result, values, nulls);
-    });
-    return static_cast<Datum>(0);
-}
-
-// raceguard.tracked_objects(): what the shared table holds for this
-// database: (object, guard). Says with a NOTICE when nothing is collected.
-Datum tracked_objects(FunctionCallInfo fcinfo) {
-    pg_call([&] {
-        attach();
-        const Materialized result = begin_materialized(fcinfo);
-        if (shared == nullptr) {
-            ereport(NOTICE,
-                    (errmsg("raceguard statistics are not collected: raceguard is not in shared_preload_libraries"),
-                     errhint("Before PostgreSQL 17, raceguard.stats needs shared_preload_libraries = 'raceguard' "
-                             "and a restart; the guards themselves work without it.")));
-            return;
-        }
-        LWLockAcquire(&directory->lock, LW_SHARED);
-        // Copied out first: a tuplestore may allocate (and so ereport).
-        const uint32 count = shared->count;
-        auto* found = static_cast<SharedEntry*>(palloc_extended(sizeof(SharedEntry) * (count > 0 ? count : 1),
-                                                                MCXT_ALLOC_NO_OOM));
-        uint32 copied = 0;
-        if (found != nullptr) {
-            const SharedEntry* entries = entries_of(shared);
-            for (uint32 i = 0; i < count; ++i)
-                if (entries[i].key.database == MyDatabaseId)
-                    found[copied++] = entries[i];
-        }
-        LWLockRelease(&directory->lock);
-        if (found == nullptr)
-            ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-        for (uint32 i = 0; i < copied; ++i) {
-            Datum values[2] = {ObjectIdGetDatum(found[i].key.object), CStringGetTextDatum(guard_name(found[i].guard))};
-            bool nulls[2] = {false, false};
-            add_row(result, values, nulls);
-        }
-        pfree(found);
-    });
-    return static_cast<Datum>(0);
-}
-
-// raceguard.stats_reset(): every counter of this database's guards back to
-// zero, counting again from now. EXECUTE is revoked from PUBLIC.
-Datum reset(FunctionCallInfo) {
-    pg_call([] {
-        attach();
-        if (shared == nullptr)
-            return;
-        const TimestampTz now = GetCurrentTimestamp();
-        LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
-        SharedEntry* entries = entries_of(shared);
-        for (uint32 i = 0; i < shared->count; ++i) {
-            if (entries[i].key.database != MyDatabaseId)
-                continue;
-            std::memset(&entries[i].counters, 0, sizeof(entries[i].counters));
-            entries[i].since = now;
-        }
-        LWLockRelease(&directory->lock);
-    });
-    return static_cast<Datum>(0);
-}
-
-// The event trigger on sql_drop: the entries of the triggers and tables a
-// DROP removed go when it commits (a rolled-back DROP keeps them).
-Datum forget_dropped(FunctionCallInfo fcinfo) {
-    if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-        throw Error(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED, "forget_dropped_stats() can only be called as an event trigger");
-    const std::string query = "SELECT classid, objid FROM pg_catalog.pg_event_trigger_dropped_objects() "
-                              "WHERE objsubid OPERATOR(pg_catalog.=) 0 AND classid OPERATOR(pg_catalog.=) ANY ('{" +
-                              std::to_string(TriggerRelationId) + "," + std::to_string(RelationRelationId) +
-                              "}'::pg_catalog.oid[])";
-    pg_call([&] {
-        attach();
-        if (shared == nullptr)
-            return;
-        ensure_callback();
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "SPI_connect failed");
-        if (SPI_execute(query.c_str(), true, 0) != SPI_OK_SELECT)
-            elog(ERROR, "SPI_execute failed");
-        for (uint64 row = 0; row < SPI_processed; ++row) {
-            bool is_null = false;
-            const Oid classid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &is_null));
-            const Oid objid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 2, &is_null));
-            if (forgotten_count == forgotten_capacity) {
-                const int capacity = forgotten_capacity == 0 ? 16 : forgotten_capacity * 2;
-                forgotten = static_cast<Key*>(forgotten == nullptr
-                                                  ? MemoryContextAlloc(TopMemoryContext, sizeof(Key) * capacity)
-                                                  : repalloc(forgotten, sizeof(Key) * capacity));
-                forgotten_capacity = capacity;
-            }
-            forgotten[forgotten_count++] =
-                Key{MyDatabaseId, objid, classid == TriggerRelationId ? Kind::trigger : Kind::claim_table};
-        }
-        SPI_finish();
-    });
-    return static_cast<Datum>(0);
 }
 
 }  // namespace raceguard::stats

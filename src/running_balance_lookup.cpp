@@ -1,0 +1,363 @@
+// raceguard.running_balance(): finding a group's last entry.
+//
+// The steps of an append that the per-row path (running_balance.cpp) leaves
+// to this file: the group lock that serializes the group's appends, the
+// backward index scan over the ledger's parts that finds the last entry, and
+// the tracker that lets an append skip that scan (the hint table, and the
+// exact answers of one statement's appends). It is the part of the guard
+// that decides the cost of an append, and the part whose code must stay
+// C-side: see "C-side" below.
+#include "running_balance_lookup.hpp"
+
+#include "compat.hpp"
+
+extern "C" {
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "pgstat.h"
+#include "storage/lock.h"
+#include "utils/datum.h"
+}
+
+namespace raceguard {
+
+// What this backend last wrote for a group.
+//
+// As a hint, seq bounds a lookup below: if nothing at or after it exists
+// (rolled back, skipped, truncated, or another group sharing the slot), the
+// lookup searches the whole group. As an exact answer (`exact`), it replaces
+// the lookup: see AppendTracker.
+struct SeqHint {
+    uint32 group_hash;
+    bool valid;
+    int64 seq;
+    // Exact answer: valid while `epoch` is the tracker's current epoch.
+    bool exact;
+    uint64 epoch;
+    int64 balance;                                   // integer family only
+    Datum group_values[MAX_CACHED_GROUP_COLUMNS];    // by-value group columns only
+    uint64 last_used;                                // the tracker's clock
+};
+// The hint table starts small and grows (to at most MAX_HINT_SLOTS) when
+// groups keep evicting each other, so a ledger costs memory by the groups a
+// backend appends to, not a fixed megabyte. A group may sit in any of the
+// HINT_WAYS slots of its bucket, the least recently used giving way, so that
+// groups whose hashes share a bucket do not keep evicting each other (and
+// forcing lookups) while there is room.
+constexpr int FIRST_HINT_SLOTS = 64;
+constexpr int MAX_HINT_SLOTS = 16384;
+constexpr int HINT_WAYS = 4;
+static_assert(FIRST_HINT_SLOTS % HINT_WAYS == 0, "the hint table is made of whole buckets");
+
+namespace {
+
+// locktag_field4 of raceguard's group locks ("RG"): user advisory locks use 1 and 2.
+constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
+
+// Bumped at every transaction end and subtransaction abort.
+uint64 transaction_generation = 1;
+
+void forget_transaction(XactEvent event, void*) {
+    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+        event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
+        ++transaction_generation;
+}
+
+void forget_subtransaction(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    if (event == SUBXACT_EVENT_ABORT_SUB)
+        ++transaction_generation;
+}
+
+// The table's inserts, updates and deletes counted so far in this
+// transaction (pgstat's per-transaction counters). Stay 0 when track_counts
+// is off, which keeps every append on the lookup path.
+TableWrites counted_writes(Relation relation) {
+    TableWrites total{};
+    const PgStat_TableStatus* info = relation->pgstat_info;
+    for (const PgStat_TableXactStatus* level = info != nullptr ? info->trans : nullptr; level != nullptr;
+         level = level->upper) {
+        total.inserted += level->tuples_inserted;
+        total.updated += level->tuples_updated;
+        total.deleted += level->tuples_deleted;
+    }
+    return total;
+}
+
+// Exactly one insert and nothing else: the previous append went in. (An
+// ON CONFLICT DO UPDATE instead of the insert counts as an update.)
+bool exactly_one_insert_since(const TableWrites& before, const TableWrites& now) {
+    return now.inserted == before.inserted + 1 && now.updated == before.updated && now.deleted == before.deleted;
+}
+
+// ---- the hint table -----------------------------------------------------
+
+SeqHint* hint_bucket(const AppendTracker* tracker, uint32 group_hash) {
+    const int buckets = tracker->slot_count / HINT_WAYS;
+    return &tracker->hints[(group_hash % static_cast<uint32>(buckets)) * HINT_WAYS];
+}
+
+// The slot holding the group's hint, or null.
+SeqHint* find_hint(AppendTracker* tracker, uint32 group_hash) {
+    SeqHint* bucket = hint_bucket(tracker, group_hash);
+    for (int way = 0; way < HINT_WAYS; ++way)
+        if (bucket[way].valid && bucket[way].group_hash == group_hash) {
+            bucket[way].last_used = ++tracker->clock;
+            return &bucket[way];
+        }
+    return nullptr;
+}
+
+// The slot to write the group's hint into: its own, a free one, or the
+// bucket's least recently used (an eviction).
+SeqHint* slot_for_hint(AppendTracker* tracker, uint32 group_hash) {
+    SeqHint* bucket = hint_bucket(tracker, group_hash);
+    SeqHint* chosen = nullptr;
+    for (int way = 0; way < HINT_WAYS; ++way) {
+        SeqHint* candidate = &bucket[way];
+        if (candidate->valid && candidate->group_hash == group_hash) {
+            chosen = candidate;
+            break;
+        }
+        const bool better = chosen == nullptr || (chosen->valid && !candidate->valid) ||
+                            (chosen->valid && candidate->valid && candidate->last_used < chosen->last_used);
+        if (better)
+            chosen = candidate;
+    }
+    if (chosen->valid && chosen->group_hash != group_hash && tracker->evictions <= tracker->slot_count)
+        ++tracker->evictions;
+    chosen->last_used = ++tracker->clock;
+    return chosen;
+}
+
+// ---- the lookup ---------------------------------------------------------
+// The functions below marked "C-side" run inside one pg_call: they use no
+// object with a destructor, so a PostgreSQL error longjmps over nothing.
+
+// C-side: records one entry if it is later than what `last` holds.
+void take_if_later(const RunningBalanceState* state, const LedgerPart* part, TupleTableSlot* slot, LastEntry* last) {
+    bool seq_is_null = false;
+    const int64 seq = integer_from_datum(slot_getattr(slot, part->seq_attnum, &seq_is_null), state->seq_type);
+    if (last->found && seq <= last->seq)
+        return;
+    bool balance_is_null = false;
+    const Datum balance = slot_getattr(slot, part->balance_attnum, &balance_is_null);
+    bool should_free = false;
+    HeapTuple tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+    last->found = true;
+    last->seq = seq;
+    last->creator = HeapTupleHeaderGetXmin(tuple->t_data);
+    if (balance_is_null)
+        last->balance = state->family == Family::integer ? integer_to_datum(state->initial_integer, state->balance_type)
+                                                          : state->initial_numeric;
+    else if (state->family == Family::integer)
+        last->balance = balance;  // by value
+    else
+        last->balance = datumCopy(balance, false, -1);
+    if (should_free)
+        heap_freetuple(tuple);
+}
+
+// C-side: the group's last entry in one part: the scan starts from the
+// group's end (backward in the index's order, forward when it keeps seq
+// descending) and takes the first visible entry, so one heap row is read
+// whatever other backends appended since. A hint bounds the scan below: the
+// btree then stops at it instead of reading the group's whole leaf page.
+void scan_part(const RunningBalanceState* state, const LedgerPart* part, const Datum* group_values,
+               const int64* hint, Snapshot snapshot, LastEntry* last) {
+    Relation heap = table_open(part->relid, AccessShareLock);
+    Relation index = index_open(part->index_relid, AccessShareLock);
+    ScanKeyData keys[INDEX_MAX_KEYS];
+    const int key_count = state->group_count + 1;
+    for (int k = 0; k < state->group_count; ++k) {
+        const IndexKey* key = &part->keys[k];
+        ScanKeyEntryInitializeWithInfo(&keys[k], 0, key->index_attno, BTEqualStrategyNumber, InvalidOid,
+                                       key->collation, const_cast<FmgrInfo*>(&key->equality),
+                                       group_values[key->group_position]);
+    }
+    if (hint != nullptr)
+        ScanKeyEntryInitializeWithInfo(&keys[state->group_count], 0, part->seq_index_attno,
+                                       BTGreaterEqualStrategyNumber, InvalidOid, InvalidOid,
+                                       const_cast<FmgrInfo*>(&part->seq_at_least),
+                                       integer_to_datum(*hint, state->seq_type));
+    else  // seq IS NOT NULL: rows written around the trigger have no place in the chain
+        ScanKeyEntryInitialize(&keys[state->group_count], SK_ISNULL | SK_SEARCHNOTNULL, part->seq_index_attno,
+                               InvalidStrategy, InvalidOid, InvalidOid, InvalidOid, static_cast<Datum>(0));
+    IndexScanDesc scan = compat::index_beginscan(heap, index, snapshot, key_count);
+    index_rescan(scan, keys, key_count, nullptr, 0);
+    TupleTableSlot* slot = table_slot_create(heap, nullptr);
+    if (index_getnext_slot(scan, part->seq_descending ? ForwardScanDirection : BackwardScanDirection, slot))
+        take_if_later(state, part, slot, last);
+    ExecDropSingleTupleTableSlot(slot);
+    index_endscan(scan);
+    index_close(index, NoLock);
+    table_close(heap, NoLock);
+}
+
+// C-side: the group's last entry over every part of the ledger. Any entry at
+// or after the hint means the last one is among those (seq only grows).
+LastEntry find_last_entry(const RunningBalanceState* state, const Datum* group_values, const int64* hint) {
+    LastEntry last{};
+    if (hint != nullptr) {
+        for (int p = 0; p < state->part_count; ++p)
+            scan_part(state, &state->parts[p], group_values, hint, SnapshotSelf, &last);
+        if (last.found)
+            return last;
+    }
+    for (int p = 0; p < state->part_count; ++p)
+        scan_part(state, &state->parts[p], group_values, nullptr, SnapshotSelf, &last);
+    return last;
+}
+
+// C-side: the group key's hash (the lock key).
+uint32 group_hash_of(const RunningBalanceState* state, const Datum* group_values) {
+    uint32 hash = 0;
+    for (int g = 0; g < state->group_count; ++g) {
+        const GroupColumn* group = &state->groups[g];
+        // A type without a hash function shares one lock slot per ledger:
+        // still correct, only coarser.
+        const uint32 column_hash =
+            group->hashable ? DatumGetUInt32(FunctionCall1Coll(const_cast<FmgrInfo*>(&group->hash), group->collation,
+                                                               group_values[g]))
+                            : 0;
+        hash = hash_combine(hash, column_hash);
+    }
+    return hash;
+}
+
+// C-side: the lock that serializes the group's appends until transaction
+// end. Tried without waiting first, so that a wait is seen and counted (the
+// count before the wait, which may end in an error; its time after).
+uint32 lock_group(const RunningBalanceState* state, const Datum* group_values, stats::Counters* counters) {
+    const uint32 hash = group_hash_of(state, group_values);
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, state->root_relid, hash, RACEGUARD_LOCK_TAG);
+    if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+        return hash;
+    ++counters->n[stats::RB_WAITED];
+    const TimestampTz started = GetCurrentTimestamp();
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+    const int64 waited = GetCurrentTimestamp() - started;  // microseconds
+    counters->n[stats::RB_WAIT_US] += waited;
+    if (waited > counters->wait_max_us)
+        counters->wait_max_us = waited;
+    return hash;
+}
+
+}  // namespace
+
+void ensure_transaction_callbacks() {
+    static bool registered = false;
+    if (registered)
+        return;
+    pg_call([] {
+        RegisterXactCallback(forget_transaction, nullptr);
+        RegisterSubXactCallback(forget_subtransaction, nullptr);
+    });
+    registered = true;
+}
+
+// C-side: whether the transaction's snapshot sees some version of the
+// group's entry `seq`. The newest version's creator may be a later UPDATE of
+// a column outside the ledger (a memo); what matters is the append itself,
+// and every version of an entry has the same amount, balance and seq.
+bool entry_visible_to_snapshot(const RunningBalanceState* state, const Datum* group_values, int64 seq) {
+    LastEntry visible{};
+    for (int p = 0; p < state->part_count; ++p)
+        scan_part(state, &state->parts[p], group_values, &seq, GetActiveSnapshot(), &visible);
+    return visible.found && visible.seq == seq;
+}
+
+// ---- the tracker's steps in an append -----------------------------------
+
+PendingAppend begin_append(const RunningBalanceState* state, Relation relation) {
+    PendingAppend append{};
+    // Was the previous append's row inserted? Then every exact answer of
+    // this epoch still holds; otherwise start a new epoch.
+    AppendTracker* tracker = state->tracker;
+    if (state->uses_hints &&
+        (tracker->hints == nullptr || (tracker->evictions > tracker->slot_count && tracker->slot_count < MAX_HINT_SLOTS))) {
+        // First append, or too many groups for the table: (re)make it. The
+        // hints and exact answers it held are forgotten (a new epoch).
+        const int slots = tracker->hints == nullptr ? FIRST_HINT_SLOTS : tracker->slot_count * 4;
+        SeqHint* const previous = tracker->hints;
+        tracker->hints = pg_call([&] {
+            if (previous != nullptr)
+                pfree(previous);
+            return static_cast<SeqHint*>(MemoryContextAllocZero(tracker->context, sizeof(SeqHint) * slots));
+        });
+        tracker->slot_count = slots;
+        tracker->evictions = 0;
+        ++tracker->epoch;
+    }
+    append.writes_now = counted_writes(relation);
+    append.command_now = GetCurrentCommandId(false);
+    const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
+                                   tracker->expecting_insert && tracker->command == append.command_now &&
+                                   exactly_one_insert_since(tracker->writes_before, append.writes_now);
+    if (!previous_inserted) {
+        tracker->transaction_generation = transaction_generation;
+        ++tracker->epoch;
+    }
+    return append;
+}
+
+LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* group_values,
+                                stats::Counters* counters, PendingAppend* append) {
+    AppendTracker* tracker = state->tracker;
+    SeqHint* const hints = tracker->hints;
+    uint32 group_hash = 0;
+    LastEntry last{};
+    bool known = false;
+    if (state->exact_cache_usable) {
+        group_hash = pg_call([&] { return group_hash_of(state, group_values); });
+        const SeqHint* slot = find_hint(tracker, group_hash);
+        known = slot != nullptr && slot->exact && slot->epoch == tracker->epoch;
+        for (int g = 0; known && g < state->group_count; ++g)
+            known = slot->group_values[g] == group_values[g];
+        if (known) {
+            // This transaction holds the group's lock since it wrote the
+            // entry (a subtransaction abort would have ended the epoch).
+            last.found = true;
+            last.seq = slot->seq;
+            last.balance = integer_to_datum(slot->balance, state->balance_type);
+            last.creator = GetCurrentTransactionIdIfAny();
+        }
+    }
+    if (!known)
+        last = pg_call([&] {
+            group_hash = lock_group(state, group_values, counters);
+            const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;
+            return find_last_entry(state, group_values, hint != nullptr ? &hint->seq : nullptr);
+        });
+    tracker->expecting_insert = false;  // until this append is computed
+    append->group_hash = group_hash;
+    return last;
+}
+
+void remember_append(const RunningBalanceState* state, const PendingAppend& append, int64 seq, Datum balance,
+                     const Datum* group_values) {
+    AppendTracker* tracker = state->tracker;
+    if (tracker->hints != nullptr) {
+        SeqHint& slot = *slot_for_hint(tracker, append.group_hash);
+        slot.group_hash = append.group_hash;
+        slot.valid = true;
+        slot.seq = seq;
+        slot.exact = state->exact_cache_usable;
+        if (slot.exact) {
+            slot.epoch = tracker->epoch;
+            slot.balance = integer_from_datum(balance, state->balance_type);
+            for (int g = 0; g < state->group_count; ++g)
+                slot.group_values[g] = group_values[g];
+        }
+    }
+    tracker->expecting_insert = true;
+    tracker->writes_before = append.writes_now;
+    tracker->command = append.command_now;
+}
+
+}  // namespace raceguard

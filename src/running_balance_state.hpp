@@ -1,0 +1,95 @@
+// The running_balance guard's per-trigger state: what its catalog side
+// (running_balance_state.cpp) builds once per trigger, from the trigger's
+// arguments, the table's columns and the chain index of each part, and what
+// its per-row path (running_balance.cpp, running_balance_lookup.cpp) reads.
+// Internal to the guard; plain data only, since it lives in the trigger
+// cache's memory (trigger_cache.hpp).
+#pragma once
+
+#include "running_balance.hpp"
+
+namespace raceguard {
+
+enum class Family { integer, numeric };
+
+// One group column as the firing relation stores it.
+struct GroupColumn {
+    AttrNumber attnum;
+    Oid type;
+    Oid collation;
+    int16 type_length;
+    bool by_value;
+    bool hashable;
+    FmgrInfo hash;  // the type's default hash function, for the lock key
+};
+
+// One group column as a scan key of one partition's index.
+struct IndexKey {
+    AttrNumber index_attno;
+    int group_position;  // which group column supplies the value
+    Oid collation;
+    FmgrInfo equality;   // the index opfamily's "="
+};
+
+// A partition (or the ledger itself) and the index that finds its last row.
+struct LedgerPart {
+    Oid relid;
+    Oid index_relid;
+    AttrNumber balance_attnum;
+    AttrNumber seq_attnum;
+    AttrNumber seq_index_attno;
+    bool seq_descending;    // the index keeps seq in descending order
+    FmgrInfo seq_at_least;  // integer ">=" on seq, for a hinted scan
+    IndexKey* keys;         // group_count entries
+};
+
+struct AppendTracker;  // running_balance_lookup.hpp
+
+struct RunningBalanceState {
+    // Columns of the firing relation.
+    AttrNumber amount_attnum;
+    AttrNumber balance_attnum;
+    AttrNumber seq_attnum;
+    Oid amount_type;
+    Oid balance_type;
+    Oid seq_type;
+    int32 balance_typmod;
+    Family family;
+    int64 balance_min;  // integer family: the balance type's range
+    int64 balance_max;
+    int64 seq_max;
+    // initial and min_balance, as int64 (integer family) or numeric.
+    int64 initial_integer;
+    int64 min_balance_integer;
+    Datum initial_numeric;
+    Datum min_balance_numeric;
+    bool amount_may_round;  // numeric: the balance's typmod could round an amount
+    bool has_min_balance;
+    int group_count;
+    GroupColumn* groups;
+    Oid root_relid;  // the lock key: a partitioned ledger has one chain per group
+    int part_count;
+    LedgerPart* parts;
+    AppendTracker* tracker;  // written by the per-row path
+    bool uses_hints;          // one part: a partitioned ledger reads every partition anyway
+    bool exact_cache_usable;  // plain (unpartitioned) ledger, integer family, by-value groups
+};
+
+// The StateBuilder (trigger_cache.hpp) of raceguard.running_balance().
+void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext into);
+
+// A value of an integer column (smallint, integer, bigint) as int64, and back.
+inline int64 integer_from_datum(Datum value, Oid type) {
+    return type == INT2OID ? DatumGetInt16(value) : type == INT4OID ? DatumGetInt32(value) : DatumGetInt64(value);
+}
+
+inline Datum integer_to_datum(int64 value, Oid type) {
+    return type == INT2OID   ? Int16GetDatum(static_cast<int16>(value))
+           : type == INT4OID ? Int32GetDatum(static_cast<int32>(value))
+                             : Int64GetDatum(value);
+}
+
+// A type's name with its modifier, e.g. numeric(12,2), for messages.
+std::string type_name_with_typmod(Oid type, int32 typmod);
+
+}  // namespace raceguard
