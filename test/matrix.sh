@@ -49,13 +49,16 @@ inside() {
     echo "== built $(basename "$deb") in $((SECONDS - started)) s; its files:"
     sed 's/^/    /' <<<"$listing"
 
-    # What the package must hold: the control file, the install script of
-    # default_version, the library, and the bitcode where the server can JIT.
-    local default_version sharedir pkglibdir missing=0 file
-    default_version=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" raceguard.control)
+    # What the package must hold: the control file, every script the Makefile
+    # installs (the install scripts and the update scripts, through which
+    # CREATE EXTENSION reaches a default_version that has no full script), the
+    # library, and the bitcode where the server can JIT.
+    local sharedir pkglibdir missing=0 file script
     sharedir=$("$PG_CONFIG" --sharedir) pkglibdir=$("$PG_CONFIG" --pkglibdir)
-    local needed=("$sharedir/extension/raceguard.control" "$sharedir/extension/raceguard--$default_version.sql"
-        "$pkglibdir/raceguard.so")
+    local needed=("$sharedir/extension/raceguard.control" "$pkglibdir/raceguard.so")
+    for script in $(sed -n 's/^DATA *= *//p' Makefile); do
+        needed+=("$sharedir/extension/$(basename "$script")")
+    done
     if "$PG_CONFIG" --configure | grep -q -- --with-llvm; then
         needed+=("$pkglibdir/bitcode/raceguard.index.bc" "$pkglibdir/bitcode/raceguard/src/entry_points.bc")
     fi

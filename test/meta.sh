@@ -31,12 +31,43 @@ check(meta.get("version") == semver,
       "META.json's version %r is default_version %r as semver" % (meta.get("version"), default_version))
 provided = meta.get("provides", {}).get("raceguard", {})
 check(provided.get("version") == semver, "META.json provides raceguard %r" % provided.get("version"))
-install_script = "sql/raceguard--%s.sql" % default_version
-check(os.path.isfile(install_script), "the install script of default_version, %s, exists" % install_script)
-check(provided.get("file") == install_script, "META.json's provides file is %s (%r)" % (install_script, provided.get("file")))
+# How CREATE EXTENSION installs default_version, as PostgreSQL chooses it:
+# its full script if there is one, else the shortest chain of update scripts
+# from a version with a full script (the newest such version on a tie) --
+# 1.3 is raceguard--1.2.sql then raceguard--1.2--1.3.sql.
+full_versions = set()
+updates = {}
+for name in os.listdir("sql"):
+    found = re.fullmatch(r"raceguard--([^-]+)--([^-]+)\.sql", name)
+    if found:
+        updates.setdefault(found.group(1), []).append(found.group(2))
+        continue
+    found = re.fullmatch(r"raceguard--([^-]+)\.sql", name)
+    if found:
+        full_versions.add(found.group(1))
+def chain_from(start):
+    paths = [[start]]
+    while paths:
+        if paths[0][-1] == default_version:
+            return paths[0]
+        path = paths.pop(0)
+        paths += [path + [to] for to in updates.get(path[-1], []) if to not in path]
+    return None
+def version_key(version):
+    return [int(part) for part in version.split(".")]
+chains = [chain for chain in map(chain_from, full_versions) if chain]
+install = min(chains, key=lambda chain: (len(chain), [-n for n in version_key(chain[0])])) if chains else None
+check(install is not None, "CREATE EXTENSION can install default_version %r: %s" %
+      (default_version, " then ".join(install) if install else "no full script reaches it"))
+install_scripts = ["sql/raceguard--%s.sql" % install[0]] if install else []
+install_scripts += ["sql/raceguard--%s--%s.sql" % pair for pair in zip(install or [], (install or [])[1:])]
+install_script = install_scripts[0] if install_scripts else None
+check(provided.get("file") == install_script,
+      "META.json's provides file is %s, the full script CREATE EXTENSION runs (%r)" % (install_script, provided.get("file")))
 makefile = open("Makefile").read()
-check(re.search(r"^DATA\s*=.*\b%s\b" % re.escape(install_script), makefile, re.M) is not None,
-      "the Makefile installs %s" % install_script)
+for script in install_scripts:
+    check(re.search(r"^DATA\s*=.*\b%s\b" % re.escape(script), makefile, re.M) is not None,
+          "the Makefile installs %s" % script)
 
 requires = meta.get("prereqs", {}).get("runtime", {}).get("requires", {})
 pgversions = open("debian/pgversions").read().split()

@@ -25,6 +25,9 @@ updates=(
     "1.0 1.1"
     "1.1 1.2"
     "1.0 1.2"
+    "1.2 1.3"
+    "1.1 1.3"
+    "1.0 1.3"
 )
 
 updated_db=raceguard_update_old
