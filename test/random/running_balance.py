@@ -462,6 +462,9 @@ def predict_append(model, a):
         return "error", amount
     if amount is None:
         return "error", "23502"
+    if isinstance(amount, Decimal) and not amount.is_finite():
+        # Refused before the group is read, so before a NULL group's 23502.
+        return "error", "23514"
     key = canonical(s, a.groups)
     if key is None:
         return "error", "23502"
