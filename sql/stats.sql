@@ -141,7 +141,21 @@ BEGIN;
 DROP TRIGGER orders_lock_version ON orders;
 ROLLBACK;
 SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+-- So does a DROP in a savepoint rolled back, also after an inner savepoint
+-- around it was released; a DROP in a released savepoint goes at COMMIT.
+BEGIN;
+SAVEPOINT outer_drop;
+SAVEPOINT inner_drop;
 DROP TRIGGER orders_lock_version ON orders;
+RELEASE SAVEPOINT inner_drop;
+ROLLBACK TO SAVEPOINT outer_drop;
+COMMIT;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+BEGIN;
+SAVEPOINT dropping;
+DROP TRIGGER orders_lock_version ON orders;
+RELEASE SAVEPOINT dropping;
+COMMIT;
 DROP TABLE jobs;
 SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
 SELECT * FROM tracked;

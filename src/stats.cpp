@@ -224,8 +224,14 @@ struct PendingEntry {
 HTAB* pending = nullptr;
 Counters sink;  // what is counted while nothing is collected; never read
 
-// Dropped triggers and tables whose entries go when the drop commits.
-Key* forgotten = nullptr;
+// Dropped triggers and tables whose entries go when the drop commits, each
+// with the subtransaction level of its DROP: a rolled-back savepoint takes
+// its drops back with it.
+struct Forgotten {
+    Key key;
+    int level;
+};
+Forgotten* forgotten = nullptr;
 int forgotten_count = 0;
 int forgotten_capacity = 0;
 
@@ -277,8 +283,8 @@ void forget_committed_drops() {
     LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
     SharedEntry* entries = entries_of(shared);
     for (int i = 0; i < forgotten_count; ++i) {
-        const int32 index = find_entry(shared, forgotten[i]);
-        if (index >= 0 && same_key(entries[index].key, forgotten[i]))
+        const int32 index = find_entry(shared, forgotten[i].key);
+        if (index >= 0 && same_key(entries[index].key, forgotten[i].key))
             remove_entry(shared, index);
     }
     LWLockRelease(&directory->lock);
@@ -369,23 +375,42 @@ void attach() {
     shared = static_cast<SharedTable*>(dsm_segment_address(segment));
 }
 
+// A savepoint rolled back forgets the drops made inside it; one released
+// hands them to its parent, whose own rollback may still take them back.
+void at_subtransaction_end(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+        return;
+    const int level = GetCurrentTransactionNestLevel();
+    int kept = 0;
+    for (int i = 0; i < forgotten_count; ++i) {
+        if (forgotten[i].level >= level) {
+            if (event == SUBXACT_EVENT_ABORT_SUB)
+                continue;
+            forgotten[i].level = level - 1;
+        }
+        forgotten[kept++] = forgotten[i];
+    }
+    forgotten_count = kept;
+}
+
 void ensure_callback() {
     static bool registered = false;
     if (registered)
         return;
     RegisterXactCallback(at_transaction_end, nullptr);
+    RegisterSubXactCallback(at_subtransaction_end, nullptr);
     registered = true;
 }
 
 void forget_at_commit(const Key& key) {
     if (forgotten_count == forgotten_capacity) {
         const int capacity = forgotten_capacity == 0 ? 16 : forgotten_capacity * 2;
-        forgotten = static_cast<Key*>(forgotten == nullptr
-                                          ? MemoryContextAlloc(TopMemoryContext, sizeof(Key) * capacity)
-                                          : repalloc(forgotten, sizeof(Key) * capacity));
+        forgotten = static_cast<Forgotten*>(forgotten == nullptr
+                                                ? MemoryContextAlloc(TopMemoryContext, sizeof(Forgotten) * capacity)
+                                                : repalloc(forgotten, sizeof(Forgotten) * capacity));
         forgotten_capacity = capacity;
     }
-    forgotten[forgotten_count++] = key;
+    forgotten[forgotten_count++] = Forgotten{key, GetCurrentTransactionNestLevel()};
 }
 
 Counters* trigger_counters_slow(TriggerCacheEntry* entry, Guard guard) {
