@@ -27,7 +27,10 @@ apt-get source -qq "postgresql-$major" >"$work/source.log" 2>&1 || { cat "$work/
 cd "$(find "$work" -maxdepth 1 -type d -name "postgresql-$major-*" | head -n 1)"
 ./configure --without-readline --without-zlib --without-icu --without-llvm >"$work/configure.log" 2>&1 ||
     { tail -n 30 "$work/configure.log"; exit 1; }
-make -s -C src/test/isolation -j2 >"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log"; exit 1; }
+# Parallel, then serially if that fails: the parallel submakes of the
+# source tree's libraries can race (seen once: libpgcommon.a missing).
+make -s -C src/test/isolation -j2 >"$work/make.log" 2>&1 ||
+    make -s -C src/test/isolation >>"$work/make.log" 2>&1 || { tail -n 30 "$work/make.log"; exit 1; }
 mkdir -p "$target"
 install -m 755 src/test/isolation/isolationtester src/test/isolation/pg_isolation_regress "$target/"
 echo "installed isolationtester and pg_isolation_regress in $target"
