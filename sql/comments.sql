@@ -5,14 +5,20 @@
 -- sequence `raceguard.<name> (` and, for a view, every column name, for an
 -- event trigger `<name> ON <event>` -- then ` -- ` and its purpose, and that
 -- ends with its documentation page. An internal helper says what uses it.
--- The query lists the violations: no rows when all is well.
-WITH members AS (
-    SELECT d.classid, d.objid, pg_describe_object(d.classid, d.objid, d.objsubid) AS object,
-           obj_description(d.objid, d.classid::regclass::name) AS comment
-      FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
-     WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'raceguard' AND d.deptype = 'e'
-),
-described AS (
+-- The members to check. From PostgreSQL 17 on, a view's row type and its
+-- array type are members too; they are part of the view, which carries the
+-- comment, so they are left out.
+CREATE TEMP VIEW members AS
+SELECT d.classid, d.objid, pg_describe_object(d.classid, d.objid, d.objsubid) AS object,
+       obj_description(d.objid, d.classid::regclass::name) AS comment
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+ WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'raceguard' AND d.deptype = 'e'
+   AND NOT (d.classid = 'pg_type'::regclass
+            AND EXISTS (SELECT FROM pg_type t LEFT JOIN pg_type element ON element.oid = t.typelem
+                         WHERE t.oid = d.objid AND (t.typrelid <> 0 OR element.typrelid <> 0)));
+
+-- The violations: no rows when all is well.
+WITH described AS (
     SELECT m.*,
            CASE m.classid
                WHEN 'pg_proc'::regclass THEN (SELECT 'raceguard.' || proname || '(' FROM pg_proc WHERE oid = m.objid)
@@ -64,9 +70,7 @@ SELECT CASE classid WHEN 'pg_proc'::regclass THEN 'function'
                     ELSE (SELECT CASE relkind WHEN 'v' THEN 'view' WHEN 'S' THEN 'sequence' ELSE relkind::text END
                             FROM pg_class WHERE oid = objid) END AS kind,
        count(*) AS members,
-       count(obj_description(objid, classid::regclass::name)) AS commented
-  FROM pg_depend
- WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'raceguard')
+       count(comment) AS commented
+  FROM members
  GROUP BY 1
  ORDER BY 1;
