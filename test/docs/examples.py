@@ -32,7 +32,8 @@ LINK = re.compile(r"\]\(([^)#\s]*)(#[^)\s]*)?\)")
 
 
 def fences(text):
-    """Yields (info, first line number, body, next non-blank line index)."""
+    """Yields (info string, line number of the opening fence, body, index of
+    the closing fence's line)."""
     lines = text.split("\n")
     i = 0
     while i < len(lines):
@@ -45,24 +46,21 @@ def fences(text):
         while i < len(lines) and not lines[i].startswith("```"):
             body.append(lines[i])
             i += 1
-        i += 1  # the closing fence
-        yield info, start, "\n".join(body) + "\n"
+        yield info, start, "\n".join(body) + "\n", i
+        i += 1  # past the closing fence
 
 
 def paired_examples(text):
     """The sql fences, each with the text fence that follows it (or None)."""
-    blocks = []
+    blocks = list(fences(text))
     lines = text.split("\n")
-    for info, start, body in fences(text):
-        blocks.append((info, start, body))
     examples = []
-    for n, (info, start, body) in enumerate(blocks):
+    for n, (info, start, body, end) in enumerate(blocks):
         if info != "sql":
             continue
         expected = None
         if n + 1 < len(blocks) and blocks[n + 1][0] == "text":
             # Only blank lines between this fence's end and the next fence.
-            end = start + body.count("\n")  # line index of the closing fence
             next_start = blocks[n + 1][1] - 1  # line index of the next opening fence
             if all(not lines[k].strip() for k in range(end + 1, next_start)):
                 expected = blocks[n + 1][2]
@@ -70,10 +68,8 @@ def paired_examples(text):
     return examples
 
 
-def psql(database, sql, quiet=True):
-    args = ["psql", "-X", "-d", database, "-v", "VERBOSITY=default"]
-    if quiet:
-        args.append("-q")
+def psql(database, sql):
+    args = ["psql", "-X", "-q", "-d", database, "-v", "VERBOSITY=default"]
     done = subprocess.run(args, input=sql, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PGOPTIONS="-c client_min_messages=notice"))
     return done.returncode, done.stdout
