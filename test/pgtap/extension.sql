@@ -3,19 +3,19 @@ BEGIN;
 SELECT plan(16);
 
 SELECT has_schema('raceguard');
--- Version 1.3, reachable from 1.2, 1.1 and 1.0 by ALTER EXTENSION raceguard
--- UPDATE; it has no full script: CREATE EXTENSION runs 1.2's, then 1.2--1.3.
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.3', 'raceguard 1.3 is installed');
+-- Version 1.4, reachable from 1.3, 1.2, 1.1 and 1.0 by ALTER EXTENSION raceguard
+-- UPDATE; it has no full script: CREATE EXTENSION runs 1.2's, then 1.2--1.3 and 1.3--1.4.
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.4', 'raceguard 1.4 is installed');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.1'), '1.0--1.1',
           'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.1 by one script');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.1' AND target = '1.2'), '1.1--1.2',
           'ALTER EXTENSION raceguard UPDATE goes from 1.1 to 1.2 by one script');
-SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.2' AND target = '1.3'), '1.2--1.3',
-          'ALTER EXTENSION raceguard UPDATE goes from 1.2 to 1.3 by one script');
-SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.3'), '1.0--1.1--1.2--1.3',
-          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.3 through 1.1 and 1.2');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.3' AND target = '1.4'), '1.3--1.4',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.3 to 1.4 by one script');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.4'), '1.0--1.1--1.2--1.3--1.4',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.4 through 1.1, 1.2 and 1.3');
 SELECT is((SELECT array_agg(version::text ORDER BY version::text) FROM pg_available_extension_versions WHERE name = 'raceguard'),
-          ARRAY['1.0', '1.1', '1.2', '1.3'], 'versions 1.0 to 1.3 are available');
+          ARRAY['1.0', '1.1', '1.2', '1.3', '1.4'], 'versions 1.0 to 1.4 are available');
 SELECT has_function('raceguard', 'lock_version', ARRAY[]::name[]);
 SELECT function_returns('raceguard', 'lock_version', ARRAY[]::name[], 'trigger');
 SELECT function_lang_is('raceguard', 'lock_version', ARRAY[]::name[], 'c');
