@@ -77,6 +77,17 @@ inline bool owns_relation(Oid relid, Oid user) {
 #endif
 }
 
+// Whether `user` was granted SET on the parameter (GRANT SET ON PARAMETER,
+// which arrived in 15; before, only a superuser sets a PGC_SUSET setting).
+inline bool may_set_parameter(const char* name, Oid user) {
+#if PG_VERSION_NUM >= 150000
+    return pg_parameter_aclcheck(name, user, ACL_SET) == ACLCHECK_OK;
+#else
+    (void)name, (void)user;
+    return false;
+#endif
+}
+
 // ---- shared memory for the statistics ----------------------------------
 
 // Whether a library loaded after the server started can still get shared

@@ -7,6 +7,7 @@
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
+#include "running_balance_restore.hpp"
 #include "stats.hpp"
 
 // One SQL-callable symbol whose body is raceguard::body, run in the boundary.
@@ -22,8 +23,10 @@ PG_MODULE_MAGIC;
 
 // Settings, and at shared_preload_libraries time the statistics' shared
 // memory (stats.hpp). Plain C-side code: nothing here has a destructor.
+// stats::initialize reserves the prefix, so every setting is defined before.
 void _PG_init(void);
 void _PG_init(void) {
+    raceguard::define_restoring_setting();
     raceguard::stats::initialize();
 }
 

@@ -55,6 +55,7 @@
 
 #include "compat.hpp"
 #include "running_balance_lookup.hpp"
+#include "running_balance_restore.hpp"
 #include "running_balance_state.hpp"
 #include "stats.hpp"
 #include "trigger_cache.hpp"
@@ -325,56 +326,13 @@ Datum on_update(const TriggerData* trigger_data, const RunningBalanceState* stat
     return PointerGetDatum(trigger_data->tg_newtuple);
 }
 
-// A restore loads entries that already carry their seq and balance: keep
-// them. pg_dump's scripts and pg_restore run with check_function_bodies off
-// (the setting PostgreSQL's own validators read as "restoring"), and
-// pg_restore -j may create the ledger's trigger on a partitioned parent
-// before every partition's data, or its chain index, is in, so its clones
-// fire on that data. Only the table's owner (who could disable the trigger
-// anyway) restores this way; anyone else's appends are computed as always.
-// Checked before the trigger's state is built, since the chain index may
-// not be restored yet: the columns come from the arguments, at a cost paid
-// only while check_function_bodies is off.
-bool restoring_entry(const TriggerData* trigger_data) {
-    if (likely(check_function_bodies) || !TRIGGER_FIRED_BY_INSERT(trigger_data->tg_event))
-        return false;
-    const TriggerDefinition definition = describe_fired_trigger(trigger_data, RUNNING_BALANCE_GUARD);
-    RunningBalanceArguments arguments;
-    try {
-        arguments = parse_running_balance_arguments(definition);
-    } catch (const Error&) {
-        return false;  // the normal path reports the definition's error
-    }
-    TupleDesc columns = definition.columns;
-    HeapTuple row = trigger_data->tg_trigtuple;
-    int carried = 0;
-    for (int i = 0; i < columns->natts; ++i) {
-        const Form_pg_attribute column = TupleDescAttr(columns, i);
-        if (column->attisdropped || (arguments.balance != NameStr(column->attname) && arguments.seq != NameStr(column->attname)))
-            continue;
-        bool is_null = false;
-        heap_getattr(row, column->attnum, columns, &is_null);
-        carried += is_null ? 0 : 1;
-    }
-    if (carried != 2)
-        return false;
-    const Oid relid = RelationGetRelid(trigger_data->tg_relation);
-    return pg_call([&] { return compat::owns_relation(relid, GetUserId()); });
-}
-
 }  // namespace
 
 Datum running_balance_trigger(FunctionCallInfo fcinfo) {
     const TriggerData* trigger_data = require_trigger_call(fcinfo, RUNNING_BALANCE_GUARD);
-    if (unlikely(restoring_entry(trigger_data))) {
-        // What this backend knew of the group's last entry may no longer
-        // hold: the next append reads it again.
-        const auto* entry = static_cast<const TriggerCacheEntry*>(fcinfo->flinfo->fn_extra);
-        if (entry != nullptr && entry->valid && entry->builder == build_running_balance_state &&
-            entry->trigger_oid == trigger_data->tg_trigger->tgoid)
-            static_cast<const RunningBalanceState*>(entry->state)->tracker->expecting_insert = false;
+    // A restore that keeps dumped entries (running_balance_restore.hpp).
+    if (unlikely(restoring_setting) && keep_restored_entry(fcinfo, trigger_data))
         return PointerGetDatum(trigger_data->tg_trigtuple);
-    }
     const auto* state = trigger_state<RunningBalanceState>(fcinfo, trigger_data, build_running_balance_state);
     stats::Counters* counters = stats::trigger_counters(fcinfo, stats::Guard::running_balance);
     if (TRIGGER_FIRED_BY_INSERT(trigger_data->tg_event))

@@ -68,6 +68,6 @@ check_restore() {
 dropdb --if-exists "$db" 2>/dev/null
 createdb "$db" && psql -qX -d "$db" -f "$dir/plain.sql" >/dev/null 2>"$log"
 check_restore "plain (psql)"
-dropdb "$db" && createdb "$db" && pg_restore -j 4 -d "$db" "$dir/dump.dir" 2>"$log"
+dropdb "$db" && createdb "$db" && PGOPTIONS='-c raceguard.restoring=on' pg_restore -j 4 -d "$db" "$dir/dump.dir" 2>"$log"
 check_restore "parallel (pg_restore -j 4)"
 exit $status
