@@ -145,21 +145,24 @@ LeaseTarget lease_target(FunctionCallInfo fcinfo, int first_column) {
 
 // claim_lease()'s attempts_column and max_attempts (1.1; a call through
 // 1.0's shorter definition has neither): the quoted column, empty without
-// one, and the limit, 0 without one.
+// one, and the count below which a row is leased: max_attempts, or without
+// it the column type's maximum, since a row at that maximum cannot count
+// another attempt (it is left alone, a dead letter, rather than failing the
+// whole call with 22003 and stopping every row behind it).
 struct Attempts {
     std::string column;
-    int32 max;
+    int64 lease_below;
 };
 
 Attempts attempts_arguments(FunctionCallInfo fcinfo, const LeaseTarget& target, int argument) {
     Attempts attempts{{}, 0};
     const bool has_column = PG_NARGS() > argument && !PG_ARGISNULL(argument);
     const bool has_max = PG_NARGS() > argument + 1 && !PG_ARGISNULL(argument + 1);
+    const int32 max_attempts = has_max ? PG_GETARG_INT32(argument + 1) : 0;
     if (has_max) {
-        attempts.max = PG_GETARG_INT32(argument + 1);
-        if (attempts.max < 1)
+        if (max_attempts < 1)
             throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
-                        "max_attempts must be at least 1, not " + std::to_string(attempts.max));
+                        "max_attempts must be at least 1, not " + std::to_string(max_attempts));
         if (!has_column)
             throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "max_attempts needs attempts_column")
                 .with_hint("max_attempts compares the count in attempts_column; name that column too.");
@@ -176,6 +179,15 @@ Attempts attempts_arguments(FunctionCallInfo fcinfo, const LeaseTarget& target, 
     if (attempts.column == target.token_column || attempts.column == target.until_column)
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
                     "attempts_column must differ from token_column and until_column, not " + attempts.column);
+    const int64 type_max = wanted == INT2OID ? PG_INT16_MAX : wanted == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
+    if (max_attempts > type_max)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "max_attempts " + std::to_string(max_attempts) + " is out of reach of column \"" +
+                        NameStr(*PG_GETARG_NAME(argument)) + "\" of table " + target.table.qualified_name +
+                        ": its type " + type_name(wanted) + " counts up to " + std::to_string(type_max))
+            .with_hint("Use a max_attempts of at most " + std::to_string(type_max) +
+                       ", or a wider attempts column.");
+    attempts.lease_below = has_max ? max_attempts : type_max;
     return attempts;
 }
 
@@ -543,7 +555,7 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     const Attempts attempts = attempts_arguments(fcinfo, target, 7);
     const std::string& table = target.table.qualified_name;
     // Lock what is claimable (not leased, or the lease ran out; not locked;
-    // below max_attempts), then write the token, the expiry and the attempt
+    // below max_attempts, and below the attempts column's maximum), then write the token, the expiry and the attempt
     // into exactly those rows. The first CTE is materialized, so the locking
     // scan runs once whatever the plan; the second numbers its rows in the
     // order it stored them, order_by's, and the rows go out in that order.
@@ -558,9 +570,9 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
         claimed += "_rows";
     const std::string positions = claimed + "_order";
     const std::string attempts_condition =
-        attempts.max > 0 ? " AND (" + attempts.column + " IS NULL OR " + attempts.column + " OPERATOR(pg_catalog.<) " +
-                               std::to_string(attempts.max) + ")"
-                         : std::string();
+        attempts.column.empty() ? std::string()
+                                : " AND (" + attempts.column + " IS NULL OR " + attempts.column +
+                                      " OPERATOR(pg_catalog.<) " + std::to_string(attempts.lease_below) + ")";
     const std::string attempts_assignment =
         attempts.column.empty()
             ? std::string()
