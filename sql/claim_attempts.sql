@@ -177,3 +177,26 @@ SELECT array_agg(id) AS ids, array_agg(tries) AS tries
   FROM raceguard.claim_lease(NULL::claimed, 'id IN (SELECT id FROM claimed_order WHERE claim_token IS NULL)', 5, '1 hour', 'id',
                              attempts_column => 'tries', max_attempts => 1);
 DROP TABLE claimed_order, claimed;
+
+-- A BEFORE UPDATE trigger that skips a row (returns NULL) leaves it
+-- unleased: claim_lease returns the rows it did update, in order_by order,
+-- and the skipped rows keep no token and count no attempt.
+CREATE TABLE skipping (id integer PRIMARY KEY, attempts integer, claim_token bigint, claimed_until timestamptz);
+INSERT INTO skipping (id) SELECT generate_series(1, 10);
+CREATE FUNCTION skip_multiples_of_three() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id % 3 = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER skip_multiples_of_three BEFORE UPDATE ON skipping
+    FOR EACH ROW EXECUTE FUNCTION skip_multiples_of_three();
+SELECT array_agg(id) AS ids, array_agg(attempts) AS attempts
+  FROM raceguard.claim_lease(NULL::skipping, 'true', 5, '1 hour', 'id DESC', attempts_column => 'attempts');
+SELECT array_agg(id) AS ids, array_agg(attempts) AS attempts
+  FROM raceguard.claim_lease(NULL::skipping, 'true', 10, '1 hour', '1', attempts_column => 'attempts');
+SELECT count(*) AS all_skipped FROM raceguard.claim_lease(NULL::skipping, 'id % 3 = 0', 10, '1 hour', 'id');
+SELECT id, attempts, claim_token IS NOT NULL AS leased FROM skipping ORDER BY id;
+DROP TABLE skipping;
+DROP FUNCTION skip_multiples_of_three();

@@ -395,10 +395,24 @@ KeptPlan* plan_for(const std::string& statement, int parameter_count, Oid* param
     return plan_for(statement, parameter_count, parameter_types, [] {});
 }
 
+// A row claim_lease updated, and its position among the rows it locked.
+struct PositionedRow {
+    int64 position;
+    HeapTuple row;
+};
+
+int by_position(const void* left, const void* right) {
+    const int64 a = static_cast<const PositionedRow*>(left)->position;
+    const int64 b = static_cast<const PositionedRow*>(right)->position;
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
 // C-side: runs the plan and copies its rows, converted to the table's row
 // type (which may hold dropped columns), into the function's result. With
-// `positioned`, the plan's last column is each row's position (1 to the
-// number of rows, each once): the rows go out in that order, without it.
+// `positioned`, the plan's last column is each row's position among the
+// rows it locked, and the rows go out in that order, without it. Not every
+// locked row need come back: a BEFORE UPDATE trigger that returns NULL
+// skips its row, so the positions may have gaps; each comes back once.
 uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, const char* nulls,
                         bool positioned = false) {
     const Materialized result = begin_materialized(fcinfo);
@@ -413,20 +427,28 @@ uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values,
     const uint64 rows = SPI_processed;
     HeapTuple* ordered = SPI_tuptable->vals;
     if (positioned) {
-        // The rows without their position, each at its place.
+        // The rows without their position, sorted by it.
         const int columns = returned->natts - 1;
         TupleDesc trimmed = CreateTemplateTupleDesc(columns);
         for (int column = 1; column <= columns; ++column)
             TupleDescCopyEntry(trimmed, column, returned, column);
-        ordered = static_cast<HeapTuple*>(palloc0(sizeof(HeapTuple) * (rows > 0 ? rows : 1)));
+        const size_t slots = rows > 0 ? rows : 1;
+        auto* placed = static_cast<PositionedRow*>(palloc(sizeof(PositionedRow) * slots));
         Datum* row_values = static_cast<Datum*>(palloc(sizeof(Datum) * returned->natts));
         bool* row_nulls = static_cast<bool*>(palloc(sizeof(bool) * returned->natts));
         for (uint64 i = 0; i < rows; ++i) {
             heap_deform_tuple(SPI_tuptable->vals[i], returned, row_values, row_nulls);
             const int64 position = row_nulls[columns] ? 0 : DatumGetInt64(row_values[columns]);
-            if (position < 1 || static_cast<uint64>(position) > rows || ordered[position - 1] != nullptr)
+            if (position < 1)
                 elog(ERROR, "claimed row position %lld out of place", static_cast<long long>(position));
-            ordered[position - 1] = heap_form_tuple(trimmed, row_values, row_nulls);
+            placed[i] = PositionedRow{position, heap_form_tuple(trimmed, row_values, row_nulls)};
+        }
+        qsort(placed, rows, sizeof(PositionedRow), by_position);
+        ordered = static_cast<HeapTuple*>(palloc(sizeof(HeapTuple) * slots));
+        for (uint64 i = 0; i < rows; ++i) {
+            if (i > 0 && placed[i].position == placed[i - 1].position)
+                elog(ERROR, "claimed row position %lld returned twice", static_cast<long long>(placed[i].position));
+            ordered[i] = placed[i].row;
         }
         returned = trimmed;
     }
