@@ -32,6 +32,7 @@ extern "C" {
 #include "access/transam.h"
 #include "access/tupconvert.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -41,6 +42,7 @@ extern "C" {
 #include "storage/bufpage.h"
 #include "utils/datetime.h"
 #include "utils/plancache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }
@@ -491,15 +493,25 @@ auto with_spi(Body&& body) -> decltype(body()) {
 
 // ---- lease tokens -------------------------------------------------------
 
-// A token is the WAL timeline in the high bits and the next value of
-// raceguard.lease_token_seq in the low 48. A crash restarts the sequence
-// from its last WAL record on disk, so a token is handed out only once that
-// record is flushed (make_token_durable). A promoted standby may not have
-// received the primary's last records, but it writes on a new timeline, so
-// its tokens differ from every token of the old primary in the high bits.
+// A token is the WAL timeline times 2^48 plus the next value of
+// raceguard.lease_token_seq. A crash restarts the sequence from its last WAL
+// record on disk, so a token is handed out only once that record is flushed
+// (make_token_durable). A promoted standby may not have received the
+// primary's last records, but it writes on a new timeline, so its tokens
+// differ from every token of the old primary in the high bits.
+//
+// That needs every value of the sequence a timeline uses to stay in one
+// block of 2^48 values. The sequence starts in block 0 (values below 2^48).
+// pg_upgrade starts the new cluster on timeline 1 again, and so does a
+// restore into a new cluster, so raceguard.lease_tokens_after_upgrade(old
+// timeline) moves the sequence up by as many blocks as the old timeline,
+// above every token handed out before, and bounds it to its new block with
+// its MAXVALUE. A value past block 0 is used only within such a bound: a
+// sequence that ran out of block 0, or one restored from a dump (which
+// keeps the value, not the bound), is refused.
 constexpr int TOKEN_VALUE_BITS = 48;
 constexpr int64 TOKEN_VALUE_LIMIT = int64{1} << TOKEN_VALUE_BITS;
-constexpr TimeLineID TOKEN_TIMELINE_LIMIT = 1u << (63 - TOKEN_VALUE_BITS);  // tokens stay positive
+constexpr int64 TOKEN_HIGH_LIMIT = int64{1} << (63 - TOKEN_VALUE_BITS);  // timeline + block: tokens stay positive
 
 struct LeaseToken {
     int64 token;
@@ -511,6 +523,7 @@ LeaseToken take_lease_token() {
         Oid sequence;
         int64 value;
         TimeLineID timeline;
+        int64 max_value;  // the sequence's MAXVALUE, read when the value is past block 0
     };
     const Taken taken = pg_call([] {
         Taken result{};
@@ -519,15 +532,35 @@ LeaseToken take_lease_token() {
             elog(ERROR, "sequence raceguard.lease_token_seq is missing");
         result.value = nextval_internal(result.sequence, true);  // refuses on a standby, checks USAGE
         result.timeline = compat::wal_insertion_timeline();
+        if (result.value >= TOKEN_VALUE_LIMIT) {
+            HeapTuple tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(result.sequence));
+            if (!HeapTupleIsValid(tuple))
+                elog(ERROR, "cache lookup failed for sequence %u", result.sequence);
+            result.max_value = reinterpret_cast<Form_pg_sequence>(GETSTRUCT(tuple))->seqmax;
+            ReleaseSysCache(tuple);
+        }
         return result;
     });
-    if (taken.value < 0 || taken.value >= TOKEN_VALUE_LIMIT || taken.timeline >= TOKEN_TIMELINE_LIMIT)
+    const int64 block = taken.value >= 0 ? taken.value >> TOKEN_VALUE_BITS : 0;
+    if (taken.value < 0 || static_cast<int64>(taken.timeline) + block >= TOKEN_HIGH_LIMIT)
         throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
                     "lease tokens are exhausted: sequence value " + std::to_string(taken.value) + " on timeline " +
                         std::to_string(taken.timeline))
-            .with_detail("A token holds the timeline below " + std::to_string(TOKEN_TIMELINE_LIMIT) +
-                         " and a value of raceguard.lease_token_seq below 2^48.");
-    return LeaseToken{(static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) | taken.value, taken.sequence};
+            .with_detail("A token is the timeline times 2^48 plus a value of raceguard.lease_token_seq: the timeline "
+                         "plus the value's block of 2^48 values must stay below " +
+                         std::to_string(TOKEN_HIGH_LIMIT) + ".");
+    if (block > 0 && taken.max_value >= (block + 1) * TOKEN_VALUE_LIMIT)
+        throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                    "lease tokens are exhausted: sequence value " + std::to_string(taken.value) +
+                        " is past 2^48 and raceguard.lease_token_seq is not bounded to its block")
+            .with_detail("Past 2^48 a value is used only in the block raceguard.lease_tokens_after_upgrade() moved "
+                         "the sequence to, below the MAXVALUE it set (" + std::to_string((block + 1) * TOKEN_VALUE_LIMIT - 1) +
+                         " here); the sequence's MAXVALUE is " + std::to_string(taken.max_value) +
+                         ": it ran out of its first 2^48 values, or it was restored from a dump, which keeps the "
+                         "value but not the bound.")
+            .with_hint("After pg_upgrade or a restore into another cluster, run "
+                       "raceguard.lease_tokens_after_upgrade(old_timeline); see docs/operations.md.");
+    return LeaseToken{(static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) + taken.value, taken.sequence};
 }
 
 // Flushes the WAL up to the sequence's last record, the one a restart after
