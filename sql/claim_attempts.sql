@@ -57,10 +57,51 @@ SELECT count(*) AS leased_again FROM raceguard.claim_lease(NULL::attempted, 'id 
                                                            'claim_token', 'claimed_until', 'small_attempts', 1);
 SELECT id, big_attempts FROM raceguard.claim_lease(NULL::attempted, 'id = 5', 1, '1 hour', NULL, 'claim_token',
                                                    'claimed_until', 'big_attempts', 3);
--- A smallint column at its limit: PostgreSQL's own overflow error, nothing written.
+-- A smallint column at its limit cannot count another attempt: the row is
+-- left alone (a dead letter), nothing written to it.
 UPDATE attempted SET small_attempts = 32767, claimed_until = NULL, claim_token = NULL WHERE id = 6;
-SELECT sqlstate, message FROM regress.error_of($$SELECT * FROM raceguard.claim_lease(NULL::attempted, 'id = 6', 1, '1 hour', NULL, 'claim_token', 'claimed_until', 'small_attempts')$$);
+SELECT count(*) AS leased FROM raceguard.claim_lease(NULL::attempted, 'id = 6', 1, '1 hour', NULL, 'claim_token', 'claimed_until', 'small_attempts');
 SELECT small_attempts, claim_token IS NULL AS not_leased FROM attempted WHERE id = 6;
+
+-- Such a row stops no queue: the rows behind it in order_by order are
+-- leased, batch after batch, whatever the column's type (smallint, integer,
+-- bigint), with or without max_attempts. A row one below the maximum is
+-- leased once more, up to the maximum, and then left alone too.
+CREATE TABLE counted (id integer PRIMARY KEY, small smallint, medium integer, big bigint,
+                      claim_token bigint, claimed_until timestamptz);
+INSERT INTO counted (id) SELECT generate_series(1, 4);
+UPDATE counted SET small = 32767, medium = 2147483647, big = 9223372036854775807 WHERE id = 1;
+UPDATE counted SET small = 32766, medium = 2147483646, big = 9223372036854775806 WHERE id = 2;
+SELECT id, small FROM raceguard.claim_lease(NULL::counted, 'true', 1, '1 hour', 'id', attempts_column => 'small');
+SELECT id, small FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'small');
+UPDATE counted SET claim_token = NULL, claimed_until = NULL;
+SELECT array_agg(id) AS ids, array_agg(small) AS small
+  FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'small', max_attempts => 32767);
+UPDATE counted SET claim_token = NULL, claimed_until = NULL;
+SELECT id, medium FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'medium');
+UPDATE counted SET claim_token = NULL, claimed_until = NULL;
+SELECT array_agg(id) AS ids, array_agg(medium) AS medium
+  FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'medium', max_attempts => 2147483647);
+UPDATE counted SET claim_token = NULL, claimed_until = NULL;
+SELECT id, big FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'big');
+UPDATE counted SET claim_token = NULL, claimed_until = NULL;
+SELECT array_agg(id) AS ids, array_agg(big) AS big
+  FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'big');
+SELECT id, small, medium, big FROM counted ORDER BY id;
+
+-- A max_attempts the column can never reach (above its type's maximum) is
+-- refused before anything is written, naming the column, its type and its
+-- maximum; the type's maximum itself is accepted (above).
+-- (No token is taken either: the sequence, which no rollback moves back,
+-- stays where it was.)
+UPDATE counted SET claim_token = NULL, claimed_until = NULL, small = NULL WHERE id > 1;
+CREATE TEMP TABLE token_before AS SELECT last_value FROM raceguard.lease_token_seq;
+SELECT * FROM regress.error_of($$SELECT * FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'small', max_attempts => 40000)$$) \gx
+SELECT sqlstate, message FROM regress.error_of($$SELECT * FROM raceguard.claim_lease(NULL::counted, 'true', 4, '1 hour', 'id', attempts_column => 'small', max_attempts => 32768)$$);
+SELECT count(*) FILTER (WHERE claim_token IS NOT NULL) AS leased, count(small) AS counted,
+       (SELECT last_value FROM raceguard.lease_token_seq) = (SELECT last_value FROM token_before) AS no_token_taken
+  FROM counted;
+DROP TABLE counted, token_before;
 
 -- Bad attempts_column and max_attempts: refused, nothing leased or counted.
 UPDATE attempted SET claim_token = NULL, claimed_until = NULL, attempts = NULL;
@@ -136,3 +177,26 @@ SELECT array_agg(id) AS ids, array_agg(tries) AS tries
   FROM raceguard.claim_lease(NULL::claimed, 'id IN (SELECT id FROM claimed_order WHERE claim_token IS NULL)', 5, '1 hour', 'id',
                              attempts_column => 'tries', max_attempts => 1);
 DROP TABLE claimed_order, claimed;
+
+-- A BEFORE UPDATE trigger that skips a row (returns NULL) leaves it
+-- unleased: claim_lease returns the rows it did update, in order_by order,
+-- and the skipped rows keep no token and count no attempt.
+CREATE TABLE skipping (id integer PRIMARY KEY, attempts integer, claim_token bigint, claimed_until timestamptz);
+INSERT INTO skipping (id) SELECT generate_series(1, 10);
+CREATE FUNCTION skip_multiples_of_three() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id % 3 = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER skip_multiples_of_three BEFORE UPDATE ON skipping
+    FOR EACH ROW EXECUTE FUNCTION skip_multiples_of_three();
+SELECT array_agg(id) AS ids, array_agg(attempts) AS attempts
+  FROM raceguard.claim_lease(NULL::skipping, 'true', 5, '1 hour', 'id DESC', attempts_column => 'attempts');
+SELECT array_agg(id) AS ids, array_agg(attempts) AS attempts
+  FROM raceguard.claim_lease(NULL::skipping, 'true', 10, '1 hour', '1', attempts_column => 'attempts');
+SELECT count(*) AS all_skipped FROM raceguard.claim_lease(NULL::skipping, 'id % 3 = 0', 10, '1 hour', 'id');
+SELECT id, attempts, claim_token IS NOT NULL AS leased FROM skipping ORDER BY id;
+DROP TABLE skipping;
+DROP FUNCTION skip_multiples_of_three();

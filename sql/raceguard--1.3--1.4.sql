@@ -27,4 +27,68 @@
 
 
 
+-- Part 5: lease tokens after pg_upgrade.
+--
+-- A lease token is the WAL timeline times 2^48 plus the next value of
+-- raceguard.lease_token_seq; the timeline keeps a promoted standby's tokens
+-- apart from those the old primary handed out after the standby's last WAL.
+-- pg_upgrade (and a restore into a new cluster) starts on timeline 1 again,
+-- so the timeline no longer tells those apart: a server abandoned at a
+-- failover may have handed out any value of the sequence's block on its
+-- timeline, values this database never saw. lease_tokens_after_upgrade()
+-- moves the sequence up by as many blocks of 2^48 as the old cluster's
+-- timeline, so that every token from then on is above every token any
+-- earlier timeline can have handed out, and bounds it to its new block
+-- (MAXVALUE), as claim_lease() requires past the first block.
+
+CREATE FUNCTION raceguard.lease_tokens_after_upgrade(old_timeline integer)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    block_size constant bigint := 281474976710656;  -- 2^48 values of the sequence
+    high_limit constant bigint := 32768;             -- timeline + block: tokens stay positive
+    next_value bigint;
+    new_block bigint;
+BEGIN
+    IF old_timeline IS NULL OR old_timeline < 1 OR old_timeline >= high_limit THEN
+        RAISE EXCEPTION 'old_timeline must be the old cluster''s WAL timeline, from 1 to %, not %',
+                        high_limit - 1, coalesce(old_timeline::text, '<NULL>')
+              USING ERRCODE = '22023',
+                    HINT = 'Read it from pg_controldata on the old data directory (Latest checkpoint''s TimeLineID); see docs/operations.md.';
+    END IF;
+    -- ALTER SEQUENCE locks the sequence against nextval() until this
+    -- transaction ends: a lease taking a token meanwhile waits, and one
+    -- that took a token before has committed by now, so the value read
+    -- next is the sequence's last.
+    ALTER SEQUENCE raceguard.lease_token_seq NO CYCLE;
+    SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END
+      INTO next_value FROM raceguard.lease_token_seq;
+    new_block := next_value / block_size + old_timeline;
+    IF new_block + 1 >= high_limit THEN
+        RAISE EXCEPTION 'lease tokens are exhausted: the sequence''s block % plus old_timeline % leaves no timeline for new tokens',
+                        next_value / block_size, old_timeline
+              USING ERRCODE = '2200H';
+    END IF;
+    EXECUTE pg_catalog.format('ALTER SEQUENCE raceguard.lease_token_seq MAXVALUE %s RESTART WITH %s',
+                              (new_block + 1) * block_size - 1, next_value + old_timeline * block_size);
+    -- The move must survive a crash right after the commit: commit it
+    -- synchronously, whatever the caller's synchronous_commit.
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    -- Every earlier token is below this, every token from now on at least this.
+    RETURN (new_block + 1) * block_size;
+END
+$function$;
+
+REVOKE ALL ON FUNCTION raceguard.lease_tokens_after_upgrade(integer) FROM PUBLIC;
+
+COMMENT ON FUNCTION raceguard.lease_tokens_after_upgrade(integer) IS
+    'raceguard.lease_tokens_after_upgrade(old_timeline integer) RETURNS bigint -- run once after pg_upgrade, or after restoring a dump into another cluster, before any lease, with the WAL timeline the old cluster was on: moves raceguard.lease_token_seq above every token handed out on any earlier timeline (pg_upgrade restarts at timeline 1) and bounds it there; returns the value that separates them: every earlier token is below it, every later one at least it; see docs/operations.md';
+
+COMMENT ON SEQUENCE raceguard.lease_token_seq IS
+    'raceguard.lease_token_seq (SEQUENCE AS bigint) -- internal: the lease tokens, used by claim_lease(), which takes one per call, so a token is unique in the database; dumped with the data, so a restored database goes on above the tokens it handed out (after pg_upgrade or a restore into another cluster run lease_tokens_after_upgrade() too); see docs/claims.md';
+
 -- End of the update script.

@@ -32,6 +32,7 @@ extern "C" {
 #include "access/transam.h"
 #include "access/tupconvert.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -41,6 +42,7 @@ extern "C" {
 #include "storage/bufpage.h"
 #include "utils/datetime.h"
 #include "utils/plancache.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }
@@ -145,21 +147,24 @@ LeaseTarget lease_target(FunctionCallInfo fcinfo, int first_column) {
 
 // claim_lease()'s attempts_column and max_attempts (1.1; a call through
 // 1.0's shorter definition has neither): the quoted column, empty without
-// one, and the limit, 0 without one.
+// one, and the count below which a row is leased: max_attempts, or without
+// it the column type's maximum, since a row at that maximum cannot count
+// another attempt (it is left alone, a dead letter, rather than failing the
+// whole call with 22003 and stopping every row behind it).
 struct Attempts {
     std::string column;
-    int32 max;
+    int64 lease_below;
 };
 
 Attempts attempts_arguments(FunctionCallInfo fcinfo, const LeaseTarget& target, int argument) {
     Attempts attempts{{}, 0};
     const bool has_column = PG_NARGS() > argument && !PG_ARGISNULL(argument);
     const bool has_max = PG_NARGS() > argument + 1 && !PG_ARGISNULL(argument + 1);
+    const int32 max_attempts = has_max ? PG_GETARG_INT32(argument + 1) : 0;
     if (has_max) {
-        attempts.max = PG_GETARG_INT32(argument + 1);
-        if (attempts.max < 1)
+        if (max_attempts < 1)
             throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
-                        "max_attempts must be at least 1, not " + std::to_string(attempts.max));
+                        "max_attempts must be at least 1, not " + std::to_string(max_attempts));
         if (!has_column)
             throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "max_attempts needs attempts_column")
                 .with_hint("max_attempts compares the count in attempts_column; name that column too.");
@@ -176,6 +181,15 @@ Attempts attempts_arguments(FunctionCallInfo fcinfo, const LeaseTarget& target, 
     if (attempts.column == target.token_column || attempts.column == target.until_column)
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
                     "attempts_column must differ from token_column and until_column, not " + attempts.column);
+    const int64 type_max = wanted == INT2OID ? PG_INT16_MAX : wanted == INT4OID ? PG_INT32_MAX : PG_INT64_MAX;
+    if (max_attempts > type_max)
+        throw Error(ERRCODE_INVALID_PARAMETER_VALUE,
+                    "max_attempts " + std::to_string(max_attempts) + " is out of reach of column \"" +
+                        NameStr(*PG_GETARG_NAME(argument)) + "\" of table " + target.table.qualified_name +
+                        ": its type " + type_name(wanted) + " counts up to " + std::to_string(type_max))
+            .with_hint("Use a max_attempts of at most " + std::to_string(type_max) +
+                       ", or a wider attempts column.");
+    attempts.lease_below = has_max ? max_attempts : type_max;
     return attempts;
 }
 
@@ -383,10 +397,24 @@ KeptPlan* plan_for(const std::string& statement, int parameter_count, Oid* param
     return plan_for(statement, parameter_count, parameter_types, [] {});
 }
 
+// A row claim_lease updated, and its position among the rows it locked.
+struct PositionedRow {
+    int64 position;
+    HeapTuple row;
+};
+
+int by_position(const void* left, const void* right) {
+    const int64 a = static_cast<const PositionedRow*>(left)->position;
+    const int64 b = static_cast<const PositionedRow*>(right)->position;
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
 // C-side: runs the plan and copies its rows, converted to the table's row
 // type (which may hold dropped columns), into the function's result. With
-// `positioned`, the plan's last column is each row's position (1 to the
-// number of rows, each once): the rows go out in that order, without it.
+// `positioned`, the plan's last column is each row's position among the
+// rows it locked, and the rows go out in that order, without it. Not every
+// locked row need come back: a BEFORE UPDATE trigger that returns NULL
+// skips its row, so the positions may have gaps; each comes back once.
 uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values, const char* nulls,
                         bool positioned = false) {
     const Materialized result = begin_materialized(fcinfo);
@@ -401,20 +429,28 @@ uint64 materialize_rows(FunctionCallInfo fcinfo, SPIPlanPtr plan, Datum* values,
     const uint64 rows = SPI_processed;
     HeapTuple* ordered = SPI_tuptable->vals;
     if (positioned) {
-        // The rows without their position, each at its place.
+        // The rows without their position, sorted by it.
         const int columns = returned->natts - 1;
         TupleDesc trimmed = CreateTemplateTupleDesc(columns);
         for (int column = 1; column <= columns; ++column)
             TupleDescCopyEntry(trimmed, column, returned, column);
-        ordered = static_cast<HeapTuple*>(palloc0(sizeof(HeapTuple) * (rows > 0 ? rows : 1)));
+        const size_t slots = rows > 0 ? rows : 1;
+        auto* placed = static_cast<PositionedRow*>(palloc(sizeof(PositionedRow) * slots));
         Datum* row_values = static_cast<Datum*>(palloc(sizeof(Datum) * returned->natts));
         bool* row_nulls = static_cast<bool*>(palloc(sizeof(bool) * returned->natts));
         for (uint64 i = 0; i < rows; ++i) {
             heap_deform_tuple(SPI_tuptable->vals[i], returned, row_values, row_nulls);
             const int64 position = row_nulls[columns] ? 0 : DatumGetInt64(row_values[columns]);
-            if (position < 1 || static_cast<uint64>(position) > rows || ordered[position - 1] != nullptr)
+            if (position < 1)
                 elog(ERROR, "claimed row position %lld out of place", static_cast<long long>(position));
-            ordered[position - 1] = heap_form_tuple(trimmed, row_values, row_nulls);
+            placed[i] = PositionedRow{position, heap_form_tuple(trimmed, row_values, row_nulls)};
+        }
+        qsort(placed, rows, sizeof(PositionedRow), by_position);
+        ordered = static_cast<HeapTuple*>(palloc(sizeof(HeapTuple) * slots));
+        for (uint64 i = 0; i < rows; ++i) {
+            if (i > 0 && placed[i].position == placed[i - 1].position)
+                elog(ERROR, "claimed row position %lld returned twice", static_cast<long long>(placed[i].position));
+            ordered[i] = placed[i].row;
         }
         returned = trimmed;
     }
@@ -457,15 +493,25 @@ auto with_spi(Body&& body) -> decltype(body()) {
 
 // ---- lease tokens -------------------------------------------------------
 
-// A token is the WAL timeline in the high bits and the next value of
-// raceguard.lease_token_seq in the low 48. A crash restarts the sequence
-// from its last WAL record on disk, so a token is handed out only once that
-// record is flushed (make_token_durable). A promoted standby may not have
-// received the primary's last records, but it writes on a new timeline, so
-// its tokens differ from every token of the old primary in the high bits.
+// A token is the WAL timeline times 2^48 plus the next value of
+// raceguard.lease_token_seq. A crash restarts the sequence from its last WAL
+// record on disk, so a token is handed out only once that record is flushed
+// (make_token_durable). A promoted standby may not have received the
+// primary's last records, but it writes on a new timeline, so its tokens
+// differ from every token of the old primary in the high bits.
+//
+// That needs every value of the sequence a timeline uses to stay in one
+// block of 2^48 values. The sequence starts in block 0 (values below 2^48).
+// pg_upgrade starts the new cluster on timeline 1 again, and so does a
+// restore into a new cluster, so raceguard.lease_tokens_after_upgrade(old
+// timeline) moves the sequence up by as many blocks as the old timeline,
+// above every token handed out before, and bounds it to its new block with
+// its MAXVALUE. A value past block 0 is used only within such a bound: a
+// sequence that ran out of block 0, or one restored from a dump (which
+// keeps the value, not the bound), is refused.
 constexpr int TOKEN_VALUE_BITS = 48;
 constexpr int64 TOKEN_VALUE_LIMIT = int64{1} << TOKEN_VALUE_BITS;
-constexpr TimeLineID TOKEN_TIMELINE_LIMIT = 1u << (63 - TOKEN_VALUE_BITS);  // tokens stay positive
+constexpr int64 TOKEN_HIGH_LIMIT = int64{1} << (63 - TOKEN_VALUE_BITS);  // timeline + block: tokens stay positive
 
 struct LeaseToken {
     int64 token;
@@ -477,6 +523,7 @@ LeaseToken take_lease_token() {
         Oid sequence;
         int64 value;
         TimeLineID timeline;
+        int64 max_value;  // the sequence's MAXVALUE, read when the value is past block 0
     };
     const Taken taken = pg_call([] {
         Taken result{};
@@ -485,15 +532,35 @@ LeaseToken take_lease_token() {
             elog(ERROR, "sequence raceguard.lease_token_seq is missing");
         result.value = nextval_internal(result.sequence, true);  // refuses on a standby, checks USAGE
         result.timeline = compat::wal_insertion_timeline();
+        if (result.value >= TOKEN_VALUE_LIMIT) {
+            HeapTuple tuple = SearchSysCache1(SEQRELID, ObjectIdGetDatum(result.sequence));
+            if (!HeapTupleIsValid(tuple))
+                elog(ERROR, "cache lookup failed for sequence %u", result.sequence);
+            result.max_value = reinterpret_cast<Form_pg_sequence>(GETSTRUCT(tuple))->seqmax;
+            ReleaseSysCache(tuple);
+        }
         return result;
     });
-    if (taken.value < 0 || taken.value >= TOKEN_VALUE_LIMIT || taken.timeline >= TOKEN_TIMELINE_LIMIT)
+    const int64 block = taken.value >= 0 ? taken.value >> TOKEN_VALUE_BITS : 0;
+    if (taken.value < 0 || static_cast<int64>(taken.timeline) + block >= TOKEN_HIGH_LIMIT)
         throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
                     "lease tokens are exhausted: sequence value " + std::to_string(taken.value) + " on timeline " +
                         std::to_string(taken.timeline))
-            .with_detail("A token holds the timeline below " + std::to_string(TOKEN_TIMELINE_LIMIT) +
-                         " and a value of raceguard.lease_token_seq below 2^48.");
-    return LeaseToken{(static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) | taken.value, taken.sequence};
+            .with_detail("A token is the timeline times 2^48 plus a value of raceguard.lease_token_seq: the timeline "
+                         "plus the value's block of 2^48 values must stay below " +
+                         std::to_string(TOKEN_HIGH_LIMIT) + ".");
+    if (block > 0 && taken.max_value >= (block + 1) * TOKEN_VALUE_LIMIT)
+        throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                    "lease tokens are exhausted: sequence value " + std::to_string(taken.value) +
+                        " is past 2^48 and raceguard.lease_token_seq is not bounded to its block")
+            .with_detail("Past 2^48 a value is used only in the block raceguard.lease_tokens_after_upgrade() moved "
+                         "the sequence to, below the MAXVALUE it set (" + std::to_string((block + 1) * TOKEN_VALUE_LIMIT - 1) +
+                         " here); the sequence's MAXVALUE is " + std::to_string(taken.max_value) +
+                         ": it ran out of its first 2^48 values, or it was restored from a dump, which keeps the "
+                         "value but not the bound.")
+            .with_hint("After pg_upgrade or a restore into another cluster, run "
+                       "raceguard.lease_tokens_after_upgrade(old_timeline); see docs/operations.md.");
+    return LeaseToken{(static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) + taken.value, taken.sequence};
 }
 
 // Flushes the WAL up to the sequence's last record, the one a restart after
@@ -543,7 +610,7 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     const Attempts attempts = attempts_arguments(fcinfo, target, 7);
     const std::string& table = target.table.qualified_name;
     // Lock what is claimable (not leased, or the lease ran out; not locked;
-    // below max_attempts), then write the token, the expiry and the attempt
+    // below max_attempts, and below the attempts column's maximum), then write the token, the expiry and the attempt
     // into exactly those rows. The first CTE is materialized, so the locking
     // scan runs once whatever the plan; the second numbers its rows in the
     // order it stored them, order_by's, and the rows go out in that order.
@@ -558,9 +625,9 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
         claimed += "_rows";
     const std::string positions = claimed + "_order";
     const std::string attempts_condition =
-        attempts.max > 0 ? " AND (" + attempts.column + " IS NULL OR " + attempts.column + " OPERATOR(pg_catalog.<) " +
-                               std::to_string(attempts.max) + ")"
-                         : std::string();
+        attempts.column.empty() ? std::string()
+                                : " AND (" + attempts.column + " IS NULL OR " + attempts.column +
+                                      " OPERATOR(pg_catalog.<) " + std::to_string(attempts.lease_below) + ")";
     const std::string attempts_assignment =
         attempts.column.empty()
             ? std::string()

@@ -9,7 +9,10 @@
 #     bash test/matrix.sh 17 18    # only these majors
 # Prints one line per major and ends with `matrix: N passed, N failed`.
 # The randomized tests run 15 s each here (RACEGUARD_RANDOM_SECONDS; the
-# test command runs them longer). Nothing outside the roots' cache changes.
+# test command runs them longer), every major with the same seed: RACEGUARD_SEED
+# when set (CI sets a fixed one), else a random one; the matrix prints it
+# first and last, so a failure replays with RACEGUARD_SEED=n bash test/matrix.sh MAJOR.
+# Nothing outside the roots' cache changes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -112,6 +115,11 @@ main() {
     done
     mapfile -t majors < <(printf '%s\n' "${majors[@]}" | sort -n -u)
 
+    # One seed for every major's randomized tests (chroot_run passes RACEGUARD_*
+    # into the roots), between 1 and 2^30.
+    export RACEGUARD_SEED=${RACEGUARD_SEED:-$(( (RANDOM << 15 | RANDOM) + 1 ))}
+    echo "matrix: RACEGUARD_SEED=$RACEGUARD_SEED"
+
     source scripts/chroot.sh
     mkdir -p "$chroot_cache"
     share=$(mktemp -d "$chroot_cache/.matrix.XXXXXX")
@@ -166,6 +174,7 @@ main() {
     done
 
     echo
+    echo "matrix: RACEGUARD_SEED=$RACEGUARD_SEED (replay: RACEGUARD_SEED=$RACEGUARD_SEED bash test/matrix.sh ${majors[*]})"
     printf '%s\n' "${summary[@]}"
     echo "matrix: $passed passed, $failed failed ($((SECONDS - total_started)) s)"
     [ $failed -eq 0 ]

@@ -69,6 +69,7 @@ run_suite "dump and restore" bash test/dump/dump_restore.sh
 run_suite "logical replication: a ledger on a subscriber" bash test/replication/subscriber.sh
 run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
 run_suite "faults: lease tokens after a promotion" bash test/faults/claim_promotion.sh
+run_suite "faults: lease tokens after pg_upgrade" bash test/faults/claim_upgrade.sh
 run_suite "fuzz: claim parameters" bash test/fuzz/claim_fuzz.sh
 run_suite "randomized" bash test/random/run.sh
 run_suite "docs: every SQL example, link and object of README.md and docs/" python3 test/docs/examples.py

@@ -10,7 +10,8 @@ Every call must end in a clear error (a SQLSTATE that is not an internal
 error, and nothing written) or a correct result (at most batch rows; leased
 rows were free, all get one new token that no other call got, and an expiry
 in the future; rows a known filter selects match it; on the jobs table a
-counted attempt is the old count + 1, and never past max_attempts; rows
+counted attempt is the old count + 1, and never past max_attempts, nor
+past the column type's maximum, which bounds max_attempts too; rows
 ordered by id come back in that order). After every call the
 backend must be the same process, still answering.
 
@@ -43,10 +44,11 @@ CREATE TYPE claim_fuzz.mood AS ENUM ('ok', 'bad');
 CREATE TABLE claim_fuzz.jobs (id integer PRIMARY KEY, status text NOT NULL, "Odd Col" integer,
                               claim_token bigint, claimed_until timestamptz, note text, attempts integer,
                               small_attempts smallint);
-UPDATE claim_fuzz.jobs SET attempts = g % 4, small_attempts = CASE WHEN g % 11 = 0 THEN 32767 END
-  FROM generate_series(1, 120) g WHERE id = g AND g % 5 <> 0;
 INSERT INTO claim_fuzz.jobs (id, status, "Odd Col")
     SELECT g, CASE WHEN g % 3 = 0 THEN 'done' ELSE 'pending' END, 100 - g FROM generate_series(1, 120) g;
+UPDATE claim_fuzz.jobs SET attempts = CASE WHEN g % 13 = 0 THEN 2147483647 ELSE g % 4 END,
+                           small_attempts = CASE WHEN g % 11 = 0 THEN 32767 WHEN g % 7 = 0 THEN 32766 END
+  FROM generate_series(1, 120) g WHERE id = g AND g % 5 <> 0;
 CREATE TABLE claim_fuzz."Quoted ""Table""" ("Id" integer, "Token Col" bigint, "until;col" timestamptz, token bigint);
 INSERT INTO claim_fuzz."Quoted ""Table""" ("Id") SELECT generate_series(1, 40);
 CREATE TABLE claim_fuzz.parted (id integer, region text, claim_token bigint, claimed_until timestamptz)
@@ -324,6 +326,11 @@ def check_result(cur, function, call, result, jobs, batch, selects, token_name, 
                     raise Failure(f"{call!r} leased row {row['id']}, whose lease ran until {earlier}")
 
 
+# The attempts columns of claim_fuzz.jobs: a row at its column's maximum is
+# never leased again (it cannot count another attempt), so no count passes it.
+TYPE_MAXIMUM = {"attempts": 2147483647, "small_attempts": 32767}
+
+
 def check_attempts(call, rows, jobs_before, attempts_name, max_attempts, order_by):
     """A lease of claim_fuzz.jobs that succeeded: its attempts and its order."""
     if attempts_name is None and max_attempts is not None:
@@ -339,6 +346,8 @@ def check_attempts(call, rows, jobs_before, attempts_name, max_attempts, order_b
                     raise Failure(f"{call!r} counted row {row['id']}'s {column} {old!r} -> {new!r}")
                 if max_attempts is not None and (old or 0) >= max_attempts:
                     raise Failure(f"{call!r} leased row {row['id']} at {old} attempts, max_attempts {max_attempts}")
+                if max_attempts is not None and max_attempts > TYPE_MAXIMUM[column]:
+                    raise Failure(f"{call!r} accepted max_attempts {max_attempts}, out of reach of {column}")
             elif new != old:
                 raise Failure(f"{call!r} changed row {row['id']}'s {column} {old!r} -> {new!r}, not the attempts column")
     ids = [row["id"] for row in rows]

@@ -193,6 +193,12 @@ def shape_run(test, index, schema, log, session):
         cleanup.close()
 
 
+def server_version_num(session):
+    """The server's major and minor as one number (150004 for 15.4), for
+    models whose predictions depend on the major."""
+    return int(session.must("SHOW server_version_num", log=False)[0][0])
+
+
 def render(log, sessions=False):
     """The logged statements as SQL lines (prefixed by session when several)."""
     lines = []

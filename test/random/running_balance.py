@@ -20,9 +20,15 @@ After each workload the ledger is checked in SQL (groups by the columns'
 own equality, as GROUP BY does): seq is 1..n in every group and balance =
 previous balance (or initial) + amount exactly; verify_running_balance()
 must agree. A failing single-session workload is reduced before printing.
+
+The predictions follow the server's major (server_version_num), since what
+an input function accepts changes between majors: numeric has Infinity only
+from 14 on. check_input_model() compares those rules with the server under
+test before the first shape.
 """
 import os
 import copy
+import sys
 import threading
 import uuid
 from datetime import date, timedelta
@@ -33,6 +39,9 @@ from harness import Session, Crash, DEFINITION_SQLSTATES, RETRYABLE
 
 TEST = None
 HAVE_CI = False
+# The server's server_version_num (main() reads it): what its input
+# functions accept depends on the major (see literal_error).
+SERVER_VERSION_NUM = None
 
 INT_RANGE = {"smallint": (-2**15, 2**15 - 1), "integer": (-2**31, 2**31 - 1), "bigint": (-2**63, 2**63 - 1)}
 WIDE = Context(prec=2000)
@@ -73,10 +82,49 @@ def numeric_fit(value, type_name):
     return "ok", rounded
 
 
+INFINITY_SPELLINGS = {"infinity", "+infinity", "-infinity", "inf", "+inf", "-inf"}
+
+
+def literal_error(text, sql_type):
+    """The SQLSTATE with which the server under test refuses the literal
+    '<text>'::<sql_type> in its input function, or None. numeric has
+    Infinity and -Infinity from PostgreSQL 14 on; before, numeric_in refuses
+    them (22P02, invalid text representation). NaN it has always had, and
+    float8 all three. (A typmod's limits are applied later, when the value
+    is assigned to its column: numeric_fit.)"""
+    if text is None:
+        return None
+    if sql_type.startswith("numeric") and text.strip().lower() in INFINITY_SPELLINGS and SERVER_VERSION_NUM < 140000:
+        return "22P02"
+    return None
+
+
+def check_input_model(session):
+    """The model's literal_error against this server, for every special
+    spelling the generator writes (amounts as numeric, group values as
+    numeric or float8): a major whose input rules the model does not know
+    fails here, before any shape, instead of as a wrong prediction."""
+    samples = [("numeric", t) for t in ("NaN", "Infinity", "-Infinity", "-0")] + \
+              [("float8", t) for t in ("NaN", "nan", "Infinity", "inf", "-0")]
+    wrong = []
+    for sql_type, text in samples:
+        outcome = session.run("SELECT %s::" + sql_type, (text,), log=False)
+        actual = None if outcome.ok else outcome.sqlstate
+        if actual != literal_error(text, sql_type):
+            wrong.append("'%s'::%s: the model expects %s, the server (server_version_num %d) gives %s" % (
+                text, sql_type, literal_error(text, sql_type) or "ok", SERVER_VERSION_NUM, actual or "ok"))
+    return wrong
+
+
 def stored_value(text, type_name):
-    """What the column stores for this input: ('ok', value) or ('error', sqlstate)."""
+    """What the column stores for this input: ('ok', value) or ('error', sqlstate).
+    Every amount is written as '<text>'::numeric (COPY reads it with the
+    column's own input function, which refuses the same spellings)."""
     if text is None:
         return "ok", None
+    error = literal_error(text, "numeric")
+    if error:
+        return "error", error
     if fam(type_name) == "integer":
         lo, hi = INT_RANGE[type_name]
         value = int(text)
@@ -674,6 +722,13 @@ def predict_op(model, op):
     kind, arg = op
     s = model.s
     if kind in ("insert", "multi", "select", "copy", "upsert_nothing", "upsert_update"):
+        if kind != "copy":
+            # A VALUES literal is cast when the statement is parsed: its
+            # input error comes before any row is inserted.
+            for a in arg:
+                for value, sql_type in zip(row_values(s, a), row_types(s)):
+                    if literal_error(value, sql_type):
+                        return ("error", literal_error(value, sql_type)), None
         work = Model(s, model.initial, model.min_balance)
         work.groups, work.rows, work.idems = copy.deepcopy((model.groups, model.rows, model.idems))
         either = False
@@ -1230,11 +1285,16 @@ def run_shape(index, rng):
 
 
 def main():
-    global TEST, HAVE_CI
+    global TEST, HAVE_CI, SERVER_VERSION_NUM
     TEST = harness.Test("running_balance")
     setup = Session([])
     HAVE_CI = harness.have_ci_collation(setup)
+    SERVER_VERSION_NUM = harness.server_version_num(setup)
+    wrong = check_input_model(setup)
     setup.close()
+    if wrong:
+        print("FAIL [input model] the model's input rules do not match this server:\n" + "\n".join(wrong), flush=True)
+        sys.exit(1)
     for index, rng in TEST.shapes():
         run_shape(index, rng)
     c = TEST.counters
