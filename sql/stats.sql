@@ -160,6 +160,22 @@ DROP TABLE jobs;
 SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
 SELECT * FROM tracked;
 
+-- A guard counted and dropped in one transaction: its counts of that
+-- transaction do not make its entry again when the DROP commits.
+CREATE TABLE short_lived (id integer PRIMARY KEY, payload integer, lock_version integer,
+                          claim_token bigint, claimed_until timestamptz);
+CREATE TRIGGER short_lived_lock_version BEFORE INSERT OR UPDATE ON short_lived
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO short_lived VALUES (1, 0);
+INSERT INTO dropped
+SELECT oid FROM pg_trigger WHERE tgname = 'short_lived_lock_version' UNION ALL SELECT 'short_lived'::regclass::oid;
+BEGIN;
+UPDATE short_lived SET payload = 1;
+SELECT count(*) FROM raceguard.claim(NULL::short_lived, 'true', 1);
+DROP TABLE short_lived;
+COMMIT;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+
 -- Bad input to the helper the view calls.
 SELECT * FROM raceguard.guard_stats(0, 'no_such_guard');
 

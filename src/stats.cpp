@@ -237,13 +237,19 @@ int forgotten_capacity = 0;
 
 constexpr long PENDING_KEPT = 64;  // a bigger table is freed after its flush
 
-// Adds the pending counters to the shared table and forgets them.
-void flush_pending() {
+// Adds the pending counters to the shared table and forgets them. At
+// commit, the counts of the guards this transaction dropped are left out:
+// their entries go at this commit too, and adding their counts afterwards
+// would make them again.
+void flush_pending(bool committed) {
     if (pending == nullptr)
         return;
     if (hash_get_num_entries(pending) == 0)
         return;
     ++pending_generation;
+    if (committed)
+        for (int i = 0; i < forgotten_count; ++i)
+            hash_search(pending, &forgotten[i].key, HASH_REMOVE, nullptr);
     HASH_SEQ_STATUS scan;
     if (shared != nullptr) {
         const TimestampTz now = GetCurrentTimestamp();
@@ -291,11 +297,13 @@ void forget_committed_drops() {
 }
 
 void at_transaction_end(XactEvent event, void*) {
+    bool committed = false;
     switch (event) {
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
         case XACT_EVENT_PREPARE:
             forget_committed_drops();
+            committed = true;
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
@@ -303,8 +311,8 @@ void at_transaction_end(XactEvent event, void*) {
         default:
             return;
     }
+    flush_pending(committed);
     forgotten_count = 0;
-    flush_pending();
 }
 
 // C-side: the pending counters of KEY, or the sink.
