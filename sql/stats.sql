@@ -134,7 +134,7 @@ LEFT JOIN pg_trigger t ON o.guard <> 'claim' AND t.oid = o.object_oid
 WHERE coalesce(t.tgrelid, o.object_oid) IN (SELECT oid FROM pg_class WHERE relnamespace = 'stats_test'::regnamespace)
 ORDER BY 1, 2;
 SELECT * FROM tracked;
-CREATE TEMP TABLE dropped AS
+CREATE TABLE dropped AS
 SELECT oid FROM pg_trigger WHERE tgrelid = 'stats_test.orders'::regclass AND tgname = 'orders_lock_version'
 UNION ALL SELECT 'stats_test.jobs'::regclass::oid;
 BEGIN;
@@ -174,6 +174,58 @@ UPDATE short_lived SET payload = 1;
 SELECT count(*) FROM raceguard.claim(NULL::short_lived, 'true', 1);
 DROP TABLE short_lived;
 COMMIT;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+
+-- Guards dropped where no sql_drop event trigger sees it go all the same:
+-- the clone trigger DETACH PARTITION removes from the partition, and the
+-- triggers of temporary tables dropped ON COMMIT, by DISCARD TEMP and at the
+-- end of their session.
+CREATE TABLE ledger (account_id integer, amount bigint, balance bigint, entry_no bigint, day date)
+    PARTITION BY RANGE (day);
+CREATE TABLE ledger_january PARTITION OF ledger FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+CREATE TABLE ledger_february PARTITION OF ledger FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE INDEX ON ledger (account_id, entry_no);
+CREATE TRIGGER ledger_running_balance BEFORE INSERT OR UPDATE OR DELETE ON ledger
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no');
+INSERT INTO ledger (account_id, amount, day) VALUES (1, 10, '2024-01-15'), (1, 5, '2024-02-15');
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgrelid = 'ledger_february'::regclass;
+ALTER TABLE ledger DETACH PARTITION ledger_february;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+SELECT * FROM tracked WHERE guard = 'running_balance';
+BEGIN;
+CREATE TEMP TABLE scratch (id integer PRIMARY KEY, payload integer, lock_version integer) ON COMMIT DROP;
+CREATE TRIGGER scratch_lock_version BEFORE INSERT OR UPDATE ON scratch
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO scratch VALUES (1, 0);
+UPDATE scratch SET payload = 1;
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgname = 'scratch_lock_version';
+COMMIT;
+CREATE TEMP TABLE scratch (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER scratch_lock_version BEFORE INSERT OR UPDATE ON scratch
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO scratch VALUES (1, 0);
+UPDATE scratch SET payload = 1;
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgname = 'scratch_lock_version';
+DISCARD TEMP;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+CREATE TEMP TABLE scratch (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER scratch_lock_version BEFORE INSERT OR UPDATE ON scratch
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO scratch VALUES (1, 0);
+UPDATE scratch SET payload = 1;
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgname = 'scratch_lock_version';
+CREATE FUNCTION wait_for_exit(backend integer) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- A session's temporary tables are dropped before it leaves pg_stat_activity.
+    WHILE EXISTS (SELECT FROM pg_stat_activity WHERE pid = backend) LOOP
+        PERFORM pg_sleep(0.01);
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+END $$;
+SELECT pg_backend_pid() AS temp_session \gset
+\c -
+SET search_path = stats_test, public;
+SELECT wait_for_exit(:temp_session);
 SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
 
 -- Bad input to the helper the view calls.

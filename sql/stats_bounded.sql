@@ -42,6 +42,30 @@ FROM generate_series(1, 100) g \gexec
 SELECT count(*) AS tracked_entries FROM raceguard.tracked_objects();
 SELECT * FROM tracked;
 
+-- A leftover: the entry of a guard that no longer exists and that no DROP
+-- forgot. Here a guard made and counted in a transaction rolled back (its
+-- counts outlive the rollback, the guard does not). It fills the table.
+BEGIN;
+CREATE TABLE ghost (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER ghost_lock_version BEFORE INSERT OR UPDATE ON ghost
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO ghost VALUES (1, 0);
+UPDATE ghost SET payload = 1;
+SELECT oid AS ghost_trigger FROM pg_trigger WHERE tgname = 'ghost_lock_version' \gset
+ROLLBACK;
+SELECT count(*) AS tracked_entries, count(*) FILTER (WHERE object_oid = :ghost_trigger) AS leftovers
+FROM raceguard.tracked_objects();
+-- A new guard takes the leftover's place; t08, the least recently updated
+-- live guard, stays.
+CREATE TABLE newcomer (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER newcomer_lock_version BEFORE INSERT OR UPDATE ON newcomer
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO newcomer VALUES (1, 0);
+UPDATE newcomer SET payload = 1;
+SELECT count(*) AS tracked_entries, count(*) FILTER (WHERE object_oid = :ghost_trigger) AS leftovers
+FROM raceguard.tracked_objects();
+SELECT * FROM tracked;
+
 RESET search_path;
 DROP SCHEMA bounded CASCADE;
 SELECT count(*) AS tracked_entries FROM raceguard.tracked_objects();

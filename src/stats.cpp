@@ -11,6 +11,15 @@
 // A new key past the capacity takes the place of the least recently
 // updated entry (a scan of the array, only then).
 //
+// Entries of dropped guards. The DROPs a sql_drop event trigger sees are
+// forgotten through it (stats_functions.cpp); an object access hook sees
+// every other deletion too, in a backend that has raceguard loaded and the
+// table attached: clone triggers removed by DETACH PARTITION, temporary
+// tables at session end or by DISCARD TEMP, ON COMMIT DROP. Both forget at
+// commit. What neither sees (a DETACH in a session that never loaded
+// raceguard, a DROP committed by COMMIT PREPARED, a dropped database) is a
+// leftover, reclaimed when room is needed: see reclaim_leftovers().
+//
 // Everything here that runs at transaction end or under the LWLock is
 // plain C-side code: no allocation, nothing that can ereport.
 #include "stats_table.hpp"
@@ -18,9 +27,16 @@
 #include "compat.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
 #include "common/hashfn.h"
 #include "storage/dsm.h"
 #include "storage/lwlock.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -57,8 +73,17 @@ uint32 key_hash(const Key& key) {
     return hash_bytes(reinterpret_cast<const unsigned char*>(&key), sizeof(Key));
 }
 
-constexpr const char* SEGMENT_NAME = "raceguard_stats";
+// The shared memory's name carries its layout's version (Directory,
+// SharedTable, SharedEntry, Counters). From PostgreSQL 17 on, the DSM
+// registry finds the segment by name in the running server, where a library
+// of another raceguard version may have made it already (a package updated
+// under a running server: backends started before keep the old library); a
+// library must never attach to a segment laid out by another. 1.2 and 1.3
+// named it "raceguard_stats"; change the version with any change of layout.
+constexpr const char* SEGMENT_NAME = "raceguard_stats.layout2";
 constexpr const char* TRANCHE_NAME = "raceguard_stats";
+static_assert(sizeof(SharedTable) == 40 && sizeof(SharedEntry) == 96,
+              "the statistics' shared layout changed: give SEGMENT_NAME a new version, then update this check");
 
 uint32 bucket_count_for(uint32 capacity) {
     uint32 buckets = 16;
@@ -86,6 +111,8 @@ void initialize_table(void* memory) {
     table->count = 0;
     table->bucket_mask = bucket_count_for(table->capacity) - 1;
     table->clock = 0;
+    table->added = 0;
+    table->reclaim_at = 0;
     int32* buckets = buckets_of(table);
     for (uint32 i = 0; i <= table->bucket_mask; ++i)
         buckets[i] = -1;
@@ -136,6 +163,7 @@ int32 add_entry(SharedTable* table, const Key& key, Guard guard, TimestampTz now
         remove_entry(table, oldest);
     }
     const int32 index = static_cast<int32>(table->count++);
+    ++table->added;
     SharedEntry& entry = entries[index];
     std::memset(&entry, 0, sizeof(entry));
     entry.key = key;
@@ -234,6 +262,7 @@ struct Forgotten {
 Forgotten* forgotten = nullptr;
 int forgotten_count = 0;
 int forgotten_capacity = 0;
+constexpr int FORGOTTEN_KEPT = 1024;  // a bigger list is freed at transaction end
 
 constexpr long PENDING_KEPT = 64;  // a bigger table is freed after its flush
 
@@ -313,6 +342,113 @@ void at_transaction_end(XactEvent event, void*) {
     }
     flush_pending(committed);
     forgotten_count = 0;
+    if (forgotten_capacity > FORGOTTEN_KEPT) {
+        pfree(forgotten);
+        forgotten = nullptr;
+        forgotten_capacity = 0;
+    }
+}
+
+// ---- leftover entries ---------------------------------------------------
+
+// Whether the trigger or table of KEY exists, or still may: its catalog row
+// seen through a dirty snapshot, which keeps a row whose creation has not
+// aborted and whose deletion has not committed (another transaction's DROP
+// in progress, or prepared, may still be rolled back). C-side.
+bool may_exist(Relation catalog, Oid index, AttrNumber oid_column, Oid object) {
+    ScanKeyData key;
+    ScanKeyInit(&key, oid_column, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(object));
+    SnapshotData dirty;
+    InitDirtySnapshot(dirty);
+    SysScanDesc scan = systable_beginscan(catalog, index, true, &dirty, 1, &key);
+    const bool found = HeapTupleIsValid(systable_getnext(scan));
+    systable_endscan(scan);
+    return found;
+}
+
+bool dropped_in_this_transaction(const Key& key) {
+    for (int i = 0; i < forgotten_count; ++i)
+        if (same_key(forgotten[i].key, key))
+            return true;
+    return false;
+}
+
+// Leftover entries (see the top of this file) take room from live guards;
+// they go before a live guard's entry is made to. When the table is full,
+// the backend that is about to count a guard not counted yet in its
+// transaction removes the entries of its database whose trigger or table no
+// longer exists, a catalog lookup each, outside the lock. At most once per
+// a quarter of the capacity of new entries (table-wide): a table full of
+// live guards costs at most four lookups per new entry, spread over time.
+// Other databases' leftovers wait for their own backends, or go as the
+// least recently updated. C-side; reads the catalog as the guard does,
+// allocates only before taking the lock.
+void reclaim_leftovers() {
+    const uint32 capacity = shared->capacity;
+    auto* keys = static_cast<Key*>(palloc(sizeof(Key) * capacity));
+    uint32 copied = 0;
+    LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
+    const bool due = shared->count >= shared->capacity && shared->added >= shared->reclaim_at;
+    if (due) {
+        shared->reclaim_at = shared->added + (capacity >= 8 ? capacity / 4 : 2);
+        const SharedEntry* entries = entries_of(shared);
+        for (uint32 i = 0; i < shared->count; ++i)
+            if (entries[i].key.database == MyDatabaseId)
+                keys[copied++] = entries[i].key;
+    }
+    LWLockRelease(&directory->lock);
+    if (!due) {
+        pfree(keys);
+        return;
+    }
+    // A catalog snapshot taken now sees every trigger whose entry was
+    // copied: an entry is made only after its creator's transaction ended.
+    InvalidateCatalogSnapshot();
+    Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+    Relation classes = table_open(RelationRelationId, AccessShareLock);
+    uint32 dead = 0;
+    for (uint32 i = 0; i < copied; ++i) {
+        // This transaction's own DROPs are forgotten at its commit, and
+        // kept if it rolls back.
+        if (dropped_in_this_transaction(keys[i]))
+            continue;
+        const bool exists = keys[i].kind == Kind::trigger
+                                ? may_exist(triggers, TriggerOidIndexId, Anum_pg_trigger_oid, keys[i].object)
+                                : may_exist(classes, ClassOidIndexId, Anum_pg_class_oid, keys[i].object);
+        if (!exists)
+            keys[dead++] = keys[i];
+    }
+    table_close(classes, AccessShareLock);
+    table_close(triggers, AccessShareLock);
+    if (dead > 0) {
+        LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
+        for (uint32 i = 0; i < dead; ++i) {
+            const int32 index = find_entry(shared, keys[i]);
+            if (index >= 0)
+                remove_entry(shared, index);
+        }
+        LWLockRelease(&directory->lock);
+    }
+    pfree(keys);
+}
+
+// ---- the object access hook -----------------------------------------------
+
+object_access_hook_type previous_object_access_hook = nullptr;
+
+// Every deletion of a trigger or relation in this backend, also those no
+// event trigger sees: its entry goes when the deletion commits. Runs inside
+// the DROP (or DETACH, or session exit), so it must not fail: it only
+// notes the key, and forget_at_commit() drops a key it has no memory for.
+void on_object_access(ObjectAccessType access, Oid class_id, Oid object_id, int sub_id, void* argument) {
+    if (previous_object_access_hook != nullptr)
+        previous_object_access_hook(access, class_id, object_id, sub_id, argument);
+    if (access != OAT_DROP || sub_id != 0 || shared == nullptr)
+        return;
+    if (class_id == TriggerRelationId)
+        forget_at_commit(Key{MyDatabaseId, object_id, Kind::trigger});
+    else if (class_id == RelationRelationId)
+        forget_at_commit(Key{MyDatabaseId, object_id, Kind::claim_table});
 }
 
 // C-side: the pending counters of KEY, or the sink.
@@ -333,6 +469,10 @@ Counters* pending_counters(const Key& key, Guard guard) {
     if (!found) {
         item->guard = guard;
         std::memset(&item->counters, 0, sizeof(item->counters));
+        // Unlocked reads, checked again under the lock: a stale value only
+        // moves the reclaim to the next guard counted.
+        if (shared->count >= shared->capacity && shared->added >= shared->reclaim_at)
+            reclaim_leftovers();
     }
     return &item->counters;
 }
@@ -413,9 +553,15 @@ void ensure_callback() {
 void forget_at_commit(const Key& key) {
     if (forgotten_count == forgotten_capacity) {
         const int capacity = forgotten_capacity == 0 ? 16 : forgotten_capacity * 2;
-        forgotten = static_cast<Forgotten*>(forgotten == nullptr
-                                                ? MemoryContextAlloc(TopMemoryContext, sizeof(Forgotten) * capacity)
-                                                : repalloc(forgotten, sizeof(Forgotten) * capacity));
+        auto* grown = static_cast<Forgotten*>(MemoryContextAllocExtended(
+            TopMemoryContext, sizeof(Forgotten) * capacity, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+        if (grown == nullptr)
+            return;  // a leftover: reclaimed when room is needed
+        if (forgotten != nullptr) {
+            std::memcpy(grown, forgotten, sizeof(Forgotten) * forgotten_count);
+            pfree(forgotten);
+        }
+        forgotten = grown;
         forgotten_capacity = capacity;
     }
     forgotten[forgotten_count++] = Forgotten{key, GetCurrentTransactionNestLevel()};
@@ -446,6 +592,11 @@ void initialize() {
                             process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP, 0,
                             nullptr, nullptr, nullptr);
     compat::reserve_setting_prefix("raceguard");
+    // The callbacks that flush and forget, and the hook that sees every
+    // deletion, from the start: a DROP must find nothing to register.
+    ensure_callback();
+    previous_object_access_hook = object_access_hook;
+    object_access_hook = on_object_access;
     if (!compat::has_dsm_registry && process_shared_preload_libraries_in_progress) {
         compat::request_preload_memory(preloaded_size);
         previous_startup_hook = shmem_startup_hook;

@@ -11,9 +11,11 @@
 //    taken once per transaction that counted anything, and forgotten;
 //  - the shared table holds raceguard.max_tracked_guards entries. A new
 //    entry takes a free one, or the least recently updated one's; an event
-//    trigger forgets the entries of dropped triggers and tables when their
-//    drop commits. The table is fixed in size: memory stays flat however
-//    many guards come and go.
+//    trigger and an object access hook forget the entries of dropped
+//    triggers and tables when their drop commits, and entries of guards
+//    that no longer exist and no drop forgot are reclaimed before a live
+//    guard's entry gives way (stats.cpp). The table is fixed in size:
+//    memory stays flat however many guards come and go.
 // The shared memory is the DSM registry's on PostgreSQL 17 and later (no
 // configuration); before, it exists only with raceguard in
 // shared_preload_libraries, and without it nothing is counted and

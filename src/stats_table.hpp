@@ -45,6 +45,8 @@ struct SharedTable {
     uint32 count;
     uint32 bucket_mask;  // bucket_count - 1
     uint64 clock;
+    uint64 added;       // entries made since the server started
+    uint64 reclaim_at;  // `added` from which leftovers are looked for again when full
     // Then SharedEntry[capacity] and int32 buckets[bucket_mask + 1].
 };
 
@@ -66,7 +68,8 @@ void attach();
 void ensure_callback();
 
 // C-side: KEY's entry goes when the transaction commits (a dropped trigger
-// or table); a rollback keeps it.
+// or table); a rollback keeps it. Never fails: a key it has no memory for
+// stays a leftover (stats.cpp).
 void forget_at_commit(const Key& key);
 
 }  // namespace raceguard::stats
