@@ -325,14 +325,31 @@ void forget_committed_drops() {
     LWLockRelease(&directory->lock);
 }
 
+// A prepared transaction's DROPs may still be rolled back (ROLLBACK
+// PREPARED), and a module hears nothing of COMMIT PREPARED, which may run
+// in another session: their guards' entries stay, with this transaction's
+// counts, and become leftovers if the DROP commits. A reclaim is due from
+// now (one that runs before COMMIT PREPARED still sees them and keeps
+// them; the next is due later). Under the lock, taken only if this
+// transaction dropped something.
+void expect_leftovers() {
+    if (forgotten_count == 0 || shared == nullptr)
+        return;
+    LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
+    shared->reclaim_at = shared->added;
+    LWLockRelease(&directory->lock);
+}
+
 void at_transaction_end(XactEvent event, void*) {
     bool committed = false;
     switch (event) {
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
-        case XACT_EVENT_PREPARE:
             forget_committed_drops();
             committed = true;
+            break;
+        case XACT_EVENT_PREPARE:
+            expect_leftovers();
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
