@@ -86,6 +86,37 @@ UPDATE payments SET amount = 1 WHERE account_id = 2;                           -
 DELETE FROM payments WHERE account_id = 2;                                     -- refused delete
 SELECT * FROM counters WHERE guard = 'running_balance';
 
+-- appends counts the entries inserted: not those INSERT ... ON CONFLICT
+-- skipped, nor those a later trigger skipped, whether first, in the middle
+-- or last of their statement; like pg_stat_user_tables.n_tup_ins, an entry
+-- inserted and then rolled back with its transaction counts.
+CREATE TABLE transfers (account_id integer, amount bigint, balance bigint, entry_no bigint,
+                        request_id text UNIQUE, memo text);
+CREATE UNIQUE INDEX ON transfers (account_id, entry_no);
+CREATE TRIGGER transfers_running_balance BEFORE INSERT OR UPDATE OR DELETE ON transfers
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no');
+CREATE FUNCTION skip_on_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN CASE WHEN NEW.memo = 'hold' THEN NULL ELSE NEW END;
+END $$;
+CREATE TRIGGER transfers_zz_hold BEFORE INSERT ON transfers FOR EACH ROW EXECUTE FUNCTION skip_on_hold();
+INSERT INTO transfers (account_id, amount, request_id) VALUES (1, 10, 'a');                          -- 1
+INSERT INTO transfers (account_id, amount, request_id)
+VALUES (1, 10, 'a'), (1, 5, 'b'), (1, 10, 'a') ON CONFLICT DO NOTHING;                               -- 1 (b)
+INSERT INTO transfers (account_id, amount, request_id) VALUES (1, 10, 'a') ON CONFLICT DO NOTHING;   -- 0
+INSERT INTO transfers (account_id, amount, request_id) VALUES (1, 10, 'a')
+ON CONFLICT (request_id) DO UPDATE SET memo = 'retried';                                             -- 0
+INSERT INTO transfers (account_id, amount, request_id, memo)
+VALUES (1, 1, 'c', 'hold'), (1, 2, 'd', NULL), (1, 3, 'e', 'hold');                                  -- 1 (d)
+BEGIN;
+INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 7, 'f') ON CONFLICT DO NOTHING;    -- 1
+INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 7, 'f') ON CONFLICT DO NOTHING;    -- 0
+COMMIT;
+BEGIN;
+INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 1, 'g');                          -- 1, rolled back
+ROLLBACK;
+SELECT appends, (SELECT count(*) FROM transfers) AS entries FROM counters WHERE trigger_name = 'transfers_running_balance';
+
 -- The claim functions, one row per table claimed from: calls and rows of
 -- claim() and claim_lease(), leases taken, releases and extends that
 -- matched, and those that found no row holding the token (fenced off).

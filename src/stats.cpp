@@ -243,11 +243,39 @@ void attach_or_give_up() {
 
 // ---- pending counters -------------------------------------------------------
 
+// running_balance's last append, counted once its insert is seen: the
+// table's statistics entry (compat::table_statistics) and what it had
+// counted before the row's insert. `table` is null when there is none.
+struct UnconfirmedAppend {
+    const PgStat_TableStatus* table;
+    compat::AttemptedWrites before;
+};
+
 struct PendingEntry {
     Key key;  // hash key
     Guard guard;
     Counters counters;
+    UnconfirmedAppend unconfirmed;
 };
+
+PendingEntry* pending_entry_of(Counters* counters) {
+    return reinterpret_cast<PendingEntry*>(reinterpret_cast<char*>(counters) - offsetof(PendingEntry, counters));
+}
+
+// The unconfirmed append's row was inserted if the table counted an insert
+// since, and more inserts than deletes (an ON CONFLICT that found its
+// conflict after inserting deletes the row again). Every other insert into
+// the table fires the guard, which settles first; only rows written around
+// it (the trigger disabled) could be taken for this one.
+void settle_append(PendingEntry* item) {
+    if (item->unconfirmed.table == nullptr)
+        return;
+    const compat::AttemptedWrites now = compat::attempted_writes(item->unconfirmed.table);
+    const compat::AttemptedWrites& before = item->unconfirmed.before;
+    if (now.inserted - before.inserted > now.deleted - before.deleted)
+        ++item->counters.n[RB_APPENDS];
+    item->unconfirmed.table = nullptr;
+}
 
 HTAB* pending = nullptr;
 Counters sink;  // what is counted while nothing is collected; never read
@@ -280,6 +308,11 @@ void flush_pending(bool committed) {
         for (int i = 0; i < forgotten_count; ++i)
             hash_search(pending, &forgotten[i].key, HASH_REMOVE, nullptr);
     HASH_SEQ_STATUS scan;
+    // The last appends' inserts are known by now (this runs before
+    // PostgreSQL closes its own statistics of the transaction).
+    hash_seq_init(&scan, pending);
+    while (auto* item = static_cast<PendingEntry*>(hash_seq_search(&scan)))
+        settle_append(item);
     if (shared != nullptr) {
         const TimestampTz now = GetCurrentTimestamp();
         LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
@@ -486,6 +519,7 @@ Counters* pending_counters(const Key& key, Guard guard) {
     if (!found) {
         item->guard = guard;
         std::memset(&item->counters, 0, sizeof(item->counters));
+        item->unconfirmed.table = nullptr;
         // Unlocked reads, checked again under the lock: a stale value only
         // moves the reclaim to the next guard counted.
         if (shared->count >= shared->capacity && shared->added >= shared->reclaim_at)
@@ -590,6 +624,21 @@ Counters* trigger_counters_slow(TriggerCacheEntry* entry, Guard guard) {
     entry->counters = counters;
     entry->counters_generation = pending_generation;
     return counters;
+}
+
+void count_append(Counters* counters, Relation relation) {
+    if (counters == &sink)
+        return;
+    PendingEntry* item = pending_entry_of(counters);
+    settle_append(item);  // the previous append's insert is known now
+    const PgStat_TableStatus* table = relation->pgstat_info;
+    if (table == nullptr)
+        table = pg_call([&] { return compat::table_statistics(relation); });
+    if (table == nullptr) {
+        ++counters->n[RB_APPENDS];  // PostgreSQL counts nothing here: counted as computed
+        return;
+    }
+    item->unconfirmed = UnconfirmedAppend{table, compat::attempted_writes(table)};
 }
 
 Counters* claim_counters(Oid relid) {

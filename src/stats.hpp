@@ -60,6 +60,14 @@ inline Counters* trigger_counters(FunctionCallInfo fcinfo, Guard guard) {
     return trigger_counters_slow(entry, guard);
 }
 
+// running_balance: counts an append computed for a row of RELATION, before
+// the row's insert. An INSERT ... ON CONFLICT or a later trigger may still
+// skip the row, so it counts once the insert is seen: at the trigger's next
+// append, or at transaction end (through PostgreSQL's own count of the
+// table's inserts in this transaction; with track_counts off there is none,
+// and the append counts at once).
+void count_append(Counters* counters, Relation relation);
+
 // The pending counters of the claim functions on table RELID.
 Counters* claim_counters(Oid relid);
 
