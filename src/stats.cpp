@@ -207,13 +207,11 @@ void startup_preloaded() {
     LWLockRegisterTranche(directory->tranche, TRANCHE_NAME);
 }
 
-// C-side, for the guards' path: attach(), but a failure (no room for the
-// segment, say) turns the statistics off in this session with a WARNING
-// instead of failing the guarded statement. The error is caught the only
-// way PostgreSQL allows, by rolling back a subtransaction around it.
 bool gave_up = false;
 
-void attach_or_give_up() {
+}  // namespace
+
+void attach_or_give_up(bool make_table) {
     if (shared != nullptr || gave_up || !compat::has_dsm_registry)
         return;
     MemoryContext caller_context = CurrentMemoryContext;
@@ -222,7 +220,7 @@ void attach_or_give_up() {
     MemoryContextSwitchTo(caller_context);
     PG_TRY();
     {
-        attach();
+        attach(make_table);
         ReleaseCurrentSubTransaction();
     }
     PG_CATCH();
@@ -240,6 +238,8 @@ void attach_or_give_up() {
     MemoryContextSwitchTo(caller_context);
     CurrentResourceOwner = caller_owner;
 }
+
+namespace {
 
 // ---- pending counters -------------------------------------------------------
 
@@ -503,7 +503,7 @@ void on_object_access(ObjectAccessType access, Oid class_id, Oid object_id, int 
 
 // C-side: the pending counters of KEY, or the sink.
 Counters* pending_counters(const Key& key, Guard guard) {
-    attach_or_give_up();
+    attach_or_give_up(true);
     if (!track_stats || shared == nullptr)
         return &sink;
     ensure_callback();
@@ -548,7 +548,7 @@ int32 find_entry(SharedTable* table, const Key& key) {
     }
 }
 
-void attach() {
+void attach(bool make_table) {
     if (shared != nullptr || !compat::has_dsm_registry)
         return;
     bool found = false;
@@ -560,6 +560,10 @@ void attach() {
     LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
     dsm_segment* segment = nullptr;
     if (directory->table == DSM_HANDLE_INVALID) {
+        if (!make_table) {
+            LWLockRelease(&directory->lock);
+            return;
+        }
         segment = dsm_create(table_size(), 0);
         dsm_pin_segment(segment);  // lives until the server stops
         initialize_table(dsm_segment_address(segment));

@@ -194,7 +194,10 @@ Datum reset(FunctionCallInfo) {
 }
 
 // The event trigger on sql_drop: the entries of the triggers and tables a
-// DROP removed go when it commits (a rolled-back DROP keeps them).
+// DROP removed go when it commits (a rolled-back DROP keeps them). A DROP
+// must never fail because of the statistics: the shared table is reached
+// as the guards reach it, giving up (with a WARNING) where it cannot be,
+// and never made here (where there is none yet, there is nothing to forget).
 Datum forget_dropped(FunctionCallInfo fcinfo) {
     if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
         throw Error(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED, "forget_dropped_stats() can only be called as an event trigger");
@@ -203,10 +206,9 @@ Datum forget_dropped(FunctionCallInfo fcinfo) {
                               std::to_string(TriggerRelationId) + "," + std::to_string(RelationRelationId) +
                               "}'::pg_catalog.oid[])";
     pg_call([&] {
-        attach();
+        attach_or_give_up(false);
         if (shared == nullptr)
             return;
-        ensure_callback();
         if (SPI_connect() != SPI_OK_CONNECT)
             elog(ERROR, "SPI_connect failed");
         if (SPI_execute(query.c_str(), true, 0) != SPI_OK_SELECT)
