@@ -20,7 +20,8 @@ SELECT raceguard.stats_reset();
 CREATE VIEW counters AS
 SELECT table_name, trigger_name, guard, rows_checked, versions_bumped, stale_writes, blind_writes, overflows,
        violations, appends, appends_waited, serialization_failures, min_balance_rejections, updates_refused,
-       deletes_refused, calls, rows_claimed, leases_taken, releases, releases_fenced, extends, extends_fenced,
+       deletes_refused, entries_restored, calls, rows_claimed, leases_taken, releases, releases_fenced, extends,
+       extends_fenced,
        stats_reset IS NOT NULL AS counting
 FROM raceguard.stats
 WHERE table_name IN (SELECT oid FROM pg_class WHERE relnamespace = 'stats_test'::regnamespace)
@@ -116,6 +117,38 @@ BEGIN;
 INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 1, 'g');                          -- 1, rolled back
 ROLLBACK;
 SELECT appends, (SELECT count(*) FROM transfers) AS entries FROM counters WHERE trigger_name = 'transfers_running_balance';
+
+-- The library serves the declaration of guard_stats() of 1.2 and 1.3 (no
+-- entries_restored) until ALTER EXTENSION UPDATE, every counter in its
+-- place; any other shape is refused (42804).
+CREATE FUNCTION guard_stats_1_3(object_oid oid, guard_name text,
+    OUT guard text,
+    OUT rows_checked bigint, OUT versions_bumped bigint, OUT stale_writes bigint, OUT blind_writes bigint,
+    OUT overflows bigint,
+    OUT violations bigint,
+    OUT appends bigint, OUT appends_waited bigint, OUT total_wait_time double precision,
+    OUT max_wait_time double precision, OUT serialization_failures bigint, OUT min_balance_rejections bigint,
+    OUT updates_refused bigint, OUT deletes_refused bigint,
+    OUT calls bigint, OUT rows_claimed bigint, OUT leases_taken bigint, OUT releases bigint,
+    OUT releases_fenced bigint, OUT extends bigint, OUT extends_fenced bigint,
+    OUT stats_reset timestamptz)
+    RETURNS SETOF record LANGUAGE c STRICT AS '$libdir/raceguard', 'raceguard_guard_stats';
+SELECT s.guard, s.appends, s.min_balance_rejections, s.updates_refused, s.deletes_refused, s.calls, s.extends_fenced,
+       s.stats_reset IS NOT NULL AS counting
+FROM pg_trigger t, guard_stats_1_3(t.oid, 'running_balance') s
+WHERE t.tgname = 'payments_running_balance';
+CREATE FUNCTION guard_stats_short(object_oid oid, guard_name text, OUT guard text, OUT rows_checked bigint)
+    RETURNS SETOF record LANGUAGE c STRICT AS '$libdir/raceguard', 'raceguard_guard_stats';
+DO $$
+DECLARE
+    message text;
+    hint text;
+BEGIN
+    PERFORM * FROM guard_stats_short(0, 'lock_version');
+EXCEPTION WHEN datatype_mismatch THEN
+    GET STACKED DIAGNOSTICS message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+    RAISE NOTICE '42804: % (%)', message, hint;
+END $$;
 
 -- The claim functions, one row per table claimed from: calls and rows of
 -- claim() and claim_lease(), leases taken, releases and extends that

@@ -79,10 +79,11 @@ uint32 key_hash(const Key& key) {
 // of another raceguard version may have made it already (a package updated
 // under a running server: backends started before keep the old library); a
 // library must never attach to a segment laid out by another. 1.2 and 1.3
-// named it "raceguard_stats"; change the version with any change of layout.
+// named it "raceguard_stats" (7 counter slots, no reclaim counters); change
+// the version with any change of layout.
 constexpr const char* SEGMENT_NAME = "raceguard_stats.layout2";
 constexpr const char* TRANCHE_NAME = "raceguard_stats";
-static_assert(sizeof(SharedTable) == 40 && sizeof(SharedEntry) == 96,
+static_assert(sizeof(SharedTable) == 40 && sizeof(SharedEntry) == 104 && COUNTER_SLOTS == 8,
               "the statistics' shared layout changed: give SEGMENT_NAME a new version, then update this check");
 
 uint32 bucket_count_for(uint32 capacity) {

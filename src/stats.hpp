@@ -31,8 +31,10 @@ namespace raceguard::stats {
 // What a row of raceguard.stats describes.
 enum class Guard : uint8 { lock_version = 1, immutable_once_set, running_balance, claim };
 
-// One guard's counters. What each slot counts depends on the guard.
-constexpr int COUNTER_SLOTS = 7;
+// One guard's counters. What each slot counts depends on the guard. They
+// are laid out in shared memory too: a change here changes the layout
+// (stats.cpp's SEGMENT_NAME).
+constexpr int COUNTER_SLOTS = 8;
 struct Counters {
     int64 n[COUNTER_SLOTS];
     int64 wait_max_us;  // running_balance: the longest wait for a group lock
@@ -41,7 +43,18 @@ struct Counters {
 // The slots, per guard.
 enum LockVersionSlot { LV_ROWS, LV_BUMPED, LV_STALE, LV_BLIND, LV_OVERFLOW };
 enum ImmutableOnceSetSlot { IO_ROWS, IO_VIOLATIONS };
-enum RunningBalanceSlot { RB_APPENDS, RB_WAITED, RB_WAIT_US, RB_SERIALIZATION, RB_MIN_BALANCE, RB_UPDATES, RB_DELETES };
+// RB_RESTORED: entries the restore path kept as loaded, with the seq and
+// balance they carried (raceguard.stats' entries_restored).
+enum RunningBalanceSlot {
+    RB_APPENDS,
+    RB_WAITED,
+    RB_WAIT_US,
+    RB_SERIALIZATION,
+    RB_MIN_BALANCE,
+    RB_UPDATES,
+    RB_DELETES,
+    RB_RESTORED
+};
 enum ClaimSlot { CL_CALLS, CL_ROWS, CL_LEASES, CL_RELEASES, CL_RELEASES_FENCED, CL_EXTENDS, CL_EXTENDS_FENCED };
 
 // Bumped whenever cached pointers to pending counters go stale (the
