@@ -452,9 +452,9 @@ void reclaim_leftovers() {
         pfree(keys);
         return;
     }
-    // A catalog snapshot taken now sees every trigger whose entry was
-    // copied: an entry is made only after its creator's transaction ended.
-    InvalidateCatalogSnapshot();
+    // The dirty snapshot reads the catalog as it is now, not as this
+    // transaction's catalog snapshot saw it: an entry is made only once its
+    // creator's transaction has ended, so its trigger is found.
     Relation triggers = table_open(TriggerRelationId, AccessShareLock);
     Relation classes = table_open(RelationRelationId, AccessShareLock);
     uint32 dead = 0;
