@@ -20,7 +20,8 @@ SELECT raceguard.stats_reset();
 CREATE VIEW counters AS
 SELECT table_name, trigger_name, guard, rows_checked, versions_bumped, stale_writes, blind_writes, overflows,
        violations, appends, appends_waited, serialization_failures, min_balance_rejections, updates_refused,
-       deletes_refused, calls, rows_claimed, leases_taken, releases, releases_fenced, extends, extends_fenced,
+       deletes_refused, entries_restored, calls, rows_claimed, leases_taken, releases, releases_fenced, extends,
+       extends_fenced,
        stats_reset IS NOT NULL AS counting
 FROM raceguard.stats
 WHERE table_name IN (SELECT oid FROM pg_class WHERE relnamespace = 'stats_test'::regnamespace)
@@ -86,6 +87,69 @@ UPDATE payments SET amount = 1 WHERE account_id = 2;                           -
 DELETE FROM payments WHERE account_id = 2;                                     -- refused delete
 SELECT * FROM counters WHERE guard = 'running_balance';
 
+-- appends counts the entries inserted: not those INSERT ... ON CONFLICT
+-- skipped, nor those a later trigger skipped, whether first, in the middle
+-- or last of their statement; like pg_stat_user_tables.n_tup_ins, an entry
+-- inserted and then rolled back with its transaction counts.
+CREATE TABLE transfers (account_id integer, amount bigint, balance bigint, entry_no bigint,
+                        request_id text UNIQUE, memo text);
+CREATE UNIQUE INDEX ON transfers (account_id, entry_no);
+CREATE TRIGGER transfers_running_balance BEFORE INSERT OR UPDATE OR DELETE ON transfers
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no');
+CREATE FUNCTION skip_on_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN CASE WHEN NEW.memo = 'hold' THEN NULL ELSE NEW END;
+END $$;
+CREATE TRIGGER transfers_zz_hold BEFORE INSERT ON transfers FOR EACH ROW EXECUTE FUNCTION skip_on_hold();
+INSERT INTO transfers (account_id, amount, request_id) VALUES (1, 10, 'a');                          -- 1
+INSERT INTO transfers (account_id, amount, request_id)
+VALUES (1, 10, 'a'), (1, 5, 'b'), (1, 10, 'a') ON CONFLICT DO NOTHING;                               -- 1 (b)
+INSERT INTO transfers (account_id, amount, request_id) VALUES (1, 10, 'a') ON CONFLICT DO NOTHING;   -- 0
+INSERT INTO transfers (account_id, amount, request_id) VALUES (1, 10, 'a')
+ON CONFLICT (request_id) DO UPDATE SET memo = 'retried';                                             -- 0
+INSERT INTO transfers (account_id, amount, request_id, memo)
+VALUES (1, 1, 'c', 'hold'), (1, 2, 'd', NULL), (1, 3, 'e', 'hold');                                  -- 1 (d)
+BEGIN;
+INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 7, 'f') ON CONFLICT DO NOTHING;    -- 1
+INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 7, 'f') ON CONFLICT DO NOTHING;    -- 0
+COMMIT;
+BEGIN;
+INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 1, 'g');                          -- 1, rolled back
+ROLLBACK;
+SELECT appends, (SELECT count(*) FROM transfers) AS entries FROM counters WHERE trigger_name = 'transfers_running_balance';
+
+-- The library serves the declaration of guard_stats() of 1.2 and 1.3 (no
+-- entries_restored) until ALTER EXTENSION UPDATE, every counter in its
+-- place; any other shape is refused (42804).
+CREATE FUNCTION guard_stats_1_3(object_oid oid, guard_name text,
+    OUT guard text,
+    OUT rows_checked bigint, OUT versions_bumped bigint, OUT stale_writes bigint, OUT blind_writes bigint,
+    OUT overflows bigint,
+    OUT violations bigint,
+    OUT appends bigint, OUT appends_waited bigint, OUT total_wait_time double precision,
+    OUT max_wait_time double precision, OUT serialization_failures bigint, OUT min_balance_rejections bigint,
+    OUT updates_refused bigint, OUT deletes_refused bigint,
+    OUT calls bigint, OUT rows_claimed bigint, OUT leases_taken bigint, OUT releases bigint,
+    OUT releases_fenced bigint, OUT extends bigint, OUT extends_fenced bigint,
+    OUT stats_reset timestamptz)
+    RETURNS SETOF record LANGUAGE c STRICT AS '$libdir/raceguard', 'raceguard_guard_stats';
+SELECT s.guard, s.appends, s.min_balance_rejections, s.updates_refused, s.deletes_refused, s.calls, s.extends_fenced,
+       s.stats_reset IS NOT NULL AS counting
+FROM pg_trigger t, guard_stats_1_3(t.oid, 'running_balance') s
+WHERE t.tgname = 'payments_running_balance';
+CREATE FUNCTION guard_stats_short(object_oid oid, guard_name text, OUT guard text, OUT rows_checked bigint)
+    RETURNS SETOF record LANGUAGE c STRICT AS '$libdir/raceguard', 'raceguard_guard_stats';
+DO $$
+DECLARE
+    message text;
+    hint text;
+BEGIN
+    PERFORM * FROM guard_stats_short(0, 'lock_version');
+EXCEPTION WHEN datatype_mismatch THEN
+    GET STACKED DIAGNOSTICS message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+    RAISE NOTICE '42804: % (%)', message, hint;
+END $$;
+
 -- The claim functions, one row per table claimed from: calls and rows of
 -- claim() and claim_lease(), leases taken, releases and extends that
 -- matched, and those that found no row holding the token (fenced off).
@@ -134,7 +198,7 @@ LEFT JOIN pg_trigger t ON o.guard <> 'claim' AND t.oid = o.object_oid
 WHERE coalesce(t.tgrelid, o.object_oid) IN (SELECT oid FROM pg_class WHERE relnamespace = 'stats_test'::regnamespace)
 ORDER BY 1, 2;
 SELECT * FROM tracked;
-CREATE TEMP TABLE dropped AS
+CREATE TABLE dropped AS
 SELECT oid FROM pg_trigger WHERE tgrelid = 'stats_test.orders'::regclass AND tgname = 'orders_lock_version'
 UNION ALL SELECT 'stats_test.jobs'::regclass::oid;
 BEGIN;
@@ -159,6 +223,74 @@ COMMIT;
 DROP TABLE jobs;
 SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
 SELECT * FROM tracked;
+
+-- A guard counted and dropped in one transaction: its counts of that
+-- transaction do not make its entry again when the DROP commits.
+CREATE TABLE short_lived (id integer PRIMARY KEY, payload integer, lock_version integer,
+                          claim_token bigint, claimed_until timestamptz);
+CREATE TRIGGER short_lived_lock_version BEFORE INSERT OR UPDATE ON short_lived
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO short_lived VALUES (1, 0);
+INSERT INTO dropped
+SELECT oid FROM pg_trigger WHERE tgname = 'short_lived_lock_version' UNION ALL SELECT 'short_lived'::regclass::oid;
+BEGIN;
+UPDATE short_lived SET payload = 1;
+SELECT count(*) FROM raceguard.claim(NULL::short_lived, 'true', 1);
+DROP TABLE short_lived;
+COMMIT;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+
+-- Guards dropped where no sql_drop event trigger sees it go all the same:
+-- the clone trigger DETACH PARTITION removes from the partition, and the
+-- triggers of temporary tables dropped ON COMMIT, by DISCARD TEMP and at the
+-- end of their session.
+CREATE TABLE ledger (account_id integer, amount bigint, balance bigint, entry_no bigint, day date)
+    PARTITION BY RANGE (day);
+CREATE TABLE ledger_january PARTITION OF ledger FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+CREATE TABLE ledger_february PARTITION OF ledger FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+CREATE INDEX ON ledger (account_id, entry_no);
+CREATE TRIGGER ledger_running_balance BEFORE INSERT OR UPDATE OR DELETE ON ledger
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no');
+INSERT INTO ledger (account_id, amount, day) VALUES (1, 10, '2024-01-15'), (1, 5, '2024-02-15');
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgrelid = 'ledger_february'::regclass;
+ALTER TABLE ledger DETACH PARTITION ledger_february;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+SELECT * FROM tracked WHERE guard = 'running_balance';
+BEGIN;
+CREATE TEMP TABLE scratch (id integer PRIMARY KEY, payload integer, lock_version integer) ON COMMIT DROP;
+CREATE TRIGGER scratch_lock_version BEFORE INSERT OR UPDATE ON scratch
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO scratch VALUES (1, 0);
+UPDATE scratch SET payload = 1;
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgname = 'scratch_lock_version';
+COMMIT;
+CREATE TEMP TABLE scratch (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER scratch_lock_version BEFORE INSERT OR UPDATE ON scratch
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO scratch VALUES (1, 0);
+UPDATE scratch SET payload = 1;
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgname = 'scratch_lock_version';
+DISCARD TEMP;
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
+CREATE TEMP TABLE scratch (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER scratch_lock_version BEFORE INSERT OR UPDATE ON scratch
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO scratch VALUES (1, 0);
+UPDATE scratch SET payload = 1;
+INSERT INTO dropped SELECT oid FROM pg_trigger WHERE tgname = 'scratch_lock_version';
+CREATE FUNCTION wait_for_exit(backend integer) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- A session's temporary tables are dropped before it leaves pg_stat_activity.
+    WHILE EXISTS (SELECT FROM pg_stat_activity WHERE pid = backend) LOOP
+        PERFORM pg_sleep(0.01);
+        PERFORM pg_stat_clear_snapshot();
+    END LOOP;
+END $$;
+SELECT pg_backend_pid() AS temp_session \gset
+\c -
+SET search_path = stats_test, public;
+SELECT wait_for_exit(:temp_session);
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid IN (SELECT oid FROM dropped);
 
 -- Bad input to the helper the view calls.
 SELECT * FROM raceguard.guard_stats(0, 'no_such_guard');

@@ -2,7 +2,8 @@
 -- one takes the place of the least recently updated, and a dropped guard's
 -- entry goes with it, so the table stays within its bound however many
 -- guards come and go. Run by test/stats/preload.sh, in a cluster of its own
--- with raceguard preloaded and max_tracked_guards = 10.
+-- with raceguard preloaded, max_tracked_guards = 10 and prepared
+-- transactions enabled.
 SHOW raceguard.max_tracked_guards;
 CREATE SCHEMA bounded;
 SET search_path = bounded, public;
@@ -40,6 +41,57 @@ SELECT format('CREATE TABLE churn (id integer PRIMARY KEY, payload integer, lock
 FROM generate_series(1, 100) g \gexec
 \set ECHO all
 SELECT count(*) AS tracked_entries FROM raceguard.tracked_objects();
+SELECT * FROM tracked;
+
+-- A leftover: the entry of a guard that no longer exists and that no DROP
+-- forgot. Here a guard made and counted in a transaction rolled back (its
+-- counts outlive the rollback, the guard does not). It fills the table.
+BEGIN;
+CREATE TABLE ghost (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER ghost_lock_version BEFORE INSERT OR UPDATE ON ghost
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO ghost VALUES (1, 0);
+UPDATE ghost SET payload = 1;
+SELECT oid AS ghost_trigger FROM pg_trigger WHERE tgname = 'ghost_lock_version' \gset
+ROLLBACK;
+SELECT count(*) AS tracked_entries, count(*) FILTER (WHERE object_oid = :ghost_trigger) AS leftovers
+FROM raceguard.tracked_objects();
+-- A new guard takes the leftover's place; t08, the least recently updated
+-- live guard, stays.
+CREATE TABLE newcomer (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER newcomer_lock_version BEFORE INSERT OR UPDATE ON newcomer
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO newcomer VALUES (1, 0);
+UPDATE newcomer SET payload = 1;
+SELECT count(*) AS tracked_entries, count(*) FILTER (WHERE object_oid = :ghost_trigger) AS leftovers
+FROM raceguard.tracked_objects();
+SELECT * FROM tracked;
+
+-- A guard dropped by a prepared transaction: the DROP may still be rolled
+-- back, so the guard's entry stays, and ROLLBACK PREPARED finds its
+-- counters as they were.
+UPDATE t15 SET payload = 3;
+SELECT oid AS t15_trigger FROM pg_trigger WHERE tgname = 't15_lock_version' \gset
+BEGIN;
+DROP TABLE t15;
+PREPARE TRANSACTION 'drop_t15';
+SELECT count(*) AS still_tracked FROM raceguard.tracked_objects() WHERE object_oid = :t15_trigger;
+ROLLBACK PREPARED 'drop_t15';
+SELECT rows_checked, versions_bumped FROM raceguard.stats WHERE trigger_name = 't15_lock_version';
+-- COMMIT PREPARED, which no module hears, leaves the entry over; it is
+-- reclaimed when room is needed, before a live guard's.
+BEGIN;
+DROP TABLE t15;
+PREPARE TRANSACTION 'drop_t15';
+COMMIT PREPARED 'drop_t15';
+SELECT count(*) AS leftovers FROM raceguard.tracked_objects() WHERE object_oid = :t15_trigger;
+CREATE TABLE latecomer (id integer PRIMARY KEY, payload integer, lock_version integer);
+CREATE TRIGGER latecomer_lock_version BEFORE INSERT OR UPDATE ON latecomer
+    FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+INSERT INTO latecomer VALUES (1, 0);
+UPDATE latecomer SET payload = 1;
+SELECT count(*) AS tracked_entries, count(*) FILTER (WHERE object_oid = :t15_trigger) AS leftovers
+FROM raceguard.tracked_objects();
 SELECT * FROM tracked;
 
 RESET search_path;

@@ -9,6 +9,7 @@ extern "C" {
 #include "access/genam.h"
 #include "access/tupdesc.h"
 #include "access/xlog.h"
+#include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/numeric.h"
 #include "utils/guc.h"
@@ -124,6 +125,41 @@ inline void request_preload_memory(Size (*size)()) {
 #else
     RequestAddinShmemSpace(size());
 #endif
+}
+
+// A table's per-backend statistics entry, where PostgreSQL counts this
+// transaction's inserts and deletes; nullptr when it counts nothing for the
+// table (track_counts off). From 15 on the entry is attached at the table's
+// first counted event, so this attaches it (it may allocate, and so
+// ereport); before, opening the table did. The entry lives at least until
+// the transaction ends: PostgreSQL flushes it only between transactions.
+inline PgStat_TableStatus* table_statistics(Relation relation) {
+#if PG_VERSION_NUM >= 150000
+    if (!pgstat_should_count_relation(relation))
+        return nullptr;
+#endif
+    return relation->pgstat_info;
+}
+
+// The inserts and deletes of a table that statistics entry has counted so
+// far in this transaction: those of subtransactions rolled back included,
+// so the numbers only grow (save at a TRUNCATE of the table, which zeroes
+// them). Plain reads.
+struct AttemptedWrites {
+    int64 inserted;
+    int64 deleted;
+};
+inline AttemptedWrites attempted_writes(const PgStat_TableStatus* table) {
+#if PG_VERSION_NUM >= 160000
+    AttemptedWrites total{table->counts.tuples_inserted, table->counts.tuples_deleted};
+#else
+    AttemptedWrites total{table->t_counts.t_tuples_inserted, table->t_counts.t_tuples_deleted};
+#endif
+    for (const PgStat_TableXactStatus* level = table->trans; level != nullptr; level = level->upper) {
+        total.inserted += level->tuples_inserted;
+        total.deleted += level->tuples_deleted;
+    }
+    return total;
 }
 
 // Refuses (15+) or warns about (13, 14) settings of our prefix that no

@@ -288,7 +288,7 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
     Datum values[2] = {balance.value, integer_to_datum(seq, state->seq_type)};
     bool nulls[2] = {false, false};
     HeapTuple appended = pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 2, replaced, values, nulls); });
-    ++counters->n[stats::RB_APPENDS];
+    stats::count_append(counters, trigger_data->tg_relation);
     return PointerGetDatum(appended);
 }
 

@@ -11,6 +11,15 @@
 // A new key past the capacity takes the place of the least recently
 // updated entry (a scan of the array, only then).
 //
+// Entries of dropped guards. The DROPs a sql_drop event trigger sees are
+// forgotten through it (stats_functions.cpp); an object access hook sees
+// every other deletion too, in a backend that has raceguard loaded and the
+// table attached: clone triggers removed by DETACH PARTITION, temporary
+// tables at session end or by DISCARD TEMP, ON COMMIT DROP. Both forget at
+// commit. What neither sees (a DETACH in a session that never loaded
+// raceguard, a DROP committed by COMMIT PREPARED, a dropped database) is a
+// leftover, reclaimed when room is needed: see reclaim_leftovers().
+//
 // Everything here that runs at transaction end or under the LWLock is
 // plain C-side code: no allocation, nothing that can ereport.
 #include "stats_table.hpp"
@@ -18,9 +27,16 @@
 #include "compat.hpp"
 
 extern "C" {
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
 #include "common/hashfn.h"
 #include "storage/dsm.h"
 #include "storage/lwlock.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -57,8 +73,18 @@ uint32 key_hash(const Key& key) {
     return hash_bytes(reinterpret_cast<const unsigned char*>(&key), sizeof(Key));
 }
 
-constexpr const char* SEGMENT_NAME = "raceguard_stats";
+// The shared memory's name carries its layout's version (Directory,
+// SharedTable, SharedEntry, Counters). From PostgreSQL 17 on, the DSM
+// registry finds the segment by name in the running server, where a library
+// of another raceguard version may have made it already (a package updated
+// under a running server: backends started before keep the old library); a
+// library must never attach to a segment laid out by another. 1.2 and 1.3
+// named it "raceguard_stats" (7 counter slots, no reclaim counters); change
+// the version with any change of layout.
+constexpr const char* SEGMENT_NAME = "raceguard_stats.layout2";
 constexpr const char* TRANCHE_NAME = "raceguard_stats";
+static_assert(sizeof(SharedTable) == 40 && sizeof(SharedEntry) == 104 && COUNTER_SLOTS == 8,
+              "the statistics' shared layout changed: give SEGMENT_NAME a new version, then update this check");
 
 uint32 bucket_count_for(uint32 capacity) {
     uint32 buckets = 16;
@@ -86,6 +112,8 @@ void initialize_table(void* memory) {
     table->count = 0;
     table->bucket_mask = bucket_count_for(table->capacity) - 1;
     table->clock = 0;
+    table->added = 0;
+    table->reclaim_at = 0;
     int32* buckets = buckets_of(table);
     for (uint32 i = 0; i <= table->bucket_mask; ++i)
         buckets[i] = -1;
@@ -136,6 +164,7 @@ int32 add_entry(SharedTable* table, const Key& key, Guard guard, TimestampTz now
         remove_entry(table, oldest);
     }
     const int32 index = static_cast<int32>(table->count++);
+    ++table->added;
     SharedEntry& entry = entries[index];
     std::memset(&entry, 0, sizeof(entry));
     entry.key = key;
@@ -179,13 +208,11 @@ void startup_preloaded() {
     LWLockRegisterTranche(directory->tranche, TRANCHE_NAME);
 }
 
-// C-side, for the guards' path: attach(), but a failure (no room for the
-// segment, say) turns the statistics off in this session with a WARNING
-// instead of failing the guarded statement. The error is caught the only
-// way PostgreSQL allows, by rolling back a subtransaction around it.
 bool gave_up = false;
 
-void attach_or_give_up() {
+}  // namespace
+
+void attach_or_give_up(bool make_table) {
     if (shared != nullptr || gave_up || !compat::has_dsm_registry)
         return;
     MemoryContext caller_context = CurrentMemoryContext;
@@ -194,7 +221,7 @@ void attach_or_give_up() {
     MemoryContextSwitchTo(caller_context);
     PG_TRY();
     {
-        attach();
+        attach(make_table);
         ReleaseCurrentSubTransaction();
     }
     PG_CATCH();
@@ -213,13 +240,43 @@ void attach_or_give_up() {
     CurrentResourceOwner = caller_owner;
 }
 
+namespace {
+
 // ---- pending counters -------------------------------------------------------
+
+// running_balance's last append, counted once its insert is seen: the
+// table's statistics entry (compat::table_statistics) and what it had
+// counted before the row's insert. `table` is null when there is none.
+struct UnconfirmedAppend {
+    const PgStat_TableStatus* table;
+    compat::AttemptedWrites before;
+};
 
 struct PendingEntry {
     Key key;  // hash key
     Guard guard;
     Counters counters;
+    UnconfirmedAppend unconfirmed;
 };
+
+PendingEntry* pending_entry_of(Counters* counters) {
+    return reinterpret_cast<PendingEntry*>(reinterpret_cast<char*>(counters) - offsetof(PendingEntry, counters));
+}
+
+// The unconfirmed append's row was inserted if the table counted an insert
+// since, and more inserts than deletes (an ON CONFLICT that found its
+// conflict after inserting deletes the row again). Every other insert into
+// the table fires the guard, which settles first; only rows written around
+// it (the trigger disabled) could be taken for this one.
+void settle_append(PendingEntry* item) {
+    if (item->unconfirmed.table == nullptr)
+        return;
+    const compat::AttemptedWrites now = compat::attempted_writes(item->unconfirmed.table);
+    const compat::AttemptedWrites& before = item->unconfirmed.before;
+    if (now.inserted - before.inserted > now.deleted - before.deleted)
+        ++item->counters.n[RB_APPENDS];
+    item->unconfirmed.table = nullptr;
+}
 
 HTAB* pending = nullptr;
 Counters sink;  // what is counted while nothing is collected; never read
@@ -234,17 +291,29 @@ struct Forgotten {
 Forgotten* forgotten = nullptr;
 int forgotten_count = 0;
 int forgotten_capacity = 0;
+constexpr int FORGOTTEN_KEPT = 1024;  // a bigger list is freed at transaction end
 
 constexpr long PENDING_KEPT = 64;  // a bigger table is freed after its flush
 
-// Adds the pending counters to the shared table and forgets them.
-void flush_pending() {
+// Adds the pending counters to the shared table and forgets them. At
+// commit, the counts of the guards this transaction dropped are left out:
+// their entries go at this commit too, and adding their counts afterwards
+// would make them again.
+void flush_pending(bool committed) {
     if (pending == nullptr)
         return;
     if (hash_get_num_entries(pending) == 0)
         return;
     ++pending_generation;
+    if (committed)
+        for (int i = 0; i < forgotten_count; ++i)
+            hash_search(pending, &forgotten[i].key, HASH_REMOVE, nullptr);
     HASH_SEQ_STATUS scan;
+    // The last appends' inserts are known by now (this runs before
+    // PostgreSQL closes its own statistics of the transaction).
+    hash_seq_init(&scan, pending);
+    while (auto* item = static_cast<PendingEntry*>(hash_seq_search(&scan)))
+        settle_append(item);
     if (shared != nullptr) {
         const TimestampTz now = GetCurrentTimestamp();
         LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
@@ -290,12 +359,31 @@ void forget_committed_drops() {
     LWLockRelease(&directory->lock);
 }
 
+// A prepared transaction's DROPs may still be rolled back (ROLLBACK
+// PREPARED), and a module hears nothing of COMMIT PREPARED, which may run
+// in another session: their guards' entries stay, with this transaction's
+// counts, and become leftovers if the DROP commits. A reclaim is due from
+// now (one that runs before COMMIT PREPARED still sees them and keeps
+// them; the next is due later). Under the lock, taken only if this
+// transaction dropped something.
+void expect_leftovers() {
+    if (forgotten_count == 0 || shared == nullptr)
+        return;
+    LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
+    shared->reclaim_at = shared->added;
+    LWLockRelease(&directory->lock);
+}
+
 void at_transaction_end(XactEvent event, void*) {
+    bool committed = false;
     switch (event) {
         case XACT_EVENT_COMMIT:
         case XACT_EVENT_PARALLEL_COMMIT:
-        case XACT_EVENT_PREPARE:
             forget_committed_drops();
+            committed = true;
+            break;
+        case XACT_EVENT_PREPARE:
+            expect_leftovers();
             break;
         case XACT_EVENT_ABORT:
         case XACT_EVENT_PARALLEL_ABORT:
@@ -303,13 +391,120 @@ void at_transaction_end(XactEvent event, void*) {
         default:
             return;
     }
+    flush_pending(committed);
     forgotten_count = 0;
-    flush_pending();
+    if (forgotten_capacity > FORGOTTEN_KEPT) {
+        pfree(forgotten);
+        forgotten = nullptr;
+        forgotten_capacity = 0;
+    }
+}
+
+// ---- leftover entries ---------------------------------------------------
+
+// Whether the trigger or table of KEY exists, or still may: its catalog row
+// seen through a dirty snapshot, which keeps a row whose creation has not
+// aborted and whose deletion has not committed (another transaction's DROP
+// in progress, or prepared, may still be rolled back). C-side.
+bool may_exist(Relation catalog, Oid index, AttrNumber oid_column, Oid object) {
+    ScanKeyData key;
+    ScanKeyInit(&key, oid_column, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(object));
+    SnapshotData dirty;
+    InitDirtySnapshot(dirty);
+    SysScanDesc scan = systable_beginscan(catalog, index, true, &dirty, 1, &key);
+    const bool found = HeapTupleIsValid(systable_getnext(scan));
+    systable_endscan(scan);
+    return found;
+}
+
+bool dropped_in_this_transaction(const Key& key) {
+    for (int i = 0; i < forgotten_count; ++i)
+        if (same_key(forgotten[i].key, key))
+            return true;
+    return false;
+}
+
+// Leftover entries (see the top of this file) take room from live guards;
+// they go before a live guard's entry is made to. When the table is full,
+// the backend that is about to count a guard not counted yet in its
+// transaction removes the entries of its database whose trigger or table no
+// longer exists, a catalog lookup each, outside the lock. At most once per
+// a quarter of the capacity of new entries (table-wide): a table full of
+// live guards costs at most four lookups per new entry, spread over time.
+// Other databases' leftovers wait for their own backends, or go as the
+// least recently updated. C-side; reads the catalog as the guard does,
+// allocates only before taking the lock.
+void reclaim_leftovers() {
+    const uint32 capacity = shared->capacity;
+    auto* keys = static_cast<Key*>(palloc(sizeof(Key) * capacity));
+    uint32 copied = 0;
+    LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
+    const bool due = shared->count >= shared->capacity && shared->added >= shared->reclaim_at;
+    if (due) {
+        shared->reclaim_at = shared->added + (capacity >= 8 ? capacity / 4 : 2);
+        const SharedEntry* entries = entries_of(shared);
+        for (uint32 i = 0; i < shared->count; ++i)
+            if (entries[i].key.database == MyDatabaseId)
+                keys[copied++] = entries[i].key;
+    }
+    LWLockRelease(&directory->lock);
+    if (!due) {
+        pfree(keys);
+        return;
+    }
+    // The dirty snapshot reads the catalog as it is now, not as this
+    // transaction's catalog snapshot saw it: an entry is made only once its
+    // creator's transaction has ended, so its trigger is found.
+    Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+    Relation classes = table_open(RelationRelationId, AccessShareLock);
+    uint32 dead = 0;
+    for (uint32 i = 0; i < copied; ++i) {
+        // This transaction's own DROPs are forgotten at its commit, and
+        // kept if it rolls back.
+        if (dropped_in_this_transaction(keys[i]))
+            continue;
+        const bool exists = keys[i].kind == Kind::trigger
+                                ? may_exist(triggers, TriggerOidIndexId, Anum_pg_trigger_oid, keys[i].object)
+                                : may_exist(classes, ClassOidIndexId, Anum_pg_class_oid, keys[i].object);
+        if (!exists)
+            keys[dead++] = keys[i];
+    }
+    table_close(classes, AccessShareLock);
+    table_close(triggers, AccessShareLock);
+    if (dead > 0) {
+        LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
+        for (uint32 i = 0; i < dead; ++i) {
+            const int32 index = find_entry(shared, keys[i]);
+            if (index >= 0)
+                remove_entry(shared, index);
+        }
+        LWLockRelease(&directory->lock);
+    }
+    pfree(keys);
+}
+
+// ---- the object access hook -----------------------------------------------
+
+object_access_hook_type previous_object_access_hook = nullptr;
+
+// Every deletion of a trigger or relation in this backend, also those no
+// event trigger sees: its entry goes when the deletion commits. Runs inside
+// the DROP (or DETACH, or session exit), so it must not fail: it only
+// notes the key, and forget_at_commit() drops a key it has no memory for.
+void on_object_access(ObjectAccessType access, Oid class_id, Oid object_id, int sub_id, void* argument) {
+    if (previous_object_access_hook != nullptr)
+        previous_object_access_hook(access, class_id, object_id, sub_id, argument);
+    if (access != OAT_DROP || sub_id != 0 || shared == nullptr)
+        return;
+    if (class_id == TriggerRelationId)
+        forget_at_commit(Key{MyDatabaseId, object_id, Kind::trigger});
+    else if (class_id == RelationRelationId)
+        forget_at_commit(Key{MyDatabaseId, object_id, Kind::claim_table});
 }
 
 // C-side: the pending counters of KEY, or the sink.
 Counters* pending_counters(const Key& key, Guard guard) {
-    attach_or_give_up();
+    attach_or_give_up(true);
     if (!track_stats || shared == nullptr)
         return &sink;
     ensure_callback();
@@ -325,6 +520,11 @@ Counters* pending_counters(const Key& key, Guard guard) {
     if (!found) {
         item->guard = guard;
         std::memset(&item->counters, 0, sizeof(item->counters));
+        item->unconfirmed.table = nullptr;
+        // Unlocked reads, checked again under the lock: a stale value only
+        // moves the reclaim to the next guard counted.
+        if (shared->count >= shared->capacity && shared->added >= shared->reclaim_at)
+            reclaim_leftovers();
     }
     return &item->counters;
 }
@@ -349,7 +549,7 @@ int32 find_entry(SharedTable* table, const Key& key) {
     }
 }
 
-void attach() {
+void attach(bool make_table) {
     if (shared != nullptr || !compat::has_dsm_registry)
         return;
     bool found = false;
@@ -361,6 +561,10 @@ void attach() {
     LWLockAcquire(&directory->lock, LW_EXCLUSIVE);
     dsm_segment* segment = nullptr;
     if (directory->table == DSM_HANDLE_INVALID) {
+        if (!make_table) {
+            LWLockRelease(&directory->lock);
+            return;
+        }
         segment = dsm_create(table_size(), 0);
         dsm_pin_segment(segment);  // lives until the server stops
         initialize_table(dsm_segment_address(segment));
@@ -405,9 +609,15 @@ void ensure_callback() {
 void forget_at_commit(const Key& key) {
     if (forgotten_count == forgotten_capacity) {
         const int capacity = forgotten_capacity == 0 ? 16 : forgotten_capacity * 2;
-        forgotten = static_cast<Forgotten*>(forgotten == nullptr
-                                                ? MemoryContextAlloc(TopMemoryContext, sizeof(Forgotten) * capacity)
-                                                : repalloc(forgotten, sizeof(Forgotten) * capacity));
+        auto* grown = static_cast<Forgotten*>(MemoryContextAllocExtended(
+            TopMemoryContext, sizeof(Forgotten) * capacity, MCXT_ALLOC_NO_OOM | MCXT_ALLOC_HUGE));
+        if (grown == nullptr)
+            return;  // a leftover: reclaimed when room is needed
+        if (forgotten != nullptr) {
+            std::memcpy(grown, forgotten, sizeof(Forgotten) * forgotten_count);
+            pfree(forgotten);
+        }
+        forgotten = grown;
         forgotten_capacity = capacity;
     }
     forgotten[forgotten_count++] = Forgotten{key, GetCurrentTransactionNestLevel()};
@@ -419,6 +629,21 @@ Counters* trigger_counters_slow(TriggerCacheEntry* entry, Guard guard) {
     entry->counters = counters;
     entry->counters_generation = pending_generation;
     return counters;
+}
+
+void count_append(Counters* counters, Relation relation) {
+    if (counters == &sink)
+        return;
+    PendingEntry* item = pending_entry_of(counters);
+    settle_append(item);  // the previous append's insert is known now
+    const PgStat_TableStatus* table = relation->pgstat_info;
+    if (table == nullptr)
+        table = pg_call([&] { return compat::table_statistics(relation); });
+    if (table == nullptr) {
+        ++counters->n[RB_APPENDS];  // PostgreSQL counts nothing here: counted as computed
+        return;
+    }
+    item->unconfirmed = UnconfirmedAppend{table, compat::attempted_writes(table)};
 }
 
 Counters* claim_counters(Oid relid) {
@@ -438,6 +663,11 @@ void initialize() {
                             process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP, 0,
                             nullptr, nullptr, nullptr);
     compat::reserve_setting_prefix("raceguard");
+    // The callbacks that flush and forget, and the hook that sees every
+    // deletion, from the start: a DROP must find nothing to register.
+    ensure_callback();
+    previous_object_access_hook = object_access_hook;
+    object_access_hook = on_object_access;
     if (!compat::has_dsm_registry && process_shared_preload_libraries_in_progress) {
         compat::request_preload_memory(preloaded_size);
         previous_startup_hook = shmem_startup_hook;

@@ -11,9 +11,11 @@
 //    taken once per transaction that counted anything, and forgotten;
 //  - the shared table holds raceguard.max_tracked_guards entries. A new
 //    entry takes a free one, or the least recently updated one's; an event
-//    trigger forgets the entries of dropped triggers and tables when their
-//    drop commits. The table is fixed in size: memory stays flat however
-//    many guards come and go.
+//    trigger and an object access hook forget the entries of dropped
+//    triggers and tables when their drop commits, and entries of guards
+//    that no longer exist and no drop forgot are reclaimed before a live
+//    guard's entry gives way (stats.cpp). The table is fixed in size:
+//    memory stays flat however many guards come and go.
 // The shared memory is the DSM registry's on PostgreSQL 17 and later (no
 // configuration); before, it exists only with raceguard in
 // shared_preload_libraries, and without it nothing is counted and
@@ -29,8 +31,10 @@ namespace raceguard::stats {
 // What a row of raceguard.stats describes.
 enum class Guard : uint8 { lock_version = 1, immutable_once_set, running_balance, claim };
 
-// One guard's counters. What each slot counts depends on the guard.
-constexpr int COUNTER_SLOTS = 7;
+// One guard's counters. What each slot counts depends on the guard. They
+// are laid out in shared memory too: a change here changes the layout
+// (stats.cpp's SEGMENT_NAME).
+constexpr int COUNTER_SLOTS = 8;
 struct Counters {
     int64 n[COUNTER_SLOTS];
     int64 wait_max_us;  // running_balance: the longest wait for a group lock
@@ -39,7 +43,18 @@ struct Counters {
 // The slots, per guard.
 enum LockVersionSlot { LV_ROWS, LV_BUMPED, LV_STALE, LV_BLIND, LV_OVERFLOW };
 enum ImmutableOnceSetSlot { IO_ROWS, IO_VIOLATIONS };
-enum RunningBalanceSlot { RB_APPENDS, RB_WAITED, RB_WAIT_US, RB_SERIALIZATION, RB_MIN_BALANCE, RB_UPDATES, RB_DELETES };
+// RB_RESTORED: entries the restore path kept as loaded, with the seq and
+// balance they carried (raceguard.stats' entries_restored).
+enum RunningBalanceSlot {
+    RB_APPENDS,
+    RB_WAITED,
+    RB_WAIT_US,
+    RB_SERIALIZATION,
+    RB_MIN_BALANCE,
+    RB_UPDATES,
+    RB_DELETES,
+    RB_RESTORED
+};
 enum ClaimSlot { CL_CALLS, CL_ROWS, CL_LEASES, CL_RELEASES, CL_RELEASES_FENCED, CL_EXTENDS, CL_EXTENDS_FENCED };
 
 // Bumped whenever cached pointers to pending counters go stale (the
@@ -57,6 +72,14 @@ inline Counters* trigger_counters(FunctionCallInfo fcinfo, Guard guard) {
         return static_cast<Counters*>(entry->counters);
     return trigger_counters_slow(entry, guard);
 }
+
+// running_balance: counts an append computed for a row of RELATION, before
+// the row's insert. An INSERT ... ON CONFLICT or a later trigger may still
+// skip the row, so it counts once the insert is seen: at the trigger's next
+// append, or at transaction end (through PostgreSQL's own count of the
+// table's inserts in this transaction; with track_counts off there is none,
+// and the append counts at once).
+void count_append(Counters* counters, Relation relation);
 
 // The pending counters of the claim functions on table RELID.
 Counters* claim_counters(Oid relid);

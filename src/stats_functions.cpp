@@ -44,6 +44,7 @@ constexpr Column COLUMNS[] = {
     {Guard::running_balance, RB_MIN_BALANCE},
     {Guard::running_balance, RB_UPDATES},
     {Guard::running_balance, RB_DELETES},
+    {Guard::running_balance, RB_RESTORED},  // entries_restored (1.4)
     {Guard::claim, CL_CALLS},
     {Guard::claim, CL_ROWS},
     {Guard::claim, CL_LEASES},
@@ -55,6 +56,12 @@ constexpr Column COLUMNS[] = {
 constexpr int COLUMN_COUNT = sizeof(COLUMNS) / sizeof(COLUMNS[0]);
 // guard, the counters, stats_reset
 constexpr int OUTPUT_COLUMNS = 1 + COLUMN_COUNT + 1;
+// The library serves the SQL declarations of older versions too, until
+// ALTER EXTENSION UPDATE: 1.2 and 1.3 declare guard_stats without
+// entries_restored, so that column is left out of a result of their shape.
+constexpr int RESTORED_COLUMN = 1 + 14;
+constexpr int OUTPUT_COLUMNS_BEFORE_1_4 = OUTPUT_COLUMNS - 1;
+static_assert(COLUMNS[RESTORED_COLUMN - 1].slot == RB_RESTORED, "RESTORED_COLUMN is entries_restored's place");
 
 const char* guard_name(Guard guard) {
     switch (guard) {
@@ -95,6 +102,12 @@ Datum guard_stats(FunctionCallInfo fcinfo) {
     pg_call([&] {
         attach();
         const Materialized result = begin_materialized(fcinfo);
+        const int shape = result.descriptor->natts;
+        if (shape != OUTPUT_COLUMNS && shape != OUTPUT_COLUMNS_BEFORE_1_4)
+            ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                            errmsg("raceguard.guard_stats() is declared with %d columns; this library returns %d",
+                                   shape, OUTPUT_COLUMNS),
+                            errhint("Update the extension: ALTER EXTENSION raceguard UPDATE.")));
         if (shared == nullptr)
             return;
         bool tracked = false;
@@ -129,6 +142,12 @@ Datum guard_stats(FunctionCallInfo fcinfo) {
         }
         values[OUTPUT_COLUMNS - 1] = tracked ? TimestampTzGetDatum(entry.since) : 0;
         nulls[OUTPUT_COLUMNS - 1] = !tracked;
+        if (shape == OUTPUT_COLUMNS_BEFORE_1_4) {
+            std::memmove(&values[RESTORED_COLUMN], &values[RESTORED_COLUMN + 1],
+                         sizeof(Datum) * (OUTPUT_COLUMNS - RESTORED_COLUMN - 1));
+            std::memmove(&nulls[RESTORED_COLUMN], &nulls[RESTORED_COLUMN + 1],
+                         sizeof(bool) * (OUTPUT_COLUMNS - RESTORED_COLUMN - 1));
+        }
         add_row(result, values, nulls);
     });
     return static_cast<Datum>(0);
@@ -194,7 +213,10 @@ Datum reset(FunctionCallInfo) {
 }
 
 // The event trigger on sql_drop: the entries of the triggers and tables a
-// DROP removed go when it commits (a rolled-back DROP keeps them).
+// DROP removed go when it commits (a rolled-back DROP keeps them). A DROP
+// must never fail because of the statistics: the shared table is reached
+// as the guards reach it, giving up (with a WARNING) where it cannot be,
+// and never made here (where there is none yet, there is nothing to forget).
 Datum forget_dropped(FunctionCallInfo fcinfo) {
     if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
         throw Error(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED, "forget_dropped_stats() can only be called as an event trigger");
@@ -203,10 +225,9 @@ Datum forget_dropped(FunctionCallInfo fcinfo) {
                               std::to_string(TriggerRelationId) + "," + std::to_string(RelationRelationId) +
                               "}'::pg_catalog.oid[])";
     pg_call([&] {
-        attach();
+        attach_or_give_up(false);
         if (shared == nullptr)
             return;
-        ensure_callback();
         if (SPI_connect() != SPI_OK_CONNECT)
             elog(ERROR, "SPI_connect failed");
         if (SPI_execute(query.c_str(), true, 0) != SPI_OK_SELECT)

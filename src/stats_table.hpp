@@ -45,6 +45,8 @@ struct SharedTable {
     uint32 count;
     uint32 bucket_mask;  // bucket_count - 1
     uint64 clock;
+    uint64 added;       // entries made since the server started
+    uint64 reclaim_at;  // `added` from which leftovers are looked for again when full
     // Then SharedEntry[capacity] and int32 buckets[bucket_mask + 1].
 };
 
@@ -57,16 +59,24 @@ SharedEntry* entries_of(SharedTable* table);
 // The entry of KEY, or -1. With the lock held.
 int32 find_entry(SharedTable* table, const Key& key);
 
-// C-side: finds the shared table (17+: makes it at first use); stays null
-// where there is none.
-void attach();
+// C-side: finds the shared table (17+: makes it at first use, unless
+// MAKE_TABLE is false); stays null where there is none. May ereport (17+:
+// no room for a segment, say).
+void attach(bool make_table = true);
+
+// C-side: attach(), for the callers that statistics must never fail (the
+// guards, a DROP): a failure turns the statistics off in this session with
+// a WARNING instead. The error is caught the only way PostgreSQL allows, by
+// rolling back a subtransaction around it.
+void attach_or_give_up(bool make_table);
 
 // Registers the callback that flushes the pending counters and forgets the
 // dropped guards' entries at transaction end (once per backend).
 void ensure_callback();
 
 // C-side: KEY's entry goes when the transaction commits (a dropped trigger
-// or table); a rollback keeps it.
+// or table); a rollback keeps it. Never fails: a key it has no memory for
+// stays a leftover (stats.cpp).
 void forget_at_commit(const Key& key);
 
 }  // namespace raceguard::stats

@@ -5,7 +5,8 @@
 # changes nothing. Runs the statistics' pg_regress tests and isolation spec
 # (sql/stats.sql, test/isolation/specs/stats_backends.spec: each counter by
 # a known amount, across backends) and the bound (sql/stats_bounded.sql,
-# with raceguard.max_tracked_guards = 10).   PG_CONFIG=... bash test/stats/preload.sh
+# with raceguard.max_tracked_guards = 10, and prepared transactions for its
+# DROPs in them).   PG_CONFIG=... bash test/stats/preload.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -16,7 +17,7 @@ status=0
 # A cluster beside the suites' own: pg_virtualenv would reuse the port and
 # settings directory the outer one exported.
 env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT \
-    pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o raceguard.max_tracked_guards=10 \
+    pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o raceguard.max_tracked_guards=10 -o max_prepared_transactions=2 \
         make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="stats stats_bounded" ISOLATION="stats_backends" || status=1
 if [ $status -ne 0 ]; then
     for diffs in regression.diffs output_iso/regression.diffs; do

@@ -128,4 +128,22 @@ if [[ "$error" == *"ERROR:  2BP01: cannot drop function claim_lease(anyelement,t
 else
     fail "1.0 -> 1.1 with a dependent view: expected 2BP01 and version 1.0, got version $version and: $error"
 fi
+
+# What blocks 1.3 -> 1.4: a user's view over raceguard.stats, which the
+# update drops and makes again with its new column (entries_restored).
+drop_databases
+createdb "$updated_db" &&
+    psql_quiet -d "$updated_db" >/dev/null <<'SQL' || fail "1.3 -> 1.4 blocked: cannot make the database"
+CREATE EXTENSION raceguard VERSION '1.3';
+CREATE VIEW stale_writes AS SELECT table_name, stale_writes FROM raceguard.stats;
+SQL
+error=$(psql -qAtX -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d "$updated_db" -c "ALTER EXTENSION raceguard UPDATE TO '1.4'" 2>&1)
+version=$(psql_quiet -d "$updated_db" -c "SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")
+if [[ "$error" == *"ERROR:  2BP01: cannot drop view stats because other objects depend on it"* ]] &&
+    [[ "$error" == *"view public.stale_writes depends on view stats"* ]] && [ "$version" = 1.3 ]; then
+    echo "ok 1.3 -> 1.4 blocked by a dependent view: 2BP01, still 1.3"
+else
+    fail "1.3 -> 1.4 with a dependent view: expected 2BP01 and version 1.3, got version $version and: $error"
+fi
+drop_databases
 exit $status
