@@ -118,6 +118,18 @@ INSERT INTO transfers (account_id, amount, request_id) VALUES (2, 1, 'g');      
 ROLLBACK;
 SELECT appends, (SELECT count(*) FROM transfers) AS entries FROM counters WHERE trigger_name = 'transfers_running_balance';
 
+-- entries_restored counts the entries the restore path kept as loaded
+-- (raceguard.restoring, a superuser's setting); they are not appends.
+-- A row without its seq is appended as usual.
+SET raceguard.restoring = on;
+SET client_min_messages = error;
+INSERT INTO transfers (account_id, amount, balance, entry_no, request_id) VALUES (9, 5, 5, 1, 'r1'), (9, 6, 11, 2, 'r2');
+INSERT INTO transfers (account_id, amount, request_id) VALUES (9, 1, 'r3');
+RESET client_min_messages;
+RESET raceguard.restoring;
+SELECT appends, entries_restored, (SELECT count(*) FROM transfers) AS entries
+FROM counters WHERE trigger_name = 'transfers_running_balance';
+
 -- The library serves the declaration of guard_stats() of 1.2 and 1.3 (no
 -- entries_restored) until ALTER EXTENSION UPDATE, every counter in its
 -- place; any other shape is refused (42804).

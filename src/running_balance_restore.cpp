@@ -4,6 +4,7 @@
 #include "running_balance.hpp"
 #include "running_balance_lookup.hpp"
 #include "running_balance_state.hpp"
+#include "stats.hpp"
 #include "trigger_cache.hpp"
 #include "trigger_plumbing.hpp"
 
@@ -179,6 +180,7 @@ bool keep_restored_entry(FunctionCallInfo fcinfo, const TriggerData* trigger_dat
     // the next append reads it again.
     if (guard_state != nullptr)
         guard_state->tracker->expecting_insert = false;
+    ++stats::trigger_counters(fcinfo, stats::Guard::running_balance)->n[stats::RB_RESTORED];
     return true;
 }
 
