@@ -376,6 +376,87 @@ DROP FUNCTION pg_temp.raceguard_privileges(pg_catalog.regclass, pg_catalog.oid, 
 
 -- Part 4: event triggers that stay harmless without the library.
 
+-- Since 1.2 every DROP in the database ran raceguard's C code (the function
+-- of the sql_drop event trigger was C), and every ALTER TABLE and CREATE
+-- TRIGGER called it through validate_guards_at_ddl(): with the library gone
+-- (the package removed, or an upgrade of it that failed half-way) those
+-- commands failed, on tables with no guard too. Both event trigger
+-- functions are now PL/pgSQL (changed in place: the event triggers, ENABLE
+-- ALWAYS, and their comments stay). They call the C code and, when its
+-- library file cannot be found (could not access file, SQLSTATE 58P01
+-- undefined_file, naming raceguard's library), let the command through with
+-- one WARNING. Nothing else is caught: the checks' own errors are what the
+-- event trigger is for; a library that is there but cannot be loaded (built
+-- for another PostgreSQL, a missing symbol) or cannot be read is a broken
+-- installation that must be seen, not a removed one; and a 58P01 about any
+-- other file is not raceguard's to hide. The guards themselves fail at their
+-- first row without the library, as they must: no row passes a guard
+-- unchecked.
+
+-- The C half of forget_dropped_stats() (the same C function, which 1.2 and
+-- 1.3 ran as the event trigger function itself).
+CREATE FUNCTION raceguard.forget_stats_of_dropped_objects() RETURNS void
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'raceguard_forget_dropped_stats';
+
+CREATE OR REPLACE FUNCTION raceguard.forget_dropped_stats() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    message text;
+BEGIN
+    PERFORM raceguard.forget_stats_of_dropped_objects();
+EXCEPTION WHEN undefined_file THEN
+    GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+    IF strpos(message, (SELECT regexp_replace(probin, '^.*/', '') FROM pg_proc
+                         WHERE oid = 'raceguard.forget_stats_of_dropped_objects()'::regprocedure)) = 0 THEN
+        RAISE;
+    END IF;
+    RAISE WARNING 'raceguard''s library cannot be loaded: this % did not forget the statistics of the triggers and tables it dropped', tg_tag
+        USING ERRCODE = 'undefined_file', DETAIL = message,
+              HINT = 'Install raceguard''s package again (until then every raceguard guard fails at its first row), or DROP EXTENSION raceguard if it is no longer used.';
+END
+$function$;
+
+-- PERFORM stays on line 10 of the body, where the errors' CONTEXT lines
+-- have always shown it.
+CREATE OR REPLACE FUNCTION raceguard.validate_guards_at_ddl() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    command record;
+    message text;
+BEGIN
+    FOR command IN SELECT * FROM pg_event_trigger_ddl_commands()
+                   WHERE command_tag IN ('CREATE TRIGGER', 'ALTER TABLE')
+                     AND classid IN ('pg_catalog.pg_trigger'::regclass, 'pg_catalog.pg_class'::regclass) LOOP
+        BEGIN
+            PERFORM raceguard.check_guard_ddl(command.objid, command.command_tag);
+        EXCEPTION WHEN undefined_file THEN
+            GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+            IF strpos(message, (SELECT regexp_replace(probin, '^.*/', '') FROM pg_proc
+                                 WHERE oid = 'raceguard.check_guard_ddl(oid, text)'::regprocedure)) = 0 THEN
+                RAISE;
+            END IF;
+            RAISE WARNING 'raceguard''s library cannot be loaded: this % was not checked against the raceguard guards it touches', tg_tag
+                USING ERRCODE = 'undefined_file', DETAIL = message,
+                      HINT = 'Install raceguard''s package again (until then every raceguard guard fails at its first row), or DROP EXTENSION raceguard if it is no longer used.';
+            RETURN;  -- one WARNING for the command, however many objects it changed
+        END;
+    END LOOP;
+END
+$function$;
+
+COMMENT ON FUNCTION raceguard.forget_stats_of_dropped_objects() IS
+    'raceguard.forget_stats_of_dropped_objects() RETURNS void -- internal: in a sql_drop event, forgets the statistics of the dropped triggers and tables when the DROP commits; called by forget_dropped_stats(); see docs/internals.md';
+
+COMMENT ON FUNCTION raceguard.forget_dropped_stats() IS
+    'raceguard.forget_dropped_stats() RETURNS event_trigger -- internal: the function of the event trigger raceguard_forget_dropped_stats; forgets the statistics of dropped triggers and tables when their DROP commits (through forget_stats_of_dropped_objects()), and lets the DROP through with a WARNING when raceguard''s library cannot be loaded; see docs/internals.md';
+
+COMMENT ON FUNCTION raceguard.validate_guards_at_ddl() IS
+    'raceguard.validate_guards_at_ddl() RETURNS event_trigger -- internal: the function of the event trigger raceguard_validate_guards; passes each CREATE TRIGGER and ALTER TABLE of the command to check_guard_ddl(), and lets the command through with a WARNING when raceguard''s library cannot be loaded; see docs/internals.md';
 
 
 
