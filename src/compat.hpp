@@ -89,6 +89,16 @@ inline bool may_set_parameter(const char* name, Oid user) {
 #endif
 }
 
+// Every privilege a table can be granted: the roles that hold any of them
+// may see its guards (MAINTAIN arrived in 17).
+inline AclMode any_table_privilege() {
+    AclMode privileges = ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_DELETE | ACL_TRUNCATE | ACL_REFERENCES | ACL_TRIGGER;
+#if PG_VERSION_NUM >= 170000
+    privileges |= ACL_MAINTAIN;
+#endif
+    return privileges;
+}
+
 // ---- shared memory for the statistics ----------------------------------
 
 // Whether a library loaded after the server started can still get shared

@@ -4,12 +4,15 @@
 // its first row, on the table as it is now.
 #include "guard_catalog.hpp"
 
+#include "compat.hpp"
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
 
 extern "C" {
+#include "access/relation.h"
 #include "access/table.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "funcapi.h"
@@ -90,6 +93,36 @@ const GuardKind* guard_kind_of(Oid function_oid) {
         if (std::string(name.function) == kind->name)
             return kind;
     return nullptr;
+}
+
+// Whether the current user may see the guards of a table: a superuser, a
+// role with the privileges of the table's owner, or one holding any
+// privilege on the table or on one of its columns (a role that can lock the
+// table anyway). The view raceguard.guards, check_guards() and
+// verify_running_balance() show only these tables, and the helpers behind
+// them neither open, lock nor describe any other.
+bool may_see_guards_of(Oid relid) {
+    return pg_call([&] {
+        const Oid user = GetUserId();
+        HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+        if (!HeapTupleIsValid(tuple))
+            return false;  // dropped meanwhile
+        const Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
+        ReleaseSysCache(tuple);
+        return has_privs_of_role(user, owner) ||
+               pg_class_aclmask(relid, user, compat::any_table_privilege(), ACLMASK_ANY) != 0 ||
+               pg_attribute_aclcheck_all(relid, user, ACL_SELECT | ACL_INSERT | ACL_UPDATE | ACL_REFERENCES,
+                                         ACLMASK_ANY) == ACLCHECK_OK;
+    });
+}
+
+// open_trigger(), for a trigger on a table the current user may see;
+// otherwise nothing is opened or locked, and both are null.
+OpenTrigger open_visible_trigger(Oid trigger_oid) {
+    const Oid relid = pg_call([&] { return trigger_table(trigger_oid); });
+    if (!OidIsValid(relid) || !may_see_guards_of(relid))
+        return OpenTrigger{};
+    return open_trigger(trigger_oid);
 }
 
 // Runs the guard's own builder on the table as it is now, in a scratch
@@ -231,9 +264,11 @@ Datum text_array(const std::vector<std::string>& items, Oid element_type) {
 
 }  // namespace
 
+// NULL for a trigger that is not a guard on a table the current user may
+// see (the view shows no row for it).
 Datum guard_definition(FunctionCallInfo fcinfo) {
     const Oid trigger_oid = PG_GETARG_OID(0);
-    const OpenTrigger open = open_trigger(trigger_oid);
+    const OpenTrigger open = open_visible_trigger(trigger_oid);
     if (open.trigger == nullptr) {
         close_trigger(open);
         PG_RETURN_NULL();
@@ -279,9 +314,12 @@ Datum guard_definition(FunctionCallInfo fcinfo) {
     });
 }
 
+// NULL for a trigger on a table the current user may not see.
 Datum guard_problems(FunctionCallInfo fcinfo) {
     const Oid trigger_oid = PG_GETARG_OID(0);
-    const OpenTrigger open = open_trigger(trigger_oid);
+    const OpenTrigger open = open_visible_trigger(trigger_oid);
+    if (open.relation == nullptr)
+        PG_RETURN_NULL();
     std::vector<std::string> problems;
     const GuardKind* kind = open.trigger != nullptr ? guard_kind_of(open.trigger->tgfoid) : nullptr;
     if (kind != nullptr)
@@ -295,7 +333,9 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
     const Oid object_oid = PG_GETARG_OID(0);
     const std::string command = pg_call([&] { return text_to_cstring(PG_GETARG_TEXT_PP(1)); });
     // The triggers to check: the one created, or every guard on an altered
-    // table and its partitions.
+    // table and its partitions. Tables the current user may not see are
+    // neither locked nor checked: the DDL that fires this has the privileges
+    // it needs on what it changes, and a direct call must not lock others'.
     std::vector<Oid> triggers;
     if (command == "CREATE TRIGGER") {
         triggers.push_back(object_oid);
@@ -303,20 +343,24 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
         List* tables = pg_call([&] {
             const char kind = get_rel_relkind(object_oid);
             if (kind == RELKIND_PARTITIONED_TABLE)
-                return find_all_inheritors(object_oid, AccessShareLock, nullptr);
+                return find_all_inheritors(object_oid, NoLock, nullptr);
             // ALTER TABLE also names indexes, views, sequences: no guards there.
             return kind == RELKIND_RELATION || kind == RELKIND_FOREIGN_TABLE ? list_make1_oid(object_oid) : NIL;
         });
         const int count = list_length(tables);
         for (int t = 0; t < count; ++t) {
             const Oid relid = list_nth_oid(tables, t);
+            if (!may_see_guards_of(relid))
+                continue;
             List* oids = pg_call([&] {
                 List* result = NIL;
-                Relation relation = table_open(relid, AccessShareLock);
+                Relation relation = try_relation_open(relid, AccessShareLock);
+                if (relation == nullptr)
+                    return result;  // a partition dropped meanwhile
                 const TriggerDesc* descriptor = relation->trigdesc;
                 for (int i = 0; descriptor != nullptr && i < descriptor->numtriggers; ++i)
                     result = lappend_oid(result, descriptor->triggers[i].tgoid);
-                table_close(relation, AccessShareLock);
+                relation_close(relation, AccessShareLock);
                 return result;
             });
             for (int i = 0; i < list_length(oids); ++i)
@@ -324,7 +368,7 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
         }
     }
     for (const Oid trigger_oid : triggers) {
-        const OpenTrigger open = open_trigger(trigger_oid);
+        const OpenTrigger open = open_visible_trigger(trigger_oid);
         const GuardKind* kind = open.trigger != nullptr ? guard_kind_of(open.trigger->tgfoid) : nullptr;
         // A disabled guard does not run, so it does not hold DDL back (and
         // ALTER TABLE ... DISABLE TRIGGER can switch off a broken one).

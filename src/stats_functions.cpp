@@ -212,14 +212,17 @@ Datum reset(FunctionCallInfo) {
     return static_cast<Datum>(0);
 }
 
-// The event trigger on sql_drop: the entries of the triggers and tables a
-// DROP removed go when it commits (a rolled-back DROP keeps them). A DROP
-// must never fail because of the statistics: the shared table is reached
-// as the guards reach it, giving up (with a WARNING) where it cannot be,
-// and never made here (where there is none yet, there is nothing to forget).
-Datum forget_dropped(FunctionCallInfo fcinfo) {
-    if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-        throw Error(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED, "forget_dropped_stats() can only be called as an event trigger");
+// On sql_drop: the entries of the triggers and tables a DROP removed go when
+// it commits (a rolled-back DROP keeps them). Called by the event trigger's
+// PL/pgSQL function (1.4, so that a DROP works without the library), or as
+// the event trigger function itself (1.2 and 1.3). Called anywhere else it
+// changes nothing: pg_event_trigger_dropped_objects() refuses to run (39P01)
+// where statistics are collected, and there is nothing to forget elsewhere.
+// A DROP must never fail because of the statistics: the shared table is
+// reached as the guards reach it, giving up (with a WARNING) where it cannot
+// be, and never made here (where there is none yet, there is nothing to
+// forget).
+Datum forget_dropped(FunctionCallInfo) {
     const std::string query = "SELECT classid, objid FROM pg_catalog.pg_event_trigger_dropped_objects() "
                               "WHERE objsubid OPERATOR(pg_catalog.=) 0 AND classid OPERATOR(pg_catalog.=) ANY ('{" +
                               std::to_string(TriggerRelationId) + "," + std::to_string(RelationRelationId) +

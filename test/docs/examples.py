@@ -164,6 +164,55 @@ def check_objects_named(pages, failures):
                 failures.append(f"objects: {name} is named on no page of docs/")
 
 
+def check_guards_pgtap_as_owner(failures):
+    """guards.md's pgTAP test, offered to copy, passes as it stands for an
+    ordinary role that owns its tables, beside another role's tables (one
+    with no guard, one with a disabled guard) that it does not see, and
+    which fail both checks for a superuser."""
+    page = os.path.join(ROOT, "docs", "guards.md")
+    tests = [e for e in paired_examples(open(page, encoding="utf-8").read()) if "SELECT plan(" in e[1]]
+    if len(tests) != 1 or tests[0][2] is None:
+        failures.append("docs/guards.md: not one pgTAP example with its output")
+        return
+    line, sql, expected = tests[0]
+    where = f"docs/guards.md:{line}, as an ordinary role"
+    roles = ("raceguard_docs_owner", "raceguard_docs_other")
+    setup = f"""
+        CREATE EXTENSION pgtap;
+        CREATE ROLE {roles[0]};
+        CREATE ROLE {roles[1]};
+        CREATE TABLE orders (id integer PRIMARY KEY, lock_version integer);
+        CREATE TRIGGER orders_lock_version BEFORE INSERT OR UPDATE ON orders
+            FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+        ALTER TABLE orders OWNER TO {roles[0]};
+        CREATE TABLE invoices (id integer PRIMARY KEY, lock_version integer);
+        ALTER TABLE invoices OWNER TO {roles[1]};
+        CREATE TABLE payments (id integer PRIMARY KEY, lock_version integer);
+        CREATE TRIGGER payments_lock_version BEFORE INSERT OR UPDATE ON payments
+            FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+        ALTER TABLE payments DISABLE TRIGGER payments_lock_version;
+        ALTER TABLE payments OWNER TO {roles[1]};
+    """
+    try:
+        with database_with_extension("raceguard_docs_pgtap_as_owner") as database:
+            code, out = psql(database, "\\set ON_ERROR_STOP 1\n" + setup)
+            if code != 0:
+                failures.append(f"{where}: the setup failed:\n{out}")
+                return
+            code, out = psql(database, f"SET ROLE {roles[0]};\n" + sql)
+            # pgTAP is there already (an ordinary role cannot create it).
+            out = out.replace('NOTICE:  extension "pgtap" already exists, skipping\n', "", 1)
+            if normalized(out) != normalized(expected):
+                failures.append(f"{where}: psql printed\n{out}\n--- the page shows\n{expected}")
+            code, out = psql(database, sql)
+            if "not ok 1 -" not in out or "not ok 2 -" not in out:
+                failures.append(f"{where}: as a superuser, who sees the other role's tables, both checks should fail:\n{out}")
+    finally:
+        for role in roles:
+            subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP ROLE IF EXISTS {role}"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 SHOW = "--show" in sys.argv  # print what psql prints for each example (for writing a page)
 
 
@@ -186,6 +235,8 @@ def main():
         failures.append("docs/: no pages")
     else:
         check_objects_named(pages, failures)
+        if not only or os.path.join(docs, "guards.md") in only:
+            check_guards_pgtap_as_owner(failures)
     for failure in failures:
         print("FAIL " + failure)
         print()

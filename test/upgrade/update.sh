@@ -13,7 +13,9 @@
 #   (c) the lease token sequence kept its value through the update and a new
 #       lease's token is past every token handed out before it.
 # And an update that must drop a function a user's object depends on stops
-# with the error the README shows, changing nothing.
+# with the error the README shows, changing nothing. Last, privileges.sh
+# runs the same paths with a DBA's GRANTs and REVOKEs on every member: the
+# update keeps them, and keeps them out of the initial privileges.
 # Runs against the cluster in PGHOST/PGPORT (test/suites.sh runs it inside
 # the throwaway cluster); creates and drops its own databases.
 set -uo pipefail
@@ -146,4 +148,8 @@ else
     fail "1.3 -> 1.4 with a dependent view: expected 2BP01 and version 1.3, got version $version and: $error"
 fi
 drop_databases
+
+# The privileges a DBA set, through every path.
+drop_databases
+bash privileges.sh "${updates[@]}" || status=1
 exit $status
