@@ -363,9 +363,6 @@ COMMENT ON FUNCTION raceguard.guard_problems(oid) IS
 COMMENT ON FUNCTION raceguard.check_guard_ddl(oid, text) IS
     'raceguard.check_guard_ddl(object_oid oid, command_tag text) RETURNS void -- internal: raises the error a created guard''s first row would raise, or the error for an ALTER TABLE that left a guard unable to work, on the tables the current user may see (others are not opened); called by validate_guards_at_ddl(); see docs/internals.md';
 
-DROP FUNCTION pg_temp.raceguard_keep_privileges(pg_catalog.regclass, pg_catalog.oid, pg_catalog.oid, text[]);
-DROP FUNCTION pg_temp.raceguard_set_privileges(pg_catalog.regclass, pg_catalog.oid, pg_catalog.jsonb);
-DROP FUNCTION pg_temp.raceguard_privileges(pg_catalog.regclass, pg_catalog.oid, boolean, pg_catalog.oid);
 
 
 
@@ -374,16 +371,16 @@ DROP FUNCTION pg_temp.raceguard_privileges(pg_catalog.regclass, pg_catalog.oid, 
 -- raceguard.stats gains entries_restored (after deletes_refused): the
 -- entries running_balance's restore path kept as loaded. The column comes
 -- from raceguard.guard_stats(), whose result grows a column, so the view
--- and the function are dropped and made again, as they were plus that
--- column (with their privileges and comments). A view of the user's over
--- raceguard.stats blocks this with 2BP01 (nothing is dropped with CASCADE):
--- see docs/operations.md. Until this runs, the 1.4 library serves the 1.3
--- declaration of guard_stats() without the new column.
+-- and the function are made again, as they were plus that column, with
+-- their comments and the privileges the DBA set on the old ones (Part 2's
+-- helpers): the new ones are made under names of their own, take over the
+-- old ones' privileges, the old ones are dropped and the new ones renamed.
+-- A view of the user's over raceguard.stats blocks the drop with 2BP01
+-- (nothing is dropped with CASCADE): see docs/operations.md. Until this
+-- runs, the 1.4 library serves the 1.3 declaration of guard_stats()
+-- without the new column.
 
-DROP VIEW raceguard.stats;
-DROP FUNCTION raceguard.guard_stats(oid, text);
-
-CREATE FUNCTION raceguard.guard_stats(object_oid oid, guard_name text,
+CREATE FUNCTION raceguard.guard_stats_1_4(object_oid oid, guard_name text,
     OUT guard text,
     OUT rows_checked bigint, OUT versions_bumped bigint, OUT stale_writes bigint, OUT blind_writes bigint,
     OUT overflows bigint,
@@ -398,12 +395,16 @@ CREATE FUNCTION raceguard.guard_stats(object_oid oid, guard_name text,
     LANGUAGE c STRICT VOLATILE ROWS 1
     AS 'MODULE_PATHNAME', 'raceguard_guard_stats';
 
-CREATE VIEW raceguard.stats AS
+SELECT pg_temp.raceguard_keep_privileges('pg_catalog.pg_proc',
+    'raceguard.guard_stats(oid, text)'::pg_catalog.regprocedure,
+    'raceguard.guard_stats_1_4(oid, text)'::pg_catalog.regprocedure);
+
+CREATE VIEW raceguard.stats_1_4 AS
 SELECT t.tgrelid::pg_catalog.regclass AS table_name,
        t.tgname AS trigger_name,
        s.*
 FROM pg_catalog.pg_trigger t
-CROSS JOIN LATERAL raceguard.guard_stats(
+CROSS JOIN LATERAL raceguard.guard_stats_1_4(
     t.oid,
     CASE t.tgfoid WHEN 'raceguard.lock_version()'::pg_catalog.regprocedure THEN 'lock_version'
                   WHEN 'raceguard.immutable_once_set()'::pg_catalog.regprocedure THEN 'immutable_once_set'
@@ -416,11 +417,22 @@ SELECT o.object_oid::pg_catalog.regclass,
        NULL::pg_catalog.name,
        s.*
 FROM raceguard.tracked_objects() o
-CROSS JOIN LATERAL raceguard.guard_stats(o.object_oid, 'claim') s
+CROSS JOIN LATERAL raceguard.guard_stats_1_4(o.object_oid, 'claim') s
 WHERE o.guard OPERATOR(pg_catalog.=) 'claim'
   AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) o.object_oid);
 
-GRANT SELECT ON raceguard.stats TO PUBLIC;
+SELECT pg_temp.raceguard_keep_privileges('pg_catalog.pg_class',
+    'raceguard.stats'::pg_catalog.regclass, 'raceguard.stats_1_4'::pg_catalog.regclass,
+    ARRAY['GRANT SELECT ON raceguard.stats_1_4 TO PUBLIC']);
+
+DROP VIEW raceguard.stats;
+DROP FUNCTION raceguard.guard_stats(oid, text);
+ALTER FUNCTION raceguard.guard_stats_1_4(oid, text) RENAME TO guard_stats;
+ALTER VIEW raceguard.stats_1_4 RENAME TO stats;
+
+DROP FUNCTION pg_temp.raceguard_keep_privileges(pg_catalog.regclass, pg_catalog.oid, pg_catalog.oid, text[]);
+DROP FUNCTION pg_temp.raceguard_set_privileges(pg_catalog.regclass, pg_catalog.oid, pg_catalog.jsonb);
+DROP FUNCTION pg_temp.raceguard_privileges(pg_catalog.regclass, pg_catalog.oid, boolean, pg_catalog.oid);
 
 COMMENT ON VIEW raceguard.stats IS
     'raceguard.stats (table_name, trigger_name, guard, rows_checked, versions_bumped, stale_writes, blind_writes, overflows, violations, appends, appends_waited, total_wait_time, max_wait_time, serialization_failures, min_balance_rejections, updates_refused, deletes_refused, entries_restored, calls, rows_claimed, leases_taken, releases, releases_fenced, extends, extends_fenced, stats_reset) -- cumulative statistics per guard trigger, and per table claimed from, since stats_reset (before PostgreSQL 17 with shared_preload_libraries = ''raceguard''); see docs/operations.md';
