@@ -66,8 +66,6 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "random"))
 
-import psycopg2  # noqa: E402
-
 import harness  # noqa: E402
 from harness import Crash, DEFINITION_SQLSTATES  # noqa: E402
 
@@ -457,37 +455,6 @@ def guard_arguments(guard, rng):
     return args + ["%s=%s" % item for item in options.items()], options
 
 
-class Actor(harness.Session):
-    """A connection as the superuser (PG* settings) or as the login role."""
-
-    def __init__(self, log, user=None):
-        options = "-c statement_timeout=120s"
-        if user is None:
-            self.conn = psycopg2.connect("", options=options)
-        else:
-            self.conn = psycopg2.connect("", user=user, password=PASSWORD, options=options)
-        self.conn.autocommit = True
-        self.pid = self.conn.get_backend_pid()
-        self.log = log
-        self.name = "s1"
-        self.all_notices = []
-
-    def step(self, sql, copy_data=None):
-        """Runs one statement; its outcome carries the notices it raised."""
-        del self.conn.notices[:]
-        outcome = self.run(sql, copy_data=copy_data)
-        if copy_data is not None:
-            # psycopg2 collects the notices of a COPY with the next statement.
-            self.run("SELECT 1", log=False)
-        outcome.notices = list(self.conn.notices)
-        self.all_notices.extend(outcome.notices)
-        return outcome
-
-
-def count_notices(notices, text):
-    return sum(1 for notice in notices if text in notice)
-
-
 class CaseFailed(Exception):
     pass
 
@@ -534,7 +501,7 @@ def run_case(index, case, rng):
 
     if actor_kind == "login role":  # to replay in psql as a superuser
         log.append(("s1", "SET SESSION AUTHORIZATION %s" % LOGIN_ROLE))
-    session = Actor(log, LOGIN_ROLE if actor_kind == "login role" else None)
+    session = harness.RoleSession(log, LOGIN_ROLE if actor_kind == "login role" else None, PASSWORD)
     TEST.count("cases")
     created = False
     try:
@@ -572,7 +539,7 @@ def run_case(index, case, rng):
         outcome = session.step(sql)
         alive(session, "CREATE TRIGGER")
         refusals = postgres_refusals(env.kind, case["timing"], case["level"], events)
-        guard_warnings = count_notices(outcome.notices, 'WARNING:  trigger "%s"' % TRIGGER)
+        guard_warnings = harness.count_notices(outcome.notices, 'WARNING:  trigger "%s"' % TRIGGER)
         if refusals:
             if outcome.ok or outcome.sqlstate not in refusals:
                 fail("CREATE TRIGGER", "PostgreSQL refuses this firing mode (%s), got: %s" % (
@@ -633,7 +600,7 @@ def run_case(index, case, rng):
             alive(session, "SET raceguard.restoring")
             if outcome.ok or outcome.sqlstate != "42501":
                 report("raceguard.restoring", "a login role's SET raceguard.restoring once loaded: %s" % outcome)
-            if count_notices(session.all_notices, PLACEHOLDER_REFUSED) != (1 if placeholder_set else 0):
+            if harness.count_notices(session.all_notices, PLACEHOLDER_REFUSED) != (1 if placeholder_set else 0):
                 report("raceguard.restoring", "the placeholder a login role set must be refused with one WARNING "
                        "when the library loads; notices: %r" % session.all_notices)
         settings = session.must("SELECT current_setting('session_replication_role'), "
@@ -681,8 +648,8 @@ def run_case(index, case, rng):
             if actual != wanted:
                 fail("wrong rows", "%s\nexpected rows: %s\nstored rows:   %s" % (
                     detail, sorted(wanted.values()), sorted(actual.values())))
-            kept = count_notices(outcome.notices, RESTORING_KEPT)
-            ignored = count_notices(outcome.notices, RESTORING_IGNORED)
+            kept = harness.count_notices(outcome.notices, RESTORING_KEPT)
+            ignored = harness.count_notices(outcome.notices, RESTORING_IGNORED)
             if (kept, ignored) != (expected.kept_warnings, expected.ignored_warnings):
                 fail("restoring WARNING", "%s\nexpected %d kept and %d not-honoured WARNINGs; notices: %r" % (
                     detail, expected.kept_warnings, expected.ignored_warnings, outcome.notices))

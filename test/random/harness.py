@@ -115,6 +115,40 @@ class Session:
             return error.pgcode == "25P02" and self.conn.get_backend_pid() == self.pid
 
 
+class RoleSession(Session):
+    """A connection as `role` (the PG* user when None), with more startup
+    options; each step's outcome carries the notices it raised, and
+    all_notices keeps the session's."""
+
+    def __init__(self, log, role=None, password=None, options="", name="s1"):
+        options = "-c statement_timeout=120s " + options
+        if role is None:
+            self.conn = psycopg2.connect("", options=options)
+        else:
+            self.conn = psycopg2.connect("", user=role, password=password, options=options)
+        self.conn.autocommit = True
+        self.pid = self.conn.get_backend_pid()
+        self.log = log
+        self.name = name
+        self.all_notices = []
+
+    def step(self, sql, params=None, copy_data=None):
+        """Runs one statement (as run does); outcome.notices holds what it raised."""
+        del self.conn.notices[:]
+        outcome = self.run(sql, params, copy_data=copy_data)
+        if copy_data is not None:
+            # psycopg2 collects the notices of a COPY with the next statement.
+            self.run("SELECT 1", log=False)
+        outcome.notices = list(self.conn.notices)
+        self.all_notices.extend(outcome.notices)
+        return outcome
+
+
+def count_notices(notices, text):
+    """How many of the notices contain text."""
+    return sum(1 for notice in notices if text in notice)
+
+
 class Test:
     """Seed, time budget, counters and failures of one randomized test."""
 
