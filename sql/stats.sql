@@ -148,7 +148,7 @@ CREATE FUNCTION guard_stats_1_3(object_oid oid, guard_name text,
 SELECT s.guard, s.appends, s.min_balance_rejections, s.updates_refused, s.deletes_refused, s.calls, s.extends_fenced,
        s.stats_reset IS NOT NULL AS counting
 FROM pg_trigger t, guard_stats_1_3(t.oid, 'running_balance') s
-WHERE t.tgname = 'payments_running_balance';
+WHERE t.tgname = 'payments_running_balance' AND t.tgrelid = 'stats_test.payments'::regclass;
 CREATE FUNCTION guard_stats_short(object_oid oid, guard_name text, OUT guard text, OUT rows_checked bigint)
     RETURNS SETOF record LANGUAGE c STRICT AS '$libdir/raceguard', 'raceguard_guard_stats';
 DO $$
