@@ -42,7 +42,7 @@ SELECT count(*) AS problems FROM raceguard.verify_running_balance('rh');
 
 -- Straight into the right leaf: the chain continues.
 INSERT INTO rh_0 (account, amount) VALUES (1, 100) RETURNING n, balance;
--- Into the wrong leaf: the partition check (after the BEFORE triggers)
+-- Into the wrong leaf: the partition check after the cloned BEFORE trigger
 -- refuses the row, nothing is written, and the next appends are exact, in
 -- the same transaction as the refused row too.
 BEGIN;
