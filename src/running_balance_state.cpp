@@ -471,7 +471,7 @@ LevelKey partition_key_of(Oid relid) {
 // differ from the firing partition's (column order, dropped columns).
 bool level_routes_groups(const RunningBalanceArguments& arguments, const RunningBalanceState& state, Oid relid) {
     const LevelKey key = partition_key_of(relid);
-    const bool hash = key.strategy == 'h';  // PARTITION_STRATEGY_HASH
+    const bool hash = key.strategy == PARTITION_STRATEGY_HASH;
     for (int k = 0; k < key.column_count; ++k) {
         const AttrNumber attnum = key.attnums[k];
         if (attnum == InvalidAttrNumber)
