@@ -1,20 +1,21 @@
 -- Routing (running_balance.md, "Partitioned ledgers"): an append to a
 -- partition reads the group's last entry only in the leaves its partition
--- keys route the group to. Which leaves an append read is seen in the locks
--- it leaves behind: each lookup opens the chain index of every leaf it reads
--- (AccessShareLock until transaction end), and nothing else in these
--- transactions opens them once the guard's state is built (a first append
--- builds it, and then opens every leaf's index, so each shape is warmed up
--- first). Each shape also shows the answer itself: a chain that continues
+-- keys route the group to. Which leaves an append read is seen in the index
+-- scans it started on each leaf's chain index: the backend's own counts
+-- (pg_stat_get_xact_numscans), taken before and after the INSERT inside one
+-- transaction, where nothing else scans those indexes and no statistics are
+-- flushed. Each shape also shows the answer itself: a chain that continues
 -- across leaves where routing must not apply, and balances that only their
--- own leaf explains where it does. Few rows per leaf, so that no autoanalyze
--- invalidates the states between warm-up and check.
+-- own leaf explains where it does.
 SET client_min_messages = warning;
-CREATE FUNCTION regress.leaves_read(ledger regclass) RETURNS text LANGUAGE sql AS $$
-    SELECT coalesce(string_agg(i.indrelid::regclass::text, ' ' ORDER BY i.indrelid::regclass::text), '(none)')
-    FROM pg_locks l JOIN pg_index i ON i.indexrelid = l.relation
-    WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.mode = 'AccessShareLock'
-      AND i.indrelid IN (SELECT relid FROM pg_partition_tree(ledger) WHERE isleaf)
+CREATE FUNCTION regress.chain_scans(ledger regclass) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_object_agg(i.indrelid::regclass::text, pg_stat_get_xact_numscans(i.indexrelid))
+    FROM pg_index i WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree(ledger) WHERE isleaf)
+$$;
+CREATE FUNCTION regress.leaves_read(ledger regclass, before jsonb) RETURNS text LANGUAGE sql AS $$
+    SELECT coalesce(string_agg(now.key, ' ' ORDER BY now.key), '(none)')
+    FROM jsonb_each_text(regress.chain_scans(ledger)) AS now
+    WHERE now.value::bigint > coalesce((before ->> now.key)::bigint, 0)
 $$;
 
 -- 1. HASH by the group column: each append reads its own leaf only.
@@ -29,14 +30,18 @@ CREATE TRIGGER rh_balance BEFORE INSERT OR UPDATE OR DELETE ON rh FOR EACH ROW E
 INSERT INTO rh (account, amount) SELECT a, 10 * a FROM generate_series(1, 8) a;
 SELECT tableoid::regclass AS leaf, account, n, balance FROM rh ORDER BY account;
 BEGIN;
+SELECT regress.chain_scans('rh') AS scans \gset
 INSERT INTO rh (account, amount) VALUES (1, 1) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rh');
+SELECT regress.leaves_read('rh', :'scans');
 COMMIT;
 -- Three appends to one account in one statement: one lookup, then the
 -- exact answers (one part, the firing partition), and the chain is exact.
 BEGIN;
+SELECT regress.chain_scans('rh') AS scans \gset
 INSERT INTO rh (account, amount) VALUES (3, 1), (3, 2), (3, 3), (5, 1) RETURNING tableoid::regclass AS leaf, account, n, balance;
-SELECT regress.leaves_read('rh');
+SELECT regress.leaves_read('rh', :'scans');
+-- One index scan per account (a scan over several parts would run per row).
+SELECT (regress.chain_scans('rh') ->> 'rh_1')::bigint - (:'scans'::jsonb ->> 'rh_1')::bigint AS scans;
 COMMIT;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('rh');
 
@@ -81,8 +86,9 @@ CREATE TRIGGER rm_balance BEFORE INSERT OR UPDATE OR DELETE ON rm FOR EACH ROW E
     raceguard.running_balance('amount', 'balance', 'account', 'seq=n');
 INSERT INTO rm (account, booked, amount) VALUES (1, '2026-01-05', 10), (1, '2026-03-05', 20);
 BEGIN;
+SELECT regress.chain_scans('rm') AS scans \gset
 INSERT INTO rm (account, booked, amount) VALUES (1, '2026-02-05', 5) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rm');
+SELECT regress.leaves_read('rm', :'scans');
 COMMIT;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('rm');
 
@@ -101,8 +107,9 @@ CREATE TRIGGER rhm_balance BEFORE INSERT OR UPDATE OR DELETE ON rhm FOR EACH ROW
 INSERT INTO rhm (account, booked, amount) VALUES (1, '2026-02-05', 10), (2, '2026-02-05', 20), (1, '2026-01-05', 1);
 SELECT tableoid::regclass AS leaf, account, n, balance FROM rhm ORDER BY account, n;
 BEGIN;
+SELECT regress.chain_scans('rhm') AS scans \gset
 INSERT INTO rhm (account, booked, amount) VALUES (1, '2026-02-06', 5) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rhm');
+SELECT regress.leaves_read('rhm', :'scans');
 COMMIT;
 -- A month attached later under the account's hash partition, carrying the
 -- account's latest entry: the states built before the ATTACH (the other
@@ -135,8 +142,9 @@ CREATE TRIGGER rmh_balance BEFORE INSERT OR UPDATE OR DELETE ON rmh FOR EACH ROW
     raceguard.running_balance('amount', 'balance', 'account', 'seq=n');
 INSERT INTO rmh (account, booked, amount) VALUES (1, '2026-01-05', 10), (2, '2026-02-05', 20);
 BEGIN;
+SELECT regress.chain_scans('rmh') AS scans \gset
 INSERT INTO rmh (account, booked, amount) VALUES (1, '2026-02-06', 5) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rmh');
+SELECT regress.leaves_read('rmh', :'scans');
 COMMIT;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('rmh');
 
@@ -154,12 +162,14 @@ CREATE TRIGGER rl_balance BEFORE INSERT OR UPDATE OR DELETE ON rl FOR EACH ROW E
     raceguard.running_balance('amount', 'balance', 'account', 'seq=n');
 INSERT INTO rl (account, amount) VALUES (1, 10), (2, 20), (3, 30), (4, 40);
 BEGIN;
+SELECT regress.chain_scans('rl') AS scans \gset
 INSERT INTO rl (account, amount) VALUES (1, 1) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rl');
+SELECT regress.leaves_read('rl', :'scans');
 COMMIT;
 BEGIN;
+SELECT regress.chain_scans('rl') AS scans \gset
 INSERT INTO rl (account, amount) VALUES (3, 1) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rl');
+SELECT regress.leaves_read('rl', :'scans');
 COMMIT;
 -- A partition for account 5 attached while the states are cached (the
 -- default holds no row of it, as ATTACH checks): its appends route there.
@@ -204,8 +214,9 @@ CREATE TRIGGER rc_balance BEFORE INSERT OR UPDATE OR DELETE ON rc FOR EACH ROW E
     raceguard.running_balance('amount', 'balance', 'name', 'seq=n');
 INSERT INTO rc (name, amount) VALUES ('Ann', 1), ('ANN', 10), ('ann', 100), ('Bob', 1000);
 BEGIN;
+SELECT regress.chain_scans('rc') AS scans \gset
 INSERT INTO rc (name, amount) VALUES ('aNN', 5) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rc');
+SELECT regress.leaves_read('rc', :'scans');
 COMMIT;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('rc');
 
@@ -221,8 +232,9 @@ CREATE TRIGGER rcc_balance BEFORE INSERT OR UPDATE OR DELETE ON rcc FOR EACH ROW
     raceguard.running_balance('amount', 'balance', 'name', 'seq=n');
 INSERT INTO rcc (name, amount) VALUES ('Ann', 1);
 BEGIN;
+SELECT regress.chain_scans('rcc') AS scans \gset
 INSERT INTO rcc (name, amount) VALUES ('ann', 10) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rcc');
+SELECT regress.leaves_read('rcc', :'scans');
 COMMIT;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('rcc');
 -- A non-default operator class: numeric hashed by its text, so 1.0 and
@@ -243,8 +255,9 @@ CREATE TRIGGER ro_balance BEFORE INSERT OR UPDATE OR DELETE ON ro FOR EACH ROW E
     raceguard.running_balance('amount', 'balance', 'account', 'seq=n');
 INSERT INTO ro (account, amount) VALUES (1.0, 1);
 BEGIN;
+SELECT regress.chain_scans('ro') AS scans \gset
 INSERT INTO ro (account, amount) VALUES (1.00, 10) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('ro');
+SELECT regress.leaves_read('ro', :'scans');
 COMMIT;
 SELECT tableoid::regclass AS leaf, account, n, balance FROM ro ORDER BY n;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('ro');
@@ -257,8 +270,9 @@ CREATE TRIGGER re_balance BEFORE INSERT OR UPDATE OR DELETE ON re FOR EACH ROW E
     raceguard.running_balance('amount', 'balance', 'account', 'seq=n');
 INSERT INTO re (account, amount) VALUES (1, 1), (2, 2);
 BEGIN;
+SELECT regress.chain_scans('re') AS scans \gset
 INSERT INTO re (account, amount) VALUES (1, 10) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('re');
+SELECT regress.leaves_read('re', :'scans');
 COMMIT;
 
 -- 8. Two group columns, LIST by one, then HASH by the other in a partition
@@ -278,8 +292,9 @@ CREATE TRIGGER r2_balance BEFORE INSERT OR UPDATE OR DELETE ON r2 FOR EACH ROW E
 INSERT INTO r2 (account, currency, amount) VALUES (1, 'EUR', 1), (1, 'USD', 10), (2, 'USD', 20);
 SELECT tableoid::regclass AS leaf, account, currency, n, balance FROM r2 ORDER BY account, currency;
 BEGIN;
+SELECT regress.chain_scans('r2') AS scans \gset
 INSERT INTO r2 (account, currency, amount) VALUES (1, 'USD', 100) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('r2');
+SELECT regress.leaves_read('r2', :'scans');
 COMMIT;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('r2');
 
@@ -289,5 +304,5 @@ DROP OPERATOR FAMILY regress.numeric_text_ops USING hash;
 DROP OPERATOR regress.=== (numeric, numeric);
 DROP FUNCTION regress.numeric_text_eq(numeric, numeric), regress.numeric_text_hash(numeric, bigint);
 DROP COLLATION regress.case_insensitive;
-DROP FUNCTION regress.leaves_read(regclass);
+DROP FUNCTION regress.leaves_read(regclass, jsonb), regress.chain_scans(regclass);
 RESET client_min_messages;
