@@ -5,6 +5,7 @@ in time (RACEGUARD_RANDOM_SECONDS per test), one shape replayable alone
 (RACEGUARD_SHAPE). Connects with the PG* environment variables.
 """
 import contextlib
+import itertools
 import os
 import random
 import sys
@@ -112,6 +113,40 @@ class Session:
         except psycopg2.Error as error:
             # In an aborted transaction the server answers 25P02.
             return error.pgcode == "25P02" and self.conn.get_backend_pid() == self.pid
+
+
+class RoleSession(Session):
+    """A connection as `role` (the PG* user when None), with more startup
+    options; each step's outcome carries the notices it raised, and
+    all_notices keeps the session's."""
+
+    def __init__(self, log, role=None, password=None, options="", name="s1"):
+        options = "-c statement_timeout=120s " + options
+        if role is None:
+            self.conn = psycopg2.connect("", options=options)
+        else:
+            self.conn = psycopg2.connect("", user=role, password=password, options=options)
+        self.conn.autocommit = True
+        self.pid = self.conn.get_backend_pid()
+        self.log = log
+        self.name = name
+        self.all_notices = []
+
+    def step(self, sql, params=None, copy_data=None):
+        """Runs one statement (as run does); outcome.notices holds what it raised."""
+        del self.conn.notices[:]
+        outcome = self.run(sql, params, copy_data=copy_data)
+        if copy_data is not None:
+            # psycopg2 collects the notices of a COPY with the next statement.
+            self.run("SELECT 1", log=False)
+        outcome.notices = list(self.conn.notices)
+        self.all_notices.extend(outcome.notices)
+        return outcome
+
+
+def count_notices(notices, text):
+    """How many of the notices contain text."""
+    return sum(1 for notice in notices if text in notice)
 
 
 class Test:
@@ -229,3 +264,104 @@ def have_ci_collation(session):
 def names_trigger_and_table(outcome, trigger, table):
     """A definition error names the trigger and the table."""
     return trigger in outcome.message and (table in outcome.message or outcome.table == table)
+
+
+class ServerWatch:
+    """Sees a backend crash that took the server down. PostgreSQL answers a
+    crashed backend by ending every other backend and reinitializing: that
+    crash restart keeps the postmaster, so pg_postmaster_start_time() does
+    not change, but a connection held open since the start of the run dies
+    with it. A full restart changes pg_postmaster_start_time(). Each check
+    also opens a fresh connection, which fails while the server recovers."""
+
+    def __init__(self):
+        self.session = Session([], name="watch")
+        self.start_time = self.session.must("SELECT pg_postmaster_start_time()", log=False)[0][0]
+
+    def problems(self):
+        """What went wrong with the server since the run began; empty when
+        all is well."""
+        found = []
+        if not self.session.alive():
+            found.append("the connection held open since the start of the run was ended: the server restarted "
+                         "(a backend crashed, and PostgreSQL ended every backend to recover)")
+        try:
+            fresh = psycopg2.connect("", connect_timeout=10)
+            try:
+                with fresh.cursor() as cur:
+                    cur.execute("SELECT pg_postmaster_start_time()")
+                    start_time = cur.fetchone()[0]
+            finally:
+                fresh.close()
+            if start_time != self.start_time:
+                found.append("pg_postmaster_start_time() changed from %s to %s: the server restarted" % (
+                    self.start_time, start_time))
+        except psycopg2.Error as error:
+            found.append("a fresh connection fails: %s" % str(error).strip())
+        return found
+
+    def check(self, what):
+        """Raises Crash when the server did not survive `what`."""
+        found = self.problems()
+        if found:
+            raise Crash("after %s: %s" % (what, "; ".join(found)))
+
+    def wait_until_back(self, seconds=120):
+        """After a crash: waits for the server to take connections again."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                psycopg2.connect("", connect_timeout=5).close()
+                return True
+            except psycopg2.Error:
+                time.sleep(0.5)
+        return False
+
+    def close(self):
+        self.session.close()
+
+
+def covering_cases(dimensions, rng, required=()):
+    """Test cases that cover every pair of values of any two dimensions at
+    least once (so every value of every dimension). `dimensions` is a list
+    of (name, values); each case is a dict name -> value. The cases begin
+    with `required` (partial cases, dicts name -> value, each completed to
+    cover as many new pairs as it can); more follow until every pair is
+    covered. Greedy, and deterministic for a given rng state: a seed
+    replays the same design."""
+    names = [name for name, _ in dimensions]
+    values = dict(dimensions)
+    sizes = {name: len(values[name]) for name in names}
+    uncovered = set()
+    for first, second in itertools.combinations(names, 2):
+        for a in range(sizes[first]):
+            for b in range(sizes[second]):
+                uncovered.add((first, a, second, b))
+
+    def pair(name, value, other, other_value):
+        if names.index(name) < names.index(other):
+            return (name, value, other, other_value)
+        return (other, other_value, name, value)
+
+    def complete(case):
+        rest = [name for name in names if name not in case]
+        rng.shuffle(rest)
+        for name in rest:
+            gains = [sum(pair(name, value, other, chosen) in uncovered for other, chosen in case.items())
+                     for value in range(sizes[name])]
+            best = max(gains)
+            case[name] = rng.choice([value for value in range(sizes[name]) if gains[value] == best])
+        for first, second in itertools.combinations(names, 2):
+            uncovered.discard(pair(first, case[first], second, case[second]))
+        return case
+
+    cases = [complete({name: values[name].index(value) for name, value in partial.items()}) for partial in required]
+    while uncovered:
+        first, a, second, b = rng.choice(sorted(uncovered))
+        cases.append(complete({first: a, second: b}))
+    return [{name: values[name][case[name]] for name in names} for case in cases]
+
+
+def random_case(dimensions, rng):
+    """One case with every dimension's value drawn at random."""
+    return {name: rng.choice(values) for name, values in dimensions}
