@@ -20,12 +20,15 @@ extern "C" {
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
+#include "catalog/partition.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_opfamily.h"
+#include "commands/defrem.h"
 #include "utils/fmgroids.h"
+#include "utils/partcache.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 }
@@ -419,6 +422,153 @@ LedgerPart find_part_index(const TriggerDefinition& definition, const RunningBal
     return part;
 }
 
+// ---- routing: the parts one partition's appends read -------------------
+//
+// A clone on leaf L reads the group's last entry only in the leaves where the
+// group's rows can be. Walking from the ledger's root down to L, a level
+// whose partition key is made of group columns only, each compared as the
+// group compares it (the column's own collation, the type's default operator
+// class for the partition method, hence the type's default equality), sends
+// every row of one group to the same child: equal groups have equal keys, and
+// equal keys route alike (a hash opclass hashes equal values alike, a btree
+// opclass puts them in the same list or range, the DEFAULT partition
+// included). PostgreSQL enforces every partition's constraint, its
+// ancestors' included, on every row: a row inserted into a leaf directly, or
+// changed by a BEFORE trigger, that belongs elsewhere fails the partition
+// check after the triggers, and ATTACH validates the rows it brings. So the
+// group's whole chain lies below the deepest such level; the walk stops at
+// the first level that fails the test (an expression, a column outside the
+// group, another collation or operator class).
+
+// One partitioned level's key, as plain data.
+struct LevelKey {
+    char strategy;
+    int column_count;
+    AttrNumber attnums[PARTITION_MAX_KEYS];  // 0: an expression
+    Oid opfamilies[PARTITION_MAX_KEYS];
+    Oid collations[PARTITION_MAX_KEYS];
+};
+
+LevelKey partition_key_of(Oid relid) {
+    return pg_call([&] {
+        LevelKey result{};
+        Relation relation = relation_open(relid, AccessShareLock);
+        const PartitionKey key = RelationGetPartitionKey(relation);
+        result.strategy = static_cast<char>(key->strategy);
+        result.column_count = key->partnatts;
+        for (int k = 0; k < key->partnatts && k < PARTITION_MAX_KEYS; ++k) {
+            result.attnums[k] = key->partattrs[k];
+            result.opfamilies[k] = key->partopfamily[k];
+            result.collations[k] = key->partcollation[k];
+        }
+        relation_close(relation, NoLock);
+        return result;
+    });
+}
+
+// Whether the partitioned table `relid` sends all rows of one group to one
+// of its partitions. Columns are matched by name: a level's attnums may
+// differ from the firing partition's (column order, dropped columns).
+bool level_routes_groups(const RunningBalanceArguments& arguments, const RunningBalanceState& state, Oid relid) {
+    const LevelKey key = partition_key_of(relid);
+    const bool hash = key.strategy == PARTITION_STRATEGY_HASH;
+    for (int k = 0; k < key.column_count; ++k) {
+        const AttrNumber attnum = key.attnums[k];
+        if (attnum == InvalidAttrNumber)
+            return false;
+        const std::string name = pg_call([&] { return get_attname(relid, attnum, false); });
+        int g = 0;
+        while (g < state.group_count && arguments.groups[g] != name)
+            ++g;
+        if (g == state.group_count)
+            return false;
+        const GroupColumn& group = state.groups[g];
+        const Oid family = key.opfamilies[k];
+        const Oid key_collation = key.collations[k];
+        const bool same_comparison = pg_call([&] {
+            Oid type = InvalidOid;
+            int32 typmod = -1;
+            Oid collation = InvalidOid;
+            get_atttypetypmodcoll(relid, attnum, &type, &typmod, &collation);
+            if (type != group.type || collation != group.collation || key_collation != collation)
+                return false;
+            const Oid opclass = GetDefaultOpClass(type, hash ? HASH_AM_OID : BTREE_AM_OID);
+            if (!OidIsValid(opclass) || get_opclass_family(opclass) != family)
+                return false;
+            // The family's equality is the one the group (and its chain index) uses.
+            const Oid input_type = get_opclass_input_type(opclass);
+            const Oid equality = get_opfamily_member(family, input_type, input_type,
+                                                     hash ? HTEqualStrategyNumber : BTEqualStrategyNumber);
+            return OidIsValid(equality) && equality == lookup_type_cache(type, TYPECACHE_EQ_OPR)->eq_opr;
+        });
+        if (!same_comparison)
+            return false;
+    }
+    return key.column_count > 0;
+}
+
+// The root of the subtree that holds every row of any group appended to
+// `leaf`: the ledger's root if its own partition key does not route groups,
+// `leaf` itself if every level on the way does.
+Oid routed_subtree(const RunningBalanceArguments& arguments, const RunningBalanceState& state, Oid ledger_relid,
+                   Oid leaf) {
+    // get_partition_ancestors: parent first, topmost last; the ledger may
+    // itself be a partition of a table the guard is not on.
+    List* ancestors = pg_call([&] { return get_partition_ancestors(leaf); });
+    std::vector<Oid> path;  // ledger root ... leaf
+    path.push_back(leaf);
+    bool reached_root = false;
+    for (int i = 0; i < list_length(ancestors) && !reached_root; ++i) {
+        const Oid ancestor = list_nth_oid(ancestors, i);
+        path.insert(path.begin(), ancestor);
+        reached_root = ancestor == ledger_relid;
+    }
+    if (!reached_root)
+        return ledger_relid;
+    Oid subtree = ledger_relid;
+    for (size_t level = 0; level + 1 < path.size(); ++level) {
+        if (!level_routes_groups(arguments, state, path[level]))
+            break;
+        subtree = path[level + 1];
+    }
+    return subtree;
+}
+
+// The root state's parts that lie in `subtree`, in the root state's order.
+// Shallow copies: their index keys stay in the root state's memory, which
+// lives at least as long as this state (other_trigger_state).
+void take_routed_parts(const RunningBalanceState& root_state, Oid subtree, Oid leaf, RunningBalanceState& state,
+                       MemoryContext into) {
+    std::vector<int> chosen;
+    bool has_leaf = false;
+    if (subtree == leaf) {
+        for (int p = 0; p < root_state.part_count; ++p)
+            if (root_state.parts[p].relid == leaf)
+                chosen.push_back(p);
+    } else if (subtree != root_state.root_relid) {
+        List* members = pg_call([&] { return find_all_inheritors(subtree, AccessShareLock, nullptr); });
+        for (int p = 0; p < root_state.part_count; ++p) {
+            const Oid relid = root_state.parts[p].relid;
+            if (pg_call([&] { return list_member_oid(members, relid); }))
+                chosen.push_back(p);
+        }
+    }
+    for (const int p : chosen)
+        has_leaf = has_leaf || root_state.parts[p].relid == leaf;
+    if (!has_leaf) {
+        // Not routed, or the leaf is not (yet) among the ledger's parts as
+        // the root state saw them: read every part, as without routing.
+        state.part_count = root_state.part_count;
+        state.parts = root_state.parts;
+        return;
+    }
+    const int count = static_cast<int>(chosen.size());
+    state.part_count = count;
+    state.parts = pg_call([&] { return static_cast<LedgerPart*>(MemoryContextAlloc(into, sizeof(LedgerPart) * count)); });
+    for (int i = 0; i < count; ++i)
+        state.parts[i] = root_state.parts[chosen[i]];
+}
+
 }  // namespace
 
 void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext into) {
@@ -520,12 +670,14 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
     const LedgerRoot root = ledger_root(trigger_data);
     if (root.trigger_oid != trigger_data->tg_trigger->tgoid) {
         // A partition's clone: the ledger's parts are the root trigger's,
-        // found once for the whole ledger rather than once per partition.
+        // found once for the whole ledger rather than once per partition;
+        // it reads only those its partition keys route its groups to.
         const auto* root_state = static_cast<const RunningBalanceState*>(
             other_trigger_state(root.trigger_oid, build_running_balance_state));
         state.root_relid = root_state->root_relid;
-        state.part_count = root_state->part_count;
-        state.parts = root_state->parts;
+        const Oid leaf = RelationGetRelid(trigger_data->tg_relation);
+        const Oid subtree = routed_subtree(arguments, state, state.root_relid, leaf);
+        take_routed_parts(*root_state, subtree, leaf, state, into);
     } else {
         state.root_relid = root.relid;
         const std::vector<PartColumns> parts = ledger_parts(state.root_relid);

@@ -68,11 +68,16 @@ struct RunningBalanceState {
     int group_count;
     GroupColumn* groups;
     Oid root_relid;  // the lock key: a partitioned ledger has one chain per group
+    // The parts a lookup reads: every leaf of the ledger, or on a partition's
+    // clone only the leaves its partition keys route the group to (just the
+    // firing partition when every level is partitioned by group columns).
     int part_count;
     LedgerPart* parts;
     AppendTracker* tracker;  // written by the per-row path
-    bool uses_hints;          // one part: a partitioned ledger reads every partition anyway
-    bool exact_cache_usable;  // plain (unpartitioned) ledger, integer family, by-value groups
+    bool uses_hints;          // one part: hints are per part, and a lookup over many reads them all anyway
+    // One part, the firing relation itself (a plain ledger, or a partition
+    // every group of which lives in it), integer family, by-value groups.
+    bool exact_cache_usable;
 };
 
 // The StateBuilder (trigger_cache.hpp) of raceguard.running_balance().

@@ -3,8 +3,10 @@
 Each shape is a random ledger (amount/balance/seq types, zero to three
 group columns of several types and collations, random chain indexes with
 DESC, NULLS FIRST, other collations, duplicated keys, INCLUDE, partial or
-expression indexes, generated columns, partitioning, odd initial= and
-min_balance= values). CREATE TRIGGER may refuse a shape with a clear
+expression indexes, generated columns, partitioning by a column outside
+the group or by group columns (hash, list, range, one or two levels: the
+guard then reads only the leaves the keys route a group to), odd initial=
+and min_balance= values). CREATE TRIGGER may refuse a shape with a clear
 definition error; a shape it accepts gets random workloads, checked against
 a model of the chain that is computed here, independently of the guard:
 
@@ -266,6 +268,8 @@ def make_shape(rng, index):
                       else "other" if gen_roll < 0.2 else None)
     if s["generated"] == "group" and not s["groups"]:
         s["generated"] = "other"
+    if s["partitioned"]:
+        s["layout"] = partition_layout(rng, s)
     # Options.
     numeric_balance = fam(s["balance_type"]) == "numeric"
     odd = ["0", "-0", "+7", "007", "-100", "1.", ".5", "0.125", "1e3", " 5", "5 ", "NaN", "", "abc", "--1",
@@ -297,6 +301,55 @@ def make_shape(rng, index):
 
 def group_col(i):
     return "g%d" % (i + 1)
+
+
+def partition_layout(rng, s):
+    """The partitioning levels, top down: "pk" (partitioned by pk, a column
+    outside the group: every leaf is read) or a group column's level (hash,
+    list or range by it: the guard routes each append to the leaves below
+    it). Sometimes two levels, in either order; a generated column cannot be
+    a partition key."""
+    columns = [i for i in range(len(s["groups"])) if not (s["generated"] == "group" and i == 0)]
+    if not columns or rng.random() < 0.4:
+        return ["pk"]
+
+    def group_level(i):
+        kind = s["groups"][i]
+        level = {"column": i, "method": rng.choice(["hash", "list", "range"])}
+        spell = GROUP_KINDS[kind][2]
+        keys = list(range(GROUP_KINDS[kind][3]))
+        if level["method"] == "hash":
+            level["modulus"] = rng.randint(1, 4)
+        elif level["method"] == "list":
+            # Some keys listed (one spelling each: equal values cannot be
+            # listed twice), the rest and NULL in the DEFAULT partition.
+            rng.shuffle(keys)
+            listed = keys[:rng.randint(1, len(keys))]
+            cut = rng.randint(1, len(listed))
+            level["lists"] = [[spell(rng, k) for k in chunk] for chunk in (listed[:cut], listed[cut:]) if chunk]
+        else:
+            level["split"] = spell(rng, rng.choice(keys))  # below, at or above; NULL in the DEFAULT
+        return level
+
+    first = group_level(rng.choice(columns))
+    roll = rng.random()
+    if roll < 0.4:
+        return [first]
+    if roll < 0.65:
+        return [first, "pk"]
+    if roll < 0.85:
+        return ["pk", first]
+    others = [i for i in columns if i != first["column"]]
+    return [first, group_level(rng.choice(others))] if others else [first, "pk"]
+
+
+def partition_columns(s):
+    """The partition key columns of every level (a unique index must hold them)."""
+    return ["pk" if level == "pk" else group_col(level["column"]) for level in s["layout"]]
+
+
+def partition_group_columns(s):
+    return [level["column"] for level in s["layout"] if level != "pk"]
 
 
 def make_indexes(rng, s):
@@ -353,7 +406,7 @@ def index_sql(s, ix, n):
         if kind == "memo":
             return "CREATE INDEX ledger_x%d ON %s (memo)" % (n, t)
         if kind == "hash_group":
-            return "CREATE INDEX ledger_x%d ON %s USING hash (%s)" % (n, t, group_col(0) if s["groups"] else "amt")
+            return "CREATE INDEX ledger_x%d ON %s USING hash (%s)" % (n, t, group_col(0) if s["groups"] else "memo")
         if kind == "idem_seq":
             return "CREATE INDEX ledger_x%d ON %s (idem, sq)" % (n, t)
         return "CREATE INDEX ledger_x%d ON %s (sq)" % (n, t)
@@ -410,27 +463,58 @@ def shape_ddl(s):
         cols.append("memo_len integer GENERATED ALWAYS AS (length(memo)) STORED")
     create = "CREATE TABLE %s (%s)" % (TABLE, ", ".join(cols))
     if s["partitioned"]:
-        create += " PARTITION BY %s (pk)" % s["partition_kind"].upper()
-    ddl.append(create)
-    if s["partitioned"]:
-        n = s["partitions"]
-        for p in range(n):
-            if s["partition_kind"] == "range":
-                bound = "FROM (%d) TO (%d)" % (p * 10, (p + 1) * 10)
-            else:
-                bound = "IN (%s)" % ", ".join(str(v) for v in range(p * 10, (p + 1) * 10))
-            ddl.append("CREATE TABLE %s_p%d PARTITION OF %s FOR VALUES %s" % (TABLE, p, TABLE, bound))
-        if s["default_partition"]:
-            ddl.append("CREATE TABLE %s_pd PARTITION OF %s DEFAULT" % (TABLE, TABLE))
-        ddl.append("CREATE UNIQUE INDEX ledger_idem ON %s (idem, pk)" % TABLE)
+        ddl.append(create + partition_by(s, s["layout"][0]))
+        ddl += partitions_ddl(s, TABLE, s["layout"])
+        ddl.append("CREATE UNIQUE INDEX ledger_idem ON %s (idem, %s)" % (TABLE, ", ".join(partition_columns(s))))
     else:
+        ddl.append(create)
         ddl.append("CREATE UNIQUE INDEX ledger_idem ON %s (idem)" % TABLE)
-    ddl.append("CREATE UNIQUE INDEX ledger_id ON %s (id%s)" % (TABLE, ", pk" if s["partitioned"] else ""))
+    ddl.append("CREATE UNIQUE INDEX ledger_id ON %s (id%s)" % (
+        TABLE, "".join(", " + c for c in partition_columns(s)) if s["partitioned"] else ""))
     for n, ix in enumerate(s["indexes"]):
         ddl.append(index_sql(s, ix, n))
     args = ", ".join(harness.quote_literal(a) for a in trigger_args(s))
     ddl.append("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW "
                "EXECUTE FUNCTION raceguard.running_balance(%s)" % (TRIGGER, TABLE, args))
+    return ddl
+
+
+def partition_by(s, level):
+    if level == "pk":
+        return " PARTITION BY %s (pk)" % s["partition_kind"].upper()
+    return " PARTITION BY %s (%s)" % (level["method"].upper(), group_col(level["column"]))
+
+
+def partitions_ddl(s, parent, levels):
+    """The partitions of `parent` by levels[0], each partitioned by the next level."""
+    level = levels[0]
+    bounds = []
+    if level == "pk":
+        for p in range(s["partitions"]):
+            if s["partition_kind"] == "range":
+                bounds.append("FROM (%d) TO (%d)" % (p * 10, (p + 1) * 10))
+            else:
+                bounds.append("IN (%s)" % ", ".join(str(v) for v in range(p * 10, (p + 1) * 10)))
+        if s["default_partition"]:
+            bounds.append("DEFAULT")
+    else:
+        if level["method"] == "hash":
+            bounds = ["WITH (MODULUS %d, REMAINDER %d)" % (level["modulus"], r) for r in range(level["modulus"])]
+        elif level["method"] == "list":
+            bounds = ["IN (%s)" % ", ".join(harness.quote_literal(v) for v in values) for values in level["lists"]]
+        else:
+            split = harness.quote_literal(level["split"])
+            bounds = ["FROM (MINVALUE) TO (%s)" % split, "FROM (%s) TO (MAXVALUE)" % split]
+        if level["method"] != "hash":
+            bounds.append("DEFAULT")
+    ddl = []
+    for p, bound in enumerate(bounds):
+        child = "%s_%s" % (parent, "pd" if bound == "DEFAULT" else "p%d" % p)
+        sub = partition_by(s, levels[1]) if len(levels) > 1 else ""
+        ddl.append("CREATE TABLE %s PARTITION OF %s %s%s" % (
+            child, parent, bound if bound == "DEFAULT" else "FOR VALUES " + bound, sub))
+        if len(levels) > 1:
+            ddl += partitions_ddl(s, child, levels[1:])
     return ddl
 
 
@@ -591,7 +675,17 @@ class Gen:
         row_id = self.next_id
         self.next_id += 1
         pk = partition_key(self.s, idem, rng) if self.s["partitioned"] else None
-        return Append(row_id, self.group_values(which), a_text, idem, "m%d" % row_id, pk)
+        a = Append(row_id, self.group_values(which), a_text, idem, "m%d" % row_id, pk)
+        self.group_of_idem(a)
+        return a
+
+    def group_of_idem(self, a):
+        """A unique index on a partitioned ledger holds the partition key: with
+        a group column in it, rows with one idempotency key are given one
+        group, so that (idem, ...) conflicts exactly when idem does."""
+        if a.idem is not None and self.s["partitioned"] and partition_group_columns(self.s):
+            which = self.group_pool[sum(map(ord, a.idem)) % len(self.group_pool)]
+            a.groups = [GROUP_KINDS[k][2](self.rng, key) for k, key in zip(self.s["groups"], which)]
 
     def op(self, known_ids):
         rng = self.rng
@@ -611,6 +705,7 @@ class Gen:
                     r.idem = "k%d" % rng.randrange(12)
                     if self.s["partitioned"]:
                         r.pk = partition_key(self.s, r.idem, rng)
+                    self.group_of_idem(r)
             action = rng.choice(["nothing", "update"])
             if action == "update":  # one row per key in a DO UPDATE statement
                 seen = set()
@@ -687,7 +782,7 @@ def op_sql(session, s, op):
             lines.append("\t".join("\\N" if v is None else v.replace("\\", "\\\\") for v in row_values(s, a)))
         return "COPY %s (%s) FROM STDIN" % (TABLE, cols), "\n".join(lines) + "\n"
     if kind.startswith("upsert"):
-        target = "(idem, pk)" if s["partitioned"] else "(idem)"
+        target = "(idem, %s)" % ", ".join(partition_columns(s)) if s["partitioned"] else "(idem)"
         action = "DO NOTHING" if kind == "upsert_nothing" else "DO UPDATE SET memo = EXCLUDED.memo"
         return "INSERT INTO %s (%s) VALUES %s ON CONFLICT %s %s" % (
             TABLE, cols, ", ".join(tuple_sql(a) for a in arg), target, action), None
@@ -1241,6 +1336,8 @@ def run_shape(index, rng):
                       s["generated"], harness.render(run.log))
             return
         TEST.count("accepted")
+        if s["partitioned"]:
+            TEST.count("partitioned by a group column" if partition_group_columns(s) else "partitioned otherwise")
         initial = option_value(s["initial"], s["balance_type"]) if s["initial"] is not None else 0
         if fam(s["balance_type"]) == "numeric":
             initial = Decimal(initial)
@@ -1299,9 +1396,11 @@ def main():
         run_shape(index, rng)
     c = TEST.counters
     refused = ", ".join("%s %d" % (k[len("refused "):], v) for k, v in sorted(c.items()) if k.startswith("refused "))
-    TEST.finish("%d shapes, %d accepted, refused: {%s}, %d workloads, %d statements, %d rows checked, %d retries" % (
-        c.get("shapes", 0), c.get("accepted", 0), refused, c.get("workloads", 0), c.get("statements", 0),
-        c.get("rows checked", 0), c.get("rb retries", 0)))
+    TEST.finish("%d shapes, %d accepted (partitioned by a group column %d, otherwise %d), refused: {%s}, "
+                "%d workloads, %d statements, %d rows checked, %d retries" % (
+                    c.get("shapes", 0), c.get("accepted", 0), c.get("partitioned by a group column", 0),
+                    c.get("partitioned otherwise", 0), refused, c.get("workloads", 0), c.get("statements", 0),
+                    c.get("rows checked", 0), c.get("rb retries", 0)))
 
 
 if __name__ == "__main__":
