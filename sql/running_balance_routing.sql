@@ -215,8 +215,11 @@ CREATE TRIGGER rc_balance BEFORE INSERT OR UPDATE OR DELETE ON rc FOR EACH ROW E
 INSERT INTO rc (name, amount) VALUES ('Ann', 1), ('ANN', 10), ('ann', 100), ('Bob', 1000);
 BEGIN;
 SELECT regress.chain_scans('rc') AS scans \gset
-INSERT INTO rc (name, amount) VALUES ('aNN', 5) RETURNING tableoid::regclass AS leaf, n, balance;
-SELECT regress.leaves_read('rc', :'scans');
+-- Which of the two leaves holds the group depends on the ICU version's
+-- sort keys; what matters is that the append goes to, and reads, only it.
+SELECT DISTINCT tableoid::regclass::text AS group_leaf FROM rc WHERE name = 'ann' \gset
+INSERT INTO rc (name, amount) VALUES ('aNN', 5) RETURNING tableoid::regclass::text = :'group_leaf' AS in_its_group_leaf, n, balance;
+SELECT regress.leaves_read('rc', :'scans') = :'group_leaf' AS read_only_its_group_leaf;
 COMMIT;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('rc');
 
