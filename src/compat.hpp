@@ -120,18 +120,24 @@ inline void* named_segment(const char* name, size_t size, void (*init)(void*), b
 
 // At shared_preload_libraries time: reserves SIZE() bytes of the main shared
 // memory. 15 added shmem_request_hook, the only place such requests are
-// allowed from then on; before, _PG_init itself makes them.
+// allowed from then on; before, _PG_init itself makes them. Each part of
+// raceguard that keeps shared memory calls this once (at most four).
 inline void request_preload_memory(Size (*size)()) {
 #if PG_VERSION_NUM >= 150000
-    static Size (*requested_size)() = nullptr;
+    static Size (*requested_sizes[4])() = {};
+    static int requested = 0;
     static shmem_request_hook_type previous = nullptr;
-    requested_size = size;
-    previous = shmem_request_hook;
-    shmem_request_hook = [] {
-        if (previous != nullptr)
-            previous();
-        RequestAddinShmemSpace(requested_size());
-    };
+    Assert(requested < 4);
+    if (requested == 0) {
+        previous = shmem_request_hook;
+        shmem_request_hook = [] {
+            if (previous != nullptr)
+                previous();
+            for (int i = 0; i < requested; ++i)
+                RequestAddinShmemSpace(requested_sizes[i]());
+        };
+    }
+    requested_sizes[requested++] = size;
 #else
     RequestAddinShmemSpace(size());
 #endif

@@ -8,6 +8,7 @@
 #include "lock_version.hpp"
 #include "running_balance.hpp"
 #include "running_balance_restore.hpp"
+#include "running_balance_shared.hpp"
 #include "stats.hpp"
 
 // One SQL-callable symbol whose body is raceguard::body, run in the boundary.
@@ -28,6 +29,7 @@ void _PG_init(void);
 void _PG_init(void) {
     raceguard::define_restoring_setting();
     raceguard::stats::initialize();
+    raceguard::shared_last_entries::initialize();
 }
 
 // The guards (trigger functions).

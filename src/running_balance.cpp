@@ -56,6 +56,7 @@
 #include "compat.hpp"
 #include "running_balance_lookup.hpp"
 #include "running_balance_restore.hpp"
+#include "running_balance_shared.hpp"
 #include "running_balance_state.hpp"
 #include "stats.hpp"
 #include "trigger_cache.hpp"
@@ -331,8 +332,11 @@ Datum on_update(const TriggerData* trigger_data, const RunningBalanceState* stat
 Datum running_balance_trigger(FunctionCallInfo fcinfo) {
     const TriggerData* trigger_data = require_trigger_call(fcinfo, RUNNING_BALANCE_GUARD);
     // A restore that keeps dumped entries (running_balance_restore.hpp).
-    if (unlikely(restoring_setting) && keep_restored_entry(fcinfo, trigger_data))
+    if (unlikely(restoring_setting) && keep_restored_entry(fcinfo, trigger_data)) {
+        // A row kept as dumped is written around the lookup.
+        shared_last_entries::note_possible_bypass();
         return PointerGetDatum(trigger_data->tg_trigtuple);
+    }
     const auto* state = trigger_state<RunningBalanceState>(fcinfo, trigger_data, build_running_balance_state);
     stats::Counters* counters = stats::trigger_counters(fcinfo, stats::Guard::running_balance);
     if (TRIGGER_FIRED_BY_INSERT(trigger_data->tg_event))

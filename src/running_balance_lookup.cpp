@@ -10,6 +10,8 @@
 #include "running_balance_lookup.hpp"
 
 #include "compat.hpp"
+#include "running_balance_shared.hpp"
+#include "trigger_cache.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -213,6 +215,40 @@ LastEntry find_last_entry(const RunningBalanceState* state, const Datum* group_v
     return last;
 }
 
+// C-side, under the group's lock: the generation of the shared last
+// entries to read and write them under, or 0. Invalidations sent so far are
+// taken in first, so that a state that no longer matches the catalog (a
+// partition attached, a clone disabled) neither trusts nor writes an entry.
+uint64 shared_generation_now(const RunningBalanceState* state) {
+    AcceptInvalidationMessages();
+    if (trigger_state_invalidations() != state->built_at_invalidation)
+        return 0;
+    return shared_last_entries::trusted_generation();
+}
+
+// C-side, under the group's lock: the group's last entry read from the one
+// leaf the shared entry names, if that leaf still holds it at the
+// remembered seq and nothing after it (running_balance_shared.hpp).
+bool find_remembered_last_entry(const RunningBalanceState* state, const Datum* group_values, uint32 group_hash,
+                                uint64 generation, LastEntry* last) {
+    const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, group_hash, state->group_count,
+                                            group_values};
+    int64 seq = 0;
+    Oid leaf = InvalidOid;
+    if (!shared_last_entries::find(key, generation, &seq, &leaf))
+        return false;
+    for (int p = 0; p < state->part_count; ++p)
+        if (state->parts[p].relid == leaf) {
+            LastEntry probed{};
+            scan_part(state, &state->parts[p], group_values, &seq, SnapshotSelf, &probed);
+            if (!probed.found || probed.seq != seq)
+                return false;
+            *last = probed;
+            return true;
+        }
+    return false;
+}
+
 // C-side: the group key's hash (the lock key).
 uint32 group_hash_of(const RunningBalanceState* state, const Datum* group_values) {
     uint32 hash = 0;
@@ -294,6 +330,7 @@ PendingAppend begin_append(const RunningBalanceState* state, Relation relation) 
         tracker->evictions = 0;
         ++tracker->epoch;
     }
+    append.leaf = RelationGetRelid(relation);
     append.writes_now = counted_writes(relation);
     append.command_now = GetCurrentCommandId(false);
     const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
@@ -331,6 +368,12 @@ LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* g
     if (!known)
         last = pg_call([&] {
             group_hash = lock_group(state, group_values, counters);
+            if (state->writes_shared_entries)
+                append->shared_generation = shared_generation_now(state);
+            LastEntry remembered{};
+            if (state->reads_shared_entries && append->shared_generation != 0 &&
+                find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered))
+                return remembered;
             const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;
             return find_last_entry(state, group_values, hint != nullptr ? &hint->seq : nullptr);
         });
@@ -354,6 +397,11 @@ void remember_append(const RunningBalanceState* state, const PendingAppend& appe
             for (int g = 0; g < state->group_count; ++g)
                 slot.group_values[g] = group_values[g];
         }
+    }
+    if (state->writes_shared_entries) {
+        const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, append.group_hash,
+                                                state->group_count, group_values};
+        shared_last_entries::store(key, append.shared_generation, seq, append.leaf);
     }
     tracker->expecting_insert = true;
     tracker->writes_before = append.writes_now;

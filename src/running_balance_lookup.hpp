@@ -61,6 +61,10 @@ struct PendingAppend {
     TableWrites writes_now;  // the table's counted writes when it began
     CommandId command_now;   // the command it runs in
     uint32 group_hash;       // the lock key, set by find_group_last_entry
+    Oid leaf;                // the firing relation, where the row goes
+    // The shared entries' generation read under the group's lock, or 0:
+    // the append's entry is then written as forgotten.
+    uint64 shared_generation;
 };
 
 // An append's first step: makes the hint table at the first append (and

@@ -11,7 +11,7 @@
 // (running_balance.cpp), which only reads what is built here.
 #include "running_balance_lookup.hpp"
 #include "running_balance_state.hpp"
-
+#include "running_balance_shared.hpp"
 #include "trigger_cache.hpp"
 
 extern "C" {
@@ -27,6 +27,7 @@ extern "C" {
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_opfamily.h"
 #include "commands/defrem.h"
+#include "common/hashfn.h"
 #include "utils/fmgroids.h"
 #include "utils/partcache.h"
 #include "utils/syscache.h"
@@ -569,9 +570,57 @@ void take_routed_parts(const RunningBalanceState& root_state, Oid subtree, Oid l
         state.parts[i] = root_state.parts[chosen[i]];
 }
 
+// The clones of the root trigger on the ledger's leaves: whether each is
+// enabled for ordinary sessions (ENABLE or ENABLE ALWAYS; a leaf whose clone
+// is disabled, or fires only in replica sessions, takes rows that no append
+// sees), and a fingerprint of the leaves and their clones. A partition
+// detached and attached again gets a new clone, so a shared entry written
+// before (when the leaf may have taken rows unguarded) is not trusted
+// after (running_balance_shared.hpp).
+struct LedgerClones {
+    bool every_leaf_enabled;
+    uint64 layout;
+};
+
+LedgerClones ledger_clones(Oid root_trigger, Oid root_relid) {
+    if (pg_call([&] { return get_rel_relkind(root_relid); }) != RELKIND_PARTITIONED_TABLE)
+        return LedgerClones{true, root_trigger};
+    return pg_call([&] {
+        List* members = find_all_inheritors(root_relid, AccessShareLock, nullptr);
+        List* clones = list_make1_oid(root_trigger);
+        LedgerClones found{true, hash_bytes_uint32(root_trigger)};
+        Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+        // Parents come before their partitions in the list.
+        for (int i = 0; i < list_length(members); ++i) {
+            const Oid relid = list_nth_oid(members, i);
+            const bool leaf = get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE;
+            bool has_clone = false;
+            ScanKeyData key;
+            ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+            SysScanDesc scan = systable_beginscan(triggers, TriggerRelidNameIndexId, true, nullptr, 1, &key);
+            for (HeapTuple tuple = systable_getnext(scan); HeapTupleIsValid(tuple); tuple = systable_getnext(scan)) {
+                const auto* form = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple));
+                if (!list_member_oid(clones, form->tgparentid))
+                    continue;
+                has_clone = true;
+                clones = lappend_oid(clones, form->oid);
+                found.layout = hash_combine64(found.layout, (static_cast<uint64>(relid) << 32) | form->oid);
+                if (leaf && form->tgenabled != TRIGGER_FIRES_ON_ORIGIN && form->tgenabled != TRIGGER_FIRES_ALWAYS)
+                    found.every_leaf_enabled = false;
+            }
+            systable_endscan(scan);
+            if (leaf && !has_clone)
+                found.every_leaf_enabled = false;
+        }
+        table_close(triggers, AccessShareLock);
+        return found;
+    });
+}
+
 }  // namespace
 
 void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext into) {
+    const uint64 invalidations_at_start = trigger_state_invalidations();
     const TriggerDefinition definition = describe_fired_trigger(trigger_data, RUNNING_BALANCE_GUARD);
     check_firing(definition, RUNNING_BALANCE_FIRING);
     if (!TRIGGER_FOR_INSERT(definition.trigger_type))
@@ -678,6 +727,8 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         const Oid leaf = RelationGetRelid(trigger_data->tg_relation);
         const Oid subtree = routed_subtree(arguments, state, state.root_relid, leaf);
         take_routed_parts(*root_state, subtree, leaf, state, into);
+        state.every_clone_enabled = root_state->every_clone_enabled;
+        state.layout = root_state->layout;
     } else {
         state.root_relid = root.relid;
         const std::vector<PartColumns> parts = ledger_parts(state.root_relid);
@@ -694,7 +745,12 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
                                            " is not a plain table; a ledger's partitions must be indexable tables");
             state.parts[p] = find_part_index(definition, arguments, state, parts[p].relid, into);
         }
+        const LedgerClones clones = ledger_clones(root.trigger_oid, state.root_relid);
+        state.every_clone_enabled = clones.every_leaf_enabled;
+        state.layout = clones.layout;
     }
+    state.root_trigger_oid = root.trigger_oid;
+    state.built_at_invalidation = invalidations_at_start;
 
     state.tracker = pg_call([&] {
         return static_cast<AppendTracker*>(MemoryContextAllocZero(into, sizeof(AppendTracker)));
@@ -710,6 +766,19 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         if (!group.by_value || group.type == FLOAT4OID || group.type == FLOAT8OID)
             state.exact_cache_usable = false;
     }
+    const bool partitioned_ledger = pg_call([&] { return get_rel_relkind(state.root_relid); }) == RELKIND_PARTITIONED_TABLE;
+    state.writes_shared_entries = shared_last_entries::available() && partitioned_ledger &&
+                                  state.group_count <= shared_last_entries::MAX_GROUP_COLUMNS;
+    for (int g = 0; g < state.group_count; ++g) {
+        const GroupColumn& group = state.groups[g];
+        if (!group.by_value || group.type == FLOAT4OID || group.type == FLOAT8OID)
+            state.writes_shared_entries = false;
+    }
+    const char firing_mode = trigger_data->tg_trigger->tgenabled;
+    state.reads_shared_entries = state.writes_shared_entries && state.part_count > 1 && state.every_clone_enabled &&
+                                 (firing_mode == TRIGGER_FIRES_ON_ORIGIN || firing_mode == TRIGGER_FIRES_ALWAYS) &&
+                                 TRIGGER_FOR_UPDATE(definition.trigger_type) &&
+                                 TRIGGER_FOR_DELETE(definition.trigger_type);
     ensure_transaction_callbacks();
     auto* stored = pg_call([&] {
         return static_cast<RunningBalanceState*>(MemoryContextAlloc(into, sizeof(RunningBalanceState)));

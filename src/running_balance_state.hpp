@@ -78,6 +78,19 @@ struct RunningBalanceState {
     // One part, the firing relation itself (a plain ledger, or a partition
     // every group of which lives in it), integer family, by-value groups.
     bool exact_cache_usable;
+    // The shared last entries (running_balance_shared.hpp), keyed by the
+    // trigger the user created. Every append to a partitioned ledger whose
+    // groups an entry can keep writes (or forgets) its group's entry; one
+    // that would read several parts first tries the entry's leaf alone,
+    // when the guard cannot be skipped unnoticed: it fires on INSERT,
+    // UPDATE and DELETE, and every leaf's clone is enabled (ENABLE or
+    // ENABLE ALWAYS).
+    Oid root_trigger_oid;
+    bool writes_shared_entries;
+    bool reads_shared_entries;
+    bool every_clone_enabled;          // of the ledger (the root trigger's state)
+    uint64 layout;                     // the ledger's leaves and their clones, fingerprinted
+    uint64 built_at_invalidation;      // trigger_state_invalidations() when the build began
 };
 
 // The StateBuilder (trigger_cache.hpp) of raceguard.running_balance().

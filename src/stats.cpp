@@ -25,6 +25,7 @@
 #include "stats_table.hpp"
 
 #include "compat.hpp"
+#include "running_balance_shared.hpp"
 
 extern "C" {
 #include "access/genam.h"
@@ -494,6 +495,11 @@ object_access_hook_type previous_object_access_hook = nullptr;
 void on_object_access(ObjectAccessType access, Oid class_id, Oid object_id, int sub_id, void* argument) {
     if (previous_object_access_hook != nullptr)
         previous_object_access_hook(access, class_id, object_id, sub_id, argument);
+    // A trigger created, altered (ALTER TABLE ... DISABLE TRIGGER) or
+    // dropped: the transaction may write around a guard until it ends
+    // (running_balance_shared.hpp).
+    if (class_id == TriggerRelationId && (access == OAT_POST_CREATE || access == OAT_POST_ALTER || access == OAT_DROP))
+        shared_last_entries::note_possible_bypass();
     if (access != OAT_DROP || sub_id != 0 || shared == nullptr)
         return;
     if (class_id == TriggerRelationId)

@@ -113,6 +113,8 @@ TriggerCacheEntry* entry_for(Oid trigger_oid, const TriggerData* trigger_data, S
 
 }  // namespace
 
+uint64 trigger_state_invalidations() { return invalidation_count; }
+
 void* trigger_state_slow(FunctionCallInfo fcinfo, const TriggerData* trigger_data, StateBuilder builder) {
     TriggerCacheEntry* entry = entry_for(trigger_data->tg_trigger->tgoid, trigger_data, builder);
     fcinfo->flinfo->fn_extra = entry;

@@ -50,6 +50,10 @@ inline const State* trigger_state(FunctionCallInfo fcinfo, const TriggerData* tr
 // invalidation makes both stale, and the caller's rebuild asks again.
 const void* other_trigger_state(Oid trigger_oid, StateBuilder builder);
 
+// How many relcache invalidations this backend has processed: a state built
+// when it was N is current while it still is N.
+uint64 trigger_state_invalidations();
+
 // Checks that the function was called by the trigger manager; 39P01 if not.
 const TriggerData* require_trigger_call(FunctionCallInfo fcinfo, const char* guard);
 

@@ -1,0 +1,65 @@
+// running_balance's shared memory of each group's last entry: which leaf
+// of a partitioned ledger holds it, and its seq, remembered across backends
+// so that an append reads that one leaf instead of every partition.
+//
+// Only with raceguard in shared_preload_libraries: then every backend of the
+// server runs the hooks below, which is what makes a remembered entry
+// provably current. An entry is trusted only if all of these hold:
+//  - it was written by an append through the guard (every append of the
+//    group writes its slot, under the group's lock), with the generation
+//    read under the group's lock, and the generation has not moved since:
+//    it moves after every transaction that may have written around a guard
+//    or changed one (any trigger created, altered or dropped);
+//  - the writer and the reader saw the same ledger: the same leaves with
+//    the same clones of the guard (a partition detached, written to
+//    unguarded and attached again has a new clone), and neither had an
+//    invalidation pending that would change that;
+//  - no such transaction is in flight (counted from before its rows can be
+//    seen until after they are): one that altered a trigger (ALTER TABLE
+//    ... DISABLE/ENABLE TRIGGER), one that wrote with session_replication_role
+//    = replica (a superuser's bypass, a logical replication worker), one
+//    that kept restored rows (raceguard.restoring), and a prepared one of
+//    those until it is committed or rolled back;
+//  - the leaf still holds the entry at that seq, and nothing after it
+//    (one index descent, under SnapshotSelf, as the full lookup reads).
+// Anything else, and every lookup without preloading, reads every part.
+#pragma once
+
+#include "boundary.hpp"
+
+namespace raceguard::shared_last_entries {
+
+// The group columns an entry keeps (by-value columns, compared by image).
+constexpr int MAX_GROUP_COLUMNS = 4;
+
+// A group of one ledger's guard (the trigger the user created).
+struct GroupKey {
+    Oid root_trigger;
+    uint64 layout;  // the ledger's leaves and their clones, as the state saw them
+    uint32 group_hash;
+    int group_count;
+    const Datum* group_values;
+};
+
+// From _PG_init while shared_preload_libraries loads raceguard: reserves
+// the memory and installs the hooks. Does nothing otherwise.
+void initialize();
+
+// Whether this server keeps shared last entries (raceguard preloaded).
+bool available();
+
+// This transaction may write around a guard: no entry is trusted until it
+// ends (and none written before it, after).
+void note_possible_bypass();
+
+// The generation to compare entries with and to write them under, or 0
+// when none may be trusted now. Read before a lookup.
+uint64 trusted_generation();
+
+// The group's remembered last entry, if written under GENERATION.
+bool find(const GroupKey& key, uint64 generation, int64* seq, Oid* leaf);
+
+// Remembers the group's last entry (GENERATION 0: forgets it).
+void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf);
+
+}  // namespace raceguard::shared_last_entries
