@@ -63,6 +63,7 @@ run_suite "release metadata (META.json, control file, package, make dist)" bash 
 run_suite "pg_regress and isolation specs" regress
 run_suite "pgTAP" pgtap
 run_suite "statistics with raceguard preloaded, and their bound" bash test/stats/preload.sh
+run_suite "running_balance with raceguard preloaded: the shared last entries, and every running_balance test again" bash test/preloaded/run.sh
 run_suite "stress" stress
 run_suite "update: ALTER EXTENSION raceguard UPDATE, each path" bash test/upgrade/update.sh
 run_suite "dump and restore" bash test/dump/dump_restore.sh
