@@ -7,6 +7,7 @@
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
+#include "running_balance_group_lock.hpp"
 #include "running_balance_restore.hpp"
 #include "running_balance_shared.hpp"
 #include "stats.hpp"
@@ -30,6 +31,7 @@ void _PG_init(void) {
     raceguard::define_restoring_setting();
     raceguard::stats::initialize();
     raceguard::shared_last_entries::initialize();
+    raceguard::initialize_group_lock_wakeups();
 }
 
 // The guards (trigger functions).

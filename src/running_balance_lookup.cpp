@@ -10,6 +10,7 @@
 #include "running_balance_lookup.hpp"
 
 #include "compat.hpp"
+#include "running_balance_group_lock.hpp"
 #include "running_balance_shared.hpp"
 #include "trigger_cache.hpp"
 
@@ -22,7 +23,6 @@ extern "C" {
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "pgstat.h"
-#include "storage/lock.h"
 #include "utils/datum.h"
 }
 
@@ -57,9 +57,6 @@ constexpr int HINT_WAYS = 4;
 static_assert(FIRST_HINT_SLOTS % HINT_WAYS == 0, "the hint table is made of whole buckets");
 
 namespace {
-
-// locktag_field4 of raceguard's group locks ("RG"): user advisory locks use 1 and 2.
-constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
 
 // Bumped at every transaction end and subtransaction abort.
 uint64 transaction_generation = 1;
@@ -266,21 +263,10 @@ uint32 group_hash_of(const RunningBalanceState* state, const Datum* group_values
 }
 
 // C-side: the lock that serializes the group's appends until transaction
-// end. Tried without waiting first, so that a wait is seen and counted (the
-// count before the wait, which may end in an error; its time after).
+// end (running_balance_group_lock.hpp); returns the group's hash.
 uint32 lock_group(const RunningBalanceState* state, const Datum* group_values, stats::Counters* counters) {
     const uint32 hash = group_hash_of(state, group_values);
-    LOCKTAG tag;
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, state->root_relid, hash, RACEGUARD_LOCK_TAG);
-    if (LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
-        return hash;
-    ++counters->n[stats::RB_WAITED];
-    const TimestampTz started = GetCurrentTimestamp();
-    (void)LockAcquire(&tag, ExclusiveLock, false, false);
-    const int64 waited = GetCurrentTimestamp() - started;  // microseconds
-    counters->n[stats::RB_WAIT_US] += waited;
-    if (waited > counters->wait_max_us)
-        counters->wait_max_us = waited;
+    take_group_lock(state->root_relid, hash, counters);
     return hash;
 }
 
