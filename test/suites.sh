@@ -56,6 +56,8 @@ stress() {
         echo "--- $script"
         PGDATABASE=$db bash "$script" || status=1
     done
+    echo "--- test/stress/running_balance.sh, ledger partitioned by month"
+    PGDATABASE=$db STRESS_LAYOUT=monthly bash test/stress/running_balance.sh || status=1
     return $status
 }
 

@@ -2,10 +2,11 @@
 # running_balance with raceguard in shared_preload_libraries, in a throwaway
 # cluster of its own (the suites' cluster has no preload): the shared last
 # entries (sql/running_balance_shared.sql, and the isolation spec
-# running_balance_shared: what each way around the guard does to them), and
+# running_balance_shared: what each way around the guard does to them), the
+# group lock's wakeups (isolation spec running_balance_group_lock), and
 # every running_balance test and isolation spec again, since with preload
-# their appends go through the shared entries too. Also the randomized model
-# of running_balance when test/random/preloaded.sh exists.
+# their appends go through the shared entries and the group lock's wakeups
+# too, and the running_balance stress test, flat and partitioned by month.
 #     PG_CONFIG=... bash test/preloaded/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,9 +19,14 @@ isolation="helpers running_balance_shared running_balance_group_lock running_bal
 status=0
 # A cluster beside the suites' own: pg_virtualenv would reuse the port and
 # settings directory the outer one exported.
-env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT \
-    pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o max_prepared_transactions=2 \
-        make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="$regress" ISOLATION="$isolation" || status=1
+# Then the running_balance stress test, flat and partitioned by month.
+env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT REGRESS="$regress" ISOLATION="$isolation" \
+    pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o max_prepared_transactions=2 bash -c '
+        make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="$REGRESS" ISOLATION="$ISOLATION" || exit 1
+        createdb raceguard_stress && psql -qX -d raceguard_stress -c "CREATE EXTENSION raceguard" || exit 1
+        for layout in flat monthly; do
+            PGDATABASE=raceguard_stress STRESS_LAYOUT=$layout bash test/stress/running_balance.sh || exit 1
+        done' || status=1
 if [ $status -ne 0 ]; then
     for diffs in regression.diffs output_iso/regression.diffs; do
         [ -f "$diffs" ] && cat "$diffs"

@@ -8,19 +8,39 @@
 # A control without the guard (read the last balance, then insert, as
 # applications do) must break its chains, or this test could not tell.
 # Bounded: a fixed number of transactions per client.
+# STRESS_LAYOUT=monthly: the guarded ledger is partitioned by month (six
+# months), and each append books into a random month, the newest most often,
+# so that a group's last entry moves between partitions (with raceguard
+# preloaded, where appends read the one partition the shared entry names).
 source "$(dirname "$0")/lib.sh"
 transactions=${STRESS_TRANSACTIONS:-200}
 accounts=${STRESS_ACCOUNTS:-5}
+layout=${STRESS_LAYOUT:-flat}
 
 psql -qX -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS stress_payments, stress_naive;
-CREATE TABLE stress_payments (account_id integer NOT NULL, amount bigint, running_balance bigint, entry_no bigint);
-CREATE UNIQUE INDEX ON stress_payments (account_id, entry_no);
-CREATE TRIGGER stress_payments_balance BEFORE INSERT OR UPDATE OR DELETE ON stress_payments
-    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id', 'seq=entry_no');
-CREATE TABLE stress_naive (LIKE stress_payments);
+CREATE TABLE stress_naive (account_id integer NOT NULL, amount bigint, running_balance bigint, entry_no bigint);
 SQL
+if [ "$layout" = monthly ]; then
+    psql -qX -v ON_ERROR_STOP=1 <<'SQL'
+CREATE TABLE stress_payments (account_id integer NOT NULL, amount bigint, running_balance bigint, entry_no bigint,
+                              booked date NOT NULL DEFAULT '2026-06-15') PARTITION BY RANGE (booked);
+SELECT format('CREATE TABLE stress_payments_%s PARTITION OF stress_payments FOR VALUES FROM (%L) TO (%L)', m,
+              date '2026-01-01' + make_interval(months => m - 1), date '2026-01-01' + make_interval(months => m))
+FROM generate_series(1, 6) m \gexec
+CREATE INDEX ON stress_payments (account_id, entry_no);
+SQL
+    booked_column=", booked"
+    booked_value=", date '2026-01-01' + :day"
+else
+    psql -qX -v ON_ERROR_STOP=1 -c "CREATE TABLE stress_payments (LIKE stress_naive)" \
+        -c "CREATE UNIQUE INDEX ON stress_payments (account_id, entry_no)"
+    booked_column=""
+    booked_value=""
+fi
+psql -qX -v ON_ERROR_STOP=1 -c "CREATE TRIGGER stress_payments_balance BEFORE INSERT OR UPDATE OR DELETE ON stress_payments
+    FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id', 'seq=entry_no')"
 
 cat >"$work/naive.sql" <<SQL
 \set account random(1, $accounts)
@@ -39,10 +59,11 @@ for level in "READ COMMITTED" "REPEATABLE READ"; do
 \set first random(-50, 100)
 \set second random(-50, 100)
 \set abandon random(1, 10)
+\set day case when random(1, 4) = 1 then random(0, 150) else random(151, 180) end
 BEGIN ISOLATION LEVEL $level;
 SELECT count(*) FROM stress_payments WHERE account_id = :account;
-INSERT INTO stress_payments (account_id, amount) VALUES (:account, :first);
-INSERT INTO stress_payments (account_id, amount) VALUES (:account, :second);
+INSERT INTO stress_payments (account_id, amount$booked_column) VALUES (:account, :first$booked_value);
+INSERT INTO stress_payments (account_id, amount$booked_column) VALUES (:account, :second$booked_value);
 \if :abandon = 1
 ROLLBACK;
 \else
@@ -74,7 +95,7 @@ read -r rows problems gaps wrong_final < <(psql -qXAt -F ' ' -c "
                                    HAVING sum(amount) <> (array_agg(running_balance ORDER BY entry_no DESC))[1]) f)")
 
 echo "control without raceguard: $naive_broken of $accounts account chains broken"
-echo "with running_balance: $rows entries ($rc_rows at READ COMMITTED, the rest at REPEATABLE READ with $retried retries after 40001);" \
+echo "with running_balance ($layout ledger): $rows entries ($rc_rows at READ COMMITTED, the rest at REPEATABLE READ with $retried retries after 40001);" \
      "verify_running_balance: $problems problems; $gaps accounts with seq gaps; $wrong_final final balances differing from the sum of amounts"
 status=0
 [ "$naive_broken" -gt 0 ] || { echo "FAIL: the control broke no chain; the workload does not race"; status=1; }
