@@ -3,20 +3,34 @@ same run, with the sides interleaved (round after round, in rotating order)
 so that drift on a noisy machine hits every side alike.
 
 Run through bench/run.sh (a throwaway cluster tuned for benchmarking), or
-against any database with raceguard installed (PG* environment variables):
+against any database with raceguard installed (PG* environment variables,
+as a superuser: the durability settings are switched with ALTER SYSTEM):
 
-    python3 bench/bench.py            # the full run (about 23 minutes on 2 cores)
+    python3 bench/bench.py            # the full run (about 40 minutes on 2 cores)
     python3 bench/bench.py --quick    # smaller sizes, for development
     python3 bench/bench.py --only bulk_update,claims
+    python3 bench/bench.py --durability safe
+
+Every ledger case (running_balance, transfers, ledger_size, partitioned) is
+measured under each durability setting asked for: safe (fsync,
+full_page_writes and synchronous_commit on: what users run) and fast (all
+three off). The other cases run under fast. Every figure printed names the
+setting it was measured under; every figure and every side's TPS is also
+written to a JSON file (bench/results/latest.json), from which
+bench/plot.py draws the plots of docs/benchmarks.md.
 
 The run fails (exit 1) when a correctness check fails: after the running
-balance cases verify_running_balance() must return nothing, and after the
+balance cases verify_running_balance() must return nothing, the head-row
+and pgledger-style books must add up after the transfers, and after the
 claim cases no job may have been claimed twice. Targets missed are reported
 as MISS; they do not fail the run (speed is measured, not asserted).
 """
 
 import argparse
+import contextlib
+import json
 import os
+import platform
 import re
 import statistics
 import subprocess
@@ -50,20 +64,32 @@ def timed(conn, sql):
 
 
 class Report:
+    """Prints the figures and keeps them for the JSON file. durability: the
+    setting the figures being printed were measured under (named in every
+    heading and figure)."""
+
     def __init__(self):
         self.lines = []
         self.misses = []
         self.failures = []
+        self.figures = []
+        self.measurements = []
+        self.durability = None
+
+    def tag(self):
+        return f"[{self.durability}] " if self.durability else ""
 
     def heading(self, text):
-        print(f"\n== {text}", flush=True)
+        print(f"\n== {self.tag()}{text}", flush=True)
 
     def info(self, text):
         print(f"   {text}", flush=True)
 
-    def ratio(self, label, value, op=None, target=None, spread=None):
+    def ratio(self, label, value, op=None, target=None, spread=None, case=None):
         """One figure: label, ratio, and the target when there is one;
         spread, the figure of each round (shown as its range)."""
+        label = self.tag() + label
+        met = None
         if op is None:
             verdict = ""
         else:
@@ -72,14 +98,86 @@ class Report:
             if not met:
                 self.misses.append(label)
         rounds = f"  [rounds {min(spread):.2f}-{max(spread):.2f}]" if spread else ""
-        line = f"{label:<72} {value:6.2f}x{verdict}{rounds}"
+        line = f"{label:<80} {value:6.2f}x{verdict}{rounds}"
         self.lines.append(line)
+        self.figures.append({"case": case, "durability": self.durability, "label": label, "value": value,
+                             "target": None if op is None else f"{op} {target}", "met": met,
+                             "rounds": list(spread) if spread else None})
         print("   " + line, flush=True)
 
+    def measured(self, case, tps, **key):
+        """Every side's TPS, each round and the median, for the plots."""
+        for side, rounds in tps.items():
+            self.measurements.append(dict(case=case, durability=self.durability, side=side,
+                                          median=statistics.median(rounds), rounds=rounds, **key))
+
     def check(self, label, ok, detail=""):
+        label = self.tag() + label
         print(f"   check: {label}: {'ok' if ok else 'FAILED'} {detail}".rstrip(), flush=True)
         if not ok:
             self.failures.append(label)
+
+
+# What each durability setting sets. safe: what users run (PostgreSQL's
+# defaults); fast: nothing waits for the disk, the usual benchmark setting.
+DURABILITY = {
+    "safe": {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"},
+    "fast": {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off"},
+}
+
+
+class Durability:
+    """Switches the cluster between the durability settings with ALTER
+    SYSTEM and a reload (all three settings are reloadable), checks from a
+    new connection and from the case's own that they are in effect, and puts
+    back what was there at the end."""
+
+    def __init__(self, conn, report):
+        self.conn = conn
+        self.report = report
+        self.current = None
+        # (value, whether ALTER SYSTEM had set it) before the run.
+        self.original = {name: (setting, (sourcefile or "").endswith("postgresql.auto.conf"))
+                         for name, setting, sourcefile in execute(
+                             conn, "SELECT name, setting, sourcefile FROM pg_settings"
+                                   " WHERE name IN ('fsync', 'full_page_writes', 'synchronous_commit')")}
+
+    def switch(self, name):
+        if self.current != name:
+            for setting, value in DURABILITY[name].items():
+                execute(self.conn, f"ALTER SYSTEM SET {setting} = {value}")
+            execute(self.conn, "SELECT pg_reload_conf()")
+            self.wait_until_in_effect(DURABILITY[name], name)
+            self.current = name
+        self.report.durability = name
+
+    def wait_until_in_effect(self, wanted, name):
+        deadline = time.monotonic() + 30
+        while True:
+            fresh = connect()
+            try:
+                seen = {setting: execute(fresh, f"SHOW {setting}")[0][0] for setting in wanted}
+            finally:
+                fresh.close()
+            # The case's connection reloads at its next command: ask it too.
+            own = {setting: execute(self.conn, f"SHOW {setting}")[0][0] for setting in wanted}
+            if seen == wanted and own == wanted:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"durability {name}: {wanted} asked, a new connection shows {seen},"
+                                   f" the bench's own {own} (is a setting fixed on the server's command line?)")
+            time.sleep(0.1)
+
+    def restore(self):
+        if self.current is None:
+            return
+        for setting, (value, altered) in self.original.items():
+            if altered:
+                execute(self.conn, f"ALTER SYSTEM SET {setting} = {value}")
+            else:
+                execute(self.conn, f"ALTER SYSTEM RESET {setting}")
+        execute(self.conn, "SELECT pg_reload_conf()")
+        self.report.durability = None
 
 
 def rotated(items, round_number):
@@ -126,7 +224,7 @@ def interleaved_tps(scripts, clients, seconds, rounds):
 
 PLPGSQL_PEERS = r"""
 -- lock_version written by hand for one table.
-CREATE FUNCTION bench_lock_version_table() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION bench_lock_version_table() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         NEW.lock_version := coalesce(NEW.lock_version, 1);
@@ -139,7 +237,7 @@ BEGIN
 END $$;
 
 -- lock_version written generically: the column name in TG_ARGV[0].
-CREATE FUNCTION bench_lock_version_generic() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION bench_lock_version_generic() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     stored bigint := coalesce((to_jsonb(OLD) ->> TG_ARGV[0])::bigint, 0);
     sent bigint := coalesce((to_jsonb(NEW) ->> TG_ARGV[0])::bigint, 0);
@@ -153,7 +251,7 @@ BEGIN
 END $$;
 
 -- immutable_once_set written by hand for one table.
-CREATE FUNCTION bench_once_table() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION bench_once_table() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF OLD.owner_id IS NOT NULL AND NEW.owner_id IS DISTINCT FROM OLD.owner_id THEN
         RAISE EXCEPTION 'owner_id is already set' USING ERRCODE = 'check_violation';
@@ -162,7 +260,7 @@ BEGIN
 END $$;
 
 -- immutable_once_set written generically: the columns in TG_ARGV.
-CREATE FUNCTION bench_once_generic() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION bench_once_generic() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     old_row jsonb := to_jsonb(OLD);
     new_row jsonb := to_jsonb(NEW);
@@ -236,7 +334,7 @@ def bulk_update(conn, report, rows, rounds):
 
 LEDGER_PEERS = r"""
 -- The PL/pgSQL way: an advisory lock on the account, then read its last row.
-CREATE FUNCTION bench_balance_advisory() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION bench_balance_advisory() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     last record;
 BEGIN
@@ -301,16 +399,24 @@ def append_script(name, accounts):
     return pick + f"INSERT INTO ledger_{name} (account_id, amount) VALUES (:account, 1);\n"
 
 
-def running_balance(conn, report, clients, seconds, rounds, bulk_rows, accounts=1000):
+def running_balance(conn, report, durability, settings, clients, seconds, rounds, bulk_rows, accounts=1000):
+    execute(conn, LEDGER_PEERS)
+    for setting in settings:
+        durability.switch(setting)
+        running_balance_under(conn, report, clients, seconds, rounds, bulk_rows, accounts)
+    execute(conn, "DROP FUNCTION bench_balance_advisory()")
+
+
+def running_balance_under(conn, report, clients, seconds, rounds, bulk_rows, accounts):
     report.heading(f"running_balance: {clients} clients appending single rows over {accounts:,} accounts,"
                    f" {seconds}s per side, median of {rounds} rounds")
-    execute(conn, LEDGER_PEERS)
     for name in LEDGERS:
         create_ledger(conn, name, accounts, 10)
     tps, median = interleaved_tps({name: append_script(name, accounts) for name in LEDGERS}, clients, seconds, rounds)
+    report.measured("running_balance", tps, accounts=accounts)
     report.info("median TPS: " + ", ".join(f"{name} {median[name]:.0f}" for name in LEDGERS))
-    report.ratio("running_balance TPS / plain INSERT TPS", median["raceguard"] / median["plain"], ">=", 0.90,
-                 spread=[r / p for r, p in zip(tps["raceguard"], tps["plain"])])
+    report.ratio("running_balance TPS / plain INSERT TPS", median["raceguard"] / median["plain"], ">=", 0.95,
+                 spread=[r / p for r, p in zip(tps["raceguard"], tps["plain"])], case="running_balance")
     report.ratio("running_balance TPS / whole-table-lock TPS", median["raceguard"] / median["table_lock"], ">=", 3.0)
     report.ratio("running_balance TPS / plain INSERT TPS leaving balance and entry_no NULL",
                  median["raceguard"] / median["plain_null"], spread=[r / p for r, p in zip(tps["raceguard"], tps["plain_null"])])
@@ -338,7 +444,7 @@ def running_balance(conn, report, clients, seconds, rounds, bulk_rows, accounts=
     median = {name: statistics.median(values) for name, values in times.items()}
     report.info(f"medians: plain {median['plain']:.2f}s, plain leaving balance and entry_no NULL"
                 f" {median['plain_null']:.2f}s, running_balance {median['raceguard']:.2f}s")
-    report.ratio("running_balance bulk INSERT / plain INSERT", median["raceguard"] / median["plain"], "<=", 1.30,
+    report.ratio("running_balance bulk INSERT / plain INSERT", median["raceguard"] / median["plain"], "<=", 1.20,
                  spread=[r / p for r, p in zip(times["raceguard"], times["plain"])])
     report.ratio("running_balance bulk INSERT / plain INSERT leaving balance and entry_no NULL",
                  median["raceguard"] / median["plain_null"],
@@ -363,10 +469,10 @@ def running_balance(conn, report, clients, seconds, rounds, bulk_rows, accounts=
 # running_balance: double-entry transfers, against the head-row design
 # ---------------------------------------------------------------------------
 
-# Every side writes the same rows through a PL/pgSQL function called once per
-# transaction: a transfers row, then the debit and the credit entry, the
-# lower account's entry first (so locks are always taken in account order
-# and nothing deadlocks).
+# Every side but the statement forms writes its rows through a PL/pgSQL
+# function called once per transaction: a transfers row, then the debit and
+# the credit entry, the lower account's first (so locks are always taken in
+# account order and nothing deadlocks).
 #   plain      the three rows, no balance at all (the entry numbers from a
 #              sequence, so the entries' index holds what it holds on the
 #              other sides): the limit
@@ -375,12 +481,29 @@ def running_balance(conn, report, clients, seconds, rounds, bulk_rows, accounts=
 #              account rows are taken FOR UPDATE in id order, both balances
 #              updated, and the entries inserted with what was read (the
 #              design of the best-known PostgreSQL ledger libraries)
-TRANSFER_SIDES = ["plain", "raceguard", "head_row"]
+#   pgledger   the same design in the shape of pgledger, a published
+#              PL/pgSQL ledger library: accounts with a currency, a balance,
+#              a version and what balance they may reach; entries with an id
+#              of their own carrying the account's previous and current
+#              balance and its version; one function call per transfer that
+#              locks both accounts in id order, checks the currencies and the
+#              balances allowed, updates both accounts and inserts the rows
+# Over 2 hot accounts two more sides write the raceguard and head-row
+# transfers as separate statements in a pgbench transaction (BEGIN, the
+# statements, COMMIT: one round trip each, as an application does), into
+# books of their own:
+#   raceguard_statements  INSERT transfer; INSERT the lower account's entry;
+#                         INSERT the other; COMMIT
+#   head_row_statements   SELECT ... FOR UPDATE the two accounts in id order;
+#                         UPDATE each; INSERT transfer; INSERT the entries;
+#                         COMMIT
+TRANSFER_SIDES = ["plain", "raceguard", "head_row", "pgledger"]
+STATEMENT_SIDES = ["raceguard_statements", "head_row_statements"]
 
 # plain and raceguard insert the same rows; only plain numbers its entries
 # itself (raceguard's guard computes entry_no and the balance).
 INSERTS_ONLY = r"""
-CREATE FUNCTION bench_transfer_{side}(debit integer, credit integer, amount bigint) RETURNS void
+CREATE OR REPLACE FUNCTION bench_transfer_{side}(debit integer, credit integer, amount bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     transfer bigint;
@@ -396,7 +519,7 @@ END $$;
 TRANSFER_FUNCTIONS = INSERTS_ONLY.format(side="plain", entry_no_column=", entry_no",
                                          entry_no_value=", nextval('entries_plain_entry_no')") + \
     INSERTS_ONLY.format(side="raceguard", entry_no_column="", entry_no_value="") + r"""
-CREATE FUNCTION bench_transfer_head_row(debit integer, credit integer, amount bigint) RETURNS void
+CREATE OR REPLACE FUNCTION bench_transfer_head_row(debit integer, credit integer, amount bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     transfer bigint;
@@ -416,92 +539,225 @@ BEGIN
         VALUES (transfer, debit, -amount, debit_balance, debit_version),
                (transfer, credit, amount, credit_balance, credit_version);
 END $$;
+
+CREATE OR REPLACE FUNCTION bench_transfer_pgledger(from_id integer, to_id integer, amount bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    account accounts_pgledger;
+    from_account accounts_pgledger;
+    to_account accounts_pgledger;
+    transfer bigint;
+BEGIN
+    IF amount <= 0 THEN
+        RAISE EXCEPTION 'amount (%) must be positive', amount;
+    END IF;
+    FOR account IN SELECT * FROM accounts_pgledger WHERE id IN (from_id, to_id) ORDER BY id FOR UPDATE LOOP
+        IF account.id = from_id THEN
+            from_account := account;
+        ELSE
+            to_account := account;
+        END IF;
+    END LOOP;
+    IF from_account.currency <> to_account.currency THEN
+        RAISE EXCEPTION 'currencies differ: % and %', from_account.currency, to_account.currency;
+    END IF;
+    IF NOT from_account.allow_negative_balance AND from_account.balance - amount < 0 THEN
+        RAISE EXCEPTION 'account % cannot have a negative balance', from_id;
+    END IF;
+    IF NOT to_account.allow_positive_balance AND to_account.balance + amount > 0 THEN
+        RAISE EXCEPTION 'account % cannot have a positive balance', to_id;
+    END IF;
+    UPDATE accounts_pgledger SET balance = balance - amount, version = version + 1, updated_at = now()
+     WHERE id = from_id;
+    UPDATE accounts_pgledger SET balance = balance + amount, version = version + 1, updated_at = now()
+     WHERE id = to_id;
+    INSERT INTO transfers_pgledger (from_account_id, to_account_id, amount) VALUES (from_id, to_id, amount)
+        RETURNING id INTO transfer;
+    INSERT INTO entries_pgledger (account_id, transfer_id, amount, account_previous_balance,
+                                  account_current_balance, account_version)
+        VALUES (from_id, transfer, -amount, from_account.balance, from_account.balance - amount,
+                from_account.version + 1),
+               (to_id, transfer, amount, to_account.balance, to_account.balance + amount, to_account.version + 1);
+END $$;
 """
 
 
-def create_transfer_books(conn, side, accounts):
+def transfer_design(side):
+    """The books a side's tables are made like: a statement form's are its
+    function form's."""
+    return side.removesuffix("_statements")
+
+
+def drop_transfer_books(conn, side):
     for table in (f"entries_{side}", f"transfers_{side}", f"accounts_{side}"):
         execute(conn, f"DROP TABLE IF EXISTS {table}")
-    execute(conn, f"CREATE TABLE transfers_{side} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-                  f" debit_account integer NOT NULL, credit_account integer NOT NULL, amount bigint NOT NULL,"
-                  f" created_at timestamptz NOT NULL DEFAULT now())")
-    execute(conn, f"CREATE TABLE entries_{side} (transfer_id bigint NOT NULL, account_id integer NOT NULL,"
-                  f" amount bigint NOT NULL, running_balance bigint, entry_no bigint)")
-    execute(conn, f"CREATE UNIQUE INDEX ON entries_{side} (account_id, entry_no)")
-    if side == "plain":
+
+
+def create_transfer_books(conn, side, accounts):
+    design = transfer_design(side)
+    drop_transfer_books(conn, side)
+    if design == "pgledger":
+        execute(conn, f"CREATE TABLE accounts_{side} (id integer PRIMARY KEY, name text NOT NULL,"
+                      f" currency text NOT NULL, balance bigint NOT NULL, version bigint NOT NULL,"
+                      f" allow_negative_balance boolean NOT NULL, allow_positive_balance boolean NOT NULL,"
+                      f" created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now())")
+        execute(conn, f"INSERT INTO accounts_{side} (id, name, currency, balance, version, allow_negative_balance,"
+                      f" allow_positive_balance) SELECT a, 'account ' || a, 'USD', 0, 0, true, true"
+                      f" FROM generate_series(1, {accounts}) a")
+        execute(conn, f"CREATE TABLE transfers_{side} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                      f" from_account_id integer NOT NULL, to_account_id integer NOT NULL, amount bigint NOT NULL,"
+                      f" created_at timestamptz NOT NULL DEFAULT now(), event_at timestamptz NOT NULL DEFAULT now())")
+        execute(conn, f"CREATE TABLE entries_{side} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                      f" account_id integer NOT NULL, transfer_id bigint NOT NULL, amount bigint NOT NULL,"
+                      f" account_previous_balance bigint NOT NULL, account_current_balance bigint NOT NULL,"
+                      f" account_version bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now())")
+        execute(conn, f"CREATE UNIQUE INDEX ON entries_{side} (account_id, account_version)")
+    else:
+        execute(conn, f"CREATE TABLE transfers_{side} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                      f" debit_account integer NOT NULL, credit_account integer NOT NULL, amount bigint NOT NULL,"
+                      f" created_at timestamptz NOT NULL DEFAULT now())")
+        execute(conn, f"CREATE TABLE entries_{side} (transfer_id bigint NOT NULL, account_id integer NOT NULL,"
+                      f" amount bigint NOT NULL, running_balance bigint, entry_no bigint)")
+        execute(conn, f"CREATE UNIQUE INDEX ON entries_{side} (account_id, entry_no)")
+    if design == "plain":
         execute(conn, "DROP SEQUENCE IF EXISTS entries_plain_entry_no")
         execute(conn, "CREATE SEQUENCE entries_plain_entry_no")
-    if side == "head_row":
+    if design == "head_row":
         execute(conn, f"CREATE TABLE accounts_{side} (id integer PRIMARY KEY, balance bigint NOT NULL,"
                       f" version bigint NOT NULL)")
         execute(conn, f"INSERT INTO accounts_{side} SELECT a, 0, 0 FROM generate_series(1, {accounts}) a")
-    if side == "raceguard":
+    if design == "raceguard":
         execute(conn, f"CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON entries_{side} FOR EACH ROW"
                       f" EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id',"
                       f" 'seq=entry_no')")
-    for table in (f"entries_{side}", f"transfers_{side}") + ((f"accounts_{side}",) if side == "head_row" else ()):
+    for table in (f"entries_{side}", f"transfers_{side}") + ((f"accounts_{side}",) if design != "raceguard"
+                                                             and design != "plain" else ()):
         execute(conn, f"VACUUM ANALYZE {table}")
 
 
 def transfer_script(side, accounts):
     # Two different accounts: the credit account is the debit's successor
     # by a random offset, wrapping around.
-    return (f"\\set debit random(1, {accounts})\n"
+    pick = (f"\\set debit random(1, {accounts})\n"
             f"\\set offset random(1, {accounts - 1})\n"
             f"\\set credit 1 + (:debit - 1 + :offset) % {accounts}\n"
-            f"\\set amount random(1, 100)\n"
-            f"SELECT bench_transfer_{side}(:debit, :credit, :amount);\n")
+            f"\\set amount random(1, 100)\n")
+    if side == "raceguard_statements":
+        return pick + (
+            "\\set low least(:debit, :credit)\n"
+            "\\set high greatest(:debit, :credit)\n"
+            "\\set low_amount CASE WHEN :low = :debit THEN 0 - :amount ELSE :amount END\n"
+            "\\set high_amount 0 - :low_amount\n"
+            "BEGIN;\n"
+            f"INSERT INTO transfers_{side} (debit_account, credit_account, amount)"
+            " VALUES (:debit, :credit, :amount) RETURNING id AS transfer \\gset\n"
+            f"INSERT INTO entries_{side} (transfer_id, account_id, amount) VALUES (:transfer, :low, :low_amount);\n"
+            f"INSERT INTO entries_{side} (transfer_id, account_id, amount) VALUES (:transfer, :high, :high_amount);\n"
+            "COMMIT;\n")
+    if side == "head_row_statements":
+        return pick + (
+            "BEGIN;\n"
+            f"SELECT id FROM accounts_{side} WHERE id IN (:debit, :credit) ORDER BY id FOR UPDATE;\n"
+            f"UPDATE accounts_{side} SET balance = balance - :amount, version = version + 1 WHERE id = :debit"
+            " RETURNING balance AS debit_balance, version AS debit_version \\gset\n"
+            f"UPDATE accounts_{side} SET balance = balance + :amount, version = version + 1 WHERE id = :credit"
+            " RETURNING balance AS credit_balance, version AS credit_version \\gset\n"
+            f"INSERT INTO transfers_{side} (debit_account, credit_account, amount)"
+            " VALUES (:debit, :credit, :amount) RETURNING id AS transfer \\gset\n"
+            f"INSERT INTO entries_{side} (transfer_id, account_id, amount, running_balance, entry_no)"
+            " VALUES (:transfer, :debit, 0 - :amount, :debit_balance, :debit_version),"
+            " (:transfer, :credit, :amount, :credit_balance, :credit_version);\n"
+            "COMMIT;\n")
+    return pick + f"SELECT bench_transfer_{side}(:debit, :credit, :amount);\n"
 
 
 def verify_transfer_books(conn, report, side, label):
+    design = transfer_design(side)
     transfers, entries = execute(conn, f"SELECT (SELECT count(*) FROM transfers_{side}),"
                                        f" (SELECT count(*) FROM entries_{side})")[0]
     report.check(f"{label}: two entries per transfer", entries == 2 * transfers,
                  f"({transfers:,} transfers, {entries:,} entries)")
-    if side == "raceguard":
+    if design == "raceguard":
         problems = execute(conn, f"SELECT count(*) FROM raceguard.verify_running_balance('entries_{side}')")[0][0]
         report.check(f"{label}: verify_running_balance", problems == 0, f"({problems} problems)")
-    if side == "head_row":
+    if design == "head_row":
         wrong = execute(conn, f"SELECT count(*) FROM accounts_{side} a LEFT JOIN (SELECT account_id,"
                               f" sum(amount) AS total, count(*) AS entries FROM entries_{side} GROUP BY account_id) e"
                               f" ON e.account_id = a.id WHERE a.balance <> coalesce(e.total, 0)"
                               f" OR a.version <> coalesce(e.entries, 0)")[0][0]
         report.check(f"{label}: every account's balance is the sum of its entries", wrong == 0,
                      f"({wrong} accounts wrong)")
+    if design == "pgledger":
+        wrong = execute(conn, f"SELECT count(*) FROM accounts_{side} a LEFT JOIN (SELECT account_id,"
+                              f" sum(amount) AS total, count(*) AS entries FROM entries_{side} GROUP BY account_id) e"
+                              f" ON e.account_id = a.id WHERE a.balance <> coalesce(e.total, 0)"
+                              f" OR a.version <> coalesce(e.entries, 0)")[0][0]
+        report.check(f"{label}: every account's balance and version are the sum and count of its entries",
+                     wrong == 0, f"({wrong} accounts wrong)")
+        # Each entry takes its account from the previous entry's balance and
+        # version to its own.
+        broken = execute(conn, f"SELECT count(*) FROM (SELECT account_previous_balance, account_current_balance,"
+                               f" amount, account_version, lag(account_current_balance, 1, 0::bigint) OVER w AS before,"
+                               f" row_number() OVER w AS position FROM entries_{side}"
+                               f" WINDOW w AS (PARTITION BY account_id ORDER BY account_version)) e"
+                               f" WHERE account_previous_balance <> before"
+                               f" OR account_current_balance <> account_previous_balance + amount"
+                               f" OR account_version <> position")[0][0]
+        report.check(f"{label}: every entry continues its account's previous entry", broken == 0,
+                     f"({broken} entries wrong)")
 
 
-def transfers(conn, report, clients, seconds, rounds):
+def transfers(conn, report, durability, settings, clients, seconds, rounds):
+    for side in TRANSFER_SIDES + STATEMENT_SIDES:
+        drop_transfer_books(conn, side)
+    # The functions are created once their tables' types exist (pgledger's
+    # reads whole account rows).
+    create_transfer_books(conn, "pgledger", 2)
     execute(conn, TRANSFER_FUNCTIONS)
-    for accounts, title in ((1000, "transfers over 1,000 accounts"), (10, "transfers over 10 accounts"),
-                            (2, "hot account: transfers between 2 accounts")):
-        report.heading(f"running_balance: {title}, {clients} clients, one transfer (a transfers row, a debit and"
-                       f" a credit entry) per transaction, {seconds}s per side, median of {rounds} rounds")
-        for side in TRANSFER_SIDES:
-            create_transfer_books(conn, side, accounts)
-        tps, median = interleaved_tps({side: transfer_script(side, accounts) for side in TRANSFER_SIDES},
-                                      clients, seconds, rounds)
-        report.info("median TPS: " + ", ".join(f"{side} {median[side]:.0f}" for side in TRANSFER_SIDES))
-        short = {1000: "1,000 accounts", 10: "10 accounts", 2: "2 hot accounts"}[accounts]
-        raceguard_vs_head = [r / h for r, h in zip(tps["raceguard"], tps["head_row"])]
-        raceguard_vs_plain = [r / p for r, p in zip(tps["raceguard"], tps["plain"])]
-        if accounts == 2:
-            report.ratio(f"transfers, {short}: running_balance TPS / head-row TPS",
-                         median["raceguard"] / median["head_row"], ">=", 1.0, spread=raceguard_vs_head)
-        else:
-            report.ratio(f"transfers, {short}: running_balance TPS / head-row TPS",
-                         median["raceguard"] / median["head_row"], ">=", 2.0, spread=raceguard_vs_head)
-            report.ratio(f"transfers, {short}: running_balance TPS / plain inserts TPS",
-                         median["raceguard"] / median["plain"], ">=", 0.85, spread=raceguard_vs_plain)
-        report.ratio(f"transfers, {short}: head-row TPS / plain inserts TPS",
-                     median["head_row"] / median["plain"], spread=[h / p for h, p in zip(tps["head_row"], tps["plain"])])
-        for side in ("raceguard", "head_row"):
-            verify_transfer_books(conn, report, side, f"transfers, {short}, {side}")
-    for side in TRANSFER_SIDES:
-        for table in (f"entries_{side}", f"transfers_{side}", f"accounts_{side}"):
-            execute(conn, f"DROP TABLE IF EXISTS {table}")
+    for setting in settings:
+        durability.switch(setting)
+        for accounts in (1000, 10, 2):
+            transfers_under(conn, report, clients, seconds, rounds, accounts)
     for side in TRANSFER_SIDES:
         execute(conn, f"DROP FUNCTION bench_transfer_{side}(integer, integer, bigint)")
+    for side in TRANSFER_SIDES + STATEMENT_SIDES:
+        drop_transfer_books(conn, side)
     execute(conn, "DROP SEQUENCE entries_plain_entry_no")
+
+
+def transfers_under(conn, report, clients, seconds, rounds, accounts):
+    title = {1000: "transfers over 1,000 accounts", 10: "transfers over 10 accounts",
+             2: "hot account: transfers between 2 accounts"}[accounts]
+    short = {1000: "1,000 accounts", 10: "10 accounts", 2: "2 hot accounts"}[accounts]
+    # The statement forms only where the harness matters most: the hot account.
+    sides = TRANSFER_SIDES + (STATEMENT_SIDES if accounts == 2 else [])
+    report.heading(f"running_balance: {title}, {clients} clients, one transfer (a transfers row, a debit and"
+                   f" a credit entry) per transaction, {seconds}s per side, median of {rounds} rounds")
+    for side in sides:
+        create_transfer_books(conn, side, accounts)
+    tps, median = interleaved_tps({side: transfer_script(side, accounts) for side in sides},
+                                  clients, seconds, rounds)
+    report.measured("transfers", tps, accounts=accounts)
+    report.info("median TPS: " + ", ".join(f"{side} {median[side]:.0f}" for side in sides))
+
+    def ratio(label, top, bottom, op=None, target=None):
+        report.ratio(f"transfers, {short}: {label}", median[top] / median[bottom], op, target,
+                     spread=[t / b for t, b in zip(tps[top], tps[bottom])], case="transfers")
+
+    ratio("running_balance TPS / head-row TPS", "raceguard", "head_row", ">=", 1.3)
+    ratio("running_balance TPS / pgledger-style TPS", "raceguard", "pgledger")
+    if accounts != 2:
+        ratio("running_balance TPS / plain inserts TPS", "raceguard", "plain", ">=", 0.85)
+    ratio("head-row TPS / plain inserts TPS", "head_row", "plain")
+    ratio("pgledger-style TPS / head-row TPS", "pgledger", "head_row")
+    if accounts == 2:
+        ratio("statements in a pgbench transaction: running_balance TPS / head-row TPS",
+              "raceguard_statements", "head_row_statements")
+        ratio("running_balance: statements TPS / one function call TPS", "raceguard_statements", "raceguard")
+        ratio("head-row: statements TPS / one function call TPS", "head_row_statements", "head_row")
+    for side in sides:
+        if side != "plain":
+            verify_transfer_books(conn, report, side, f"transfers, {short}, {side}")
 
 
 # ---------------------------------------------------------------------------
@@ -509,10 +765,10 @@ def transfers(conn, report, clients, seconds, rounds):
 # ---------------------------------------------------------------------------
 
 
-def ledger_size(conn, report, clients, seconds, rounds, entries, accounts=1000):
-    report.heading(f"running_balance: {clients} clients appending single rows over {accounts:,} accounts into a"
-                   f" ledger of {entries:,} entries and into an empty one, {seconds}s per side,"
-                   f" median of {rounds} rounds")
+def ledger_size(conn, report, durability, settings, clients, seconds, rounds, entries, accounts=1000):
+    # Loaded once (under the first setting), then measured under each.
+    durability.switch(settings[0])
+    report.heading(f"running_balance: loading a ledger of {entries:,} entries over {accounts:,} accounts")
     # The same two ledgers without the guard (the same rows, entry numbers
     # from a sequence) show what a bigger table and index cost PostgreSQL
     # itself.
@@ -539,6 +795,18 @@ def ledger_size(conn, report, clients, seconds, rounds, entries, accounts=1000):
     report.info("loaded: " + ", ".join(
         f"{name} {execute(conn, 'SELECT pg_size_pretty(pg_total_relation_size(%s))', (f'ledger_{name}',))[0][0]}"
         for name in sides))
+    for setting in settings:
+        durability.switch(setting)
+        ledger_size_under(conn, report, clients, seconds, rounds, entries, accounts, sides)
+    for name in sides:
+        execute(conn, f"DROP TABLE ledger_{name}")
+        execute(conn, f"DROP SEQUENCE ledger_{name}_entry_no")
+
+
+def ledger_size_under(conn, report, clients, seconds, rounds, entries, accounts, sides):
+    report.heading(f"running_balance: {clients} clients appending single rows over {accounts:,} accounts into a"
+                   f" ledger of {entries:,} entries and into an empty one, {seconds}s per side,"
+                   f" median of {rounds} rounds")
 
     def script(name):
         if name.startswith("plain"):
@@ -547,9 +815,11 @@ def ledger_size(conn, report, clients, seconds, rounds, entries, accounts=1000):
         return append_script(name, accounts)
 
     tps, median = interleaved_tps({name: script(name) for name in sides}, clients, seconds, rounds)
+    report.measured("ledger_size", tps, entries=entries)
     report.info("median TPS: " + ", ".join(f"{name} {median[name]:.0f}" for name in sides))
     report.ratio(f"append TPS into a {entries:,}-entry ledger / into an empty ledger",
-                 median["big"] / median["empty"], ">=", 0.90, spread=[b / e for b, e in zip(tps["big"], tps["empty"])])
+                 median["big"] / median["empty"], ">=", 0.95, spread=[b / e for b, e in zip(tps["big"], tps["empty"])],
+                 case="ledger_size")
     report.ratio(f"plain INSERT TPS into the {entries:,}-entry table / into the empty one (no guard)",
                  median["plain_big"] / median["plain_empty"],
                  spread=[b / e for b, e in zip(tps["plain_big"], tps["plain_empty"])])
@@ -560,8 +830,125 @@ def ledger_size(conn, report, clients, seconds, rounds, entries, accounts=1000):
             problems = execute(conn, f"SELECT count(*) FROM raceguard.verify_running_balance('ledger_{name}')")[0][0]
             report.check(f"verify_running_balance on the {name} ledger after the appends", problems == 0,
                          f"({problems} problems)")
-        execute(conn, f"DROP TABLE ledger_{name}")
-        execute(conn, f"DROP SEQUENCE ledger_{name}_entry_no")
+
+
+# ---------------------------------------------------------------------------
+# running_balance: partitioned ledgers
+# ---------------------------------------------------------------------------
+
+# (name, partitioning, number of partitions). monthly: RANGE on created_at,
+# one partition a month, the newest holding now(), history spread over all
+# of them; the group (account_id) is not the partition key, so an append's
+# search for the account's last entry may have to look in every partition.
+# hash: HASH on account_id, where each account's rows all lie in one
+# partition. flat: the same columns, not partitioned (plain side only: what
+# partitioning itself costs).
+PARTITION_LAYOUTS = [("monthly_1", "monthly", 1), ("monthly_12", "monthly", 12), ("monthly_48", "monthly", 48),
+                     ("hash_64", "hash", 64)]
+
+
+def create_partitioned_ledger(conn, table, partitioning, partitions, accounts, history, guarded):
+    execute(conn, f"DROP TABLE IF EXISTS {table}")
+    columns = ("(account_id integer NOT NULL, amount bigint NOT NULL, running_balance bigint, entry_no bigint,"
+               " created_at timestamptz NOT NULL)")
+    if partitioning == "flat":
+        execute(conn, f"CREATE TABLE {table} {columns}")
+        execute(conn, f"CREATE UNIQUE INDEX ON {table} (account_id, entry_no)")
+        created_at = f"now() - interval '1 hour' * ({history} - n)"
+    elif partitioning == "hash":
+        execute(conn, f"CREATE TABLE {table} {columns} PARTITION BY HASH (account_id)")
+        for remainder in range(partitions):
+            execute(conn, f"CREATE TABLE {table}_{remainder} PARTITION OF {table}"
+                          f" FOR VALUES WITH (MODULUS {partitions}, REMAINDER {remainder})")
+        # The partition key is in the chain index: it can be unique.
+        execute(conn, f"CREATE UNIQUE INDEX ON {table} (account_id, entry_no)")
+        created_at = f"now() - interval '1 hour' * ({history} - n)"
+    else:
+        execute(conn, f"CREATE TABLE {table} {columns} PARTITION BY RANGE (created_at)")
+        # Month `age` months before the current one; the newest (age 0)
+        # holds now(), where the appends land.
+        for age in range(partitions - 1, -1, -1):
+            start = f"date_trunc('month', now()) - interval '{age} months'"
+            execute(conn, f"CREATE TABLE {table}_{age} PARTITION OF {table}"
+                          f" FOR VALUES FROM ({start}) TO ({start} + interval '1 month')")
+        # Not unique: a unique index on a partitioned table must hold the
+        # partition key (created_at); the guard takes a plain btree on
+        # (group, seq).
+        execute(conn, f"CREATE INDEX ON {table} (account_id, entry_no)")
+        # Entry n of every account in month (n - 1) * partitions / history,
+        # counted from the oldest: each month holds history, in entry order.
+        created_at = (f"date_trunc('month', now()) - interval '1 month' * ({partitions - 1}"
+                      f" - (n - 1) * {partitions} / {history}) + interval '1 minute' * a")
+    # Loaded by entry number, accounts interleaved, as a ledger fills over
+    # time: entry n of each account has balance n (amounts of 1).
+    execute(conn, f"INSERT INTO {table} SELECT a, 1, n, n, {created_at} FROM generate_series(1, {history}) n,"
+                  f" generate_series(1, {accounts}) a")
+    execute(conn, f"DROP SEQUENCE IF EXISTS {table}_entry_no")
+    execute(conn, f"CREATE SEQUENCE {table}_entry_no START {history + 1}")
+    if guarded:
+        execute(conn, f"CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW"
+                      f" EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id',"
+                      f" 'seq=entry_no')")
+    execute(conn, f"VACUUM ANALYZE {table}")
+
+
+def partitioned_script(table, guarded, accounts):
+    pick = f"\\set account random(1, {accounts})\n"
+    if guarded:
+        return pick + f"INSERT INTO {table} (account_id, amount, created_at) VALUES (:account, 1, now());\n"
+    return pick + ("\\set balance random(1, 1000000)\n"
+                   f"INSERT INTO {table} VALUES (:account, 1, :balance, nextval('{table}_entry_no'), now());\n")
+
+
+def partitioned(conn, report, durability, settings, clients, seconds, rounds, history, accounts=1000):
+    for setting in settings:
+        durability.switch(setting)
+        partitioned_under(conn, report, clients, seconds, rounds, history, accounts)
+
+
+def partitioned_under(conn, report, clients, seconds, rounds, history, accounts):
+    report.heading(f"running_balance on partitioned ledgers: {clients} clients appending single rows over"
+                   f" {accounts:,} accounts, {history} entries of history per account, {seconds}s per side,"
+                   f" median of {rounds} rounds")
+    # side -> (table, partitioning, partitions, guarded)
+    sides = {}
+    for layout, partitioning, partitions in PARTITION_LAYOUTS:
+        sides[f"{layout}_raceguard"] = (f"pledger_{layout}_raceguard", partitioning, partitions, True)
+        sides[f"{layout}_plain"] = (f"pledger_{layout}_plain", partitioning, partitions, False)
+    sides["flat_plain"] = ("pledger_flat_plain", "flat", 0, False)
+    for table, partitioning, partitions, guarded in sides.values():
+        create_partitioned_ledger(conn, table, partitioning, partitions, accounts, history, guarded)
+    tps, median = interleaved_tps({side: partitioned_script(table, guarded, accounts)
+                                   for side, (table, _, _, guarded) in sides.items()}, clients, seconds, rounds)
+    for side, (table, partitioning, partitions, guarded) in sides.items():
+        report.measured("partitioned", {side: tps[side]}, layout=partitioning, partitions=partitions,
+                        guard="raceguard" if guarded else "plain", accounts=accounts, history=history)
+    report.info("median TPS: " + ", ".join(f"{side} {median[side]:.0f}" for side in sides))
+
+    def ratio(label, top, bottom, op=None, target=None):
+        report.ratio(f"partitioned: {label}", median[top] / median[bottom], op, target,
+                     spread=[t / b for t, b in zip(tps[top], tps[bottom])], case="partitioned")
+
+    ratio("64 HASH (account_id) partitions: running_balance TPS / plain INSERT TPS",
+          "hash_64_raceguard", "hash_64_plain", ">=", 0.85)
+    ratio("48 monthly RANGE (created_at) partitions: running_balance TPS / plain INSERT TPS",
+          "monthly_48_raceguard", "monthly_48_plain", ">=", 0.80)
+    ratio("12 monthly partitions: running_balance TPS / plain INSERT TPS", "monthly_12_raceguard", "monthly_12_plain")
+    ratio("1 monthly partition: running_balance TPS / plain INSERT TPS", "monthly_1_raceguard", "monthly_1_plain")
+    ratio("running_balance TPS, 48 monthly partitions / 12 monthly partitions",
+          "monthly_48_raceguard", "monthly_12_raceguard", ">=", 0.90)
+    for layout, partitioning, partitions in PARTITION_LAYOUTS:
+        description = f"{partitions} {'monthly' if partitioning == 'monthly' else 'HASH'} partition" + \
+            ("s" if partitions > 1 else "")
+        ratio(f"plain INSERT TPS, {description} / not partitioned", f"{layout}_plain", "flat_plain")
+    for side, (table, _, _, guarded) in sides.items():
+        if guarded:
+            problems = execute(conn, f"SELECT count(*) FROM raceguard.verify_running_balance('{table}')")[0][0]
+            report.check(f"verify_running_balance on {table} after the appends", problems == 0,
+                         f"({problems} problems)")
+    for table, _, _, _ in sides.values():
+        execute(conn, f"DROP TABLE {table}")
+        execute(conn, f"DROP SEQUENCE {table}_entry_no")
 
 
 # ---------------------------------------------------------------------------
@@ -756,18 +1143,47 @@ def claims(conn, report, clients, rows, rounds):
 # ---------------------------------------------------------------------------
 
 
-CASES = ["bulk_update", "running_balance", "transfers", "ledger_size", "stats_cost", "claims"]
+CASES = ["bulk_update", "running_balance", "transfers", "ledger_size", "partitioned", "stats_cost", "claims"]
+# Measured under each durability setting asked for; the others under fast.
+LEDGER_CASES = ["running_balance", "transfers", "ledger_size", "partitioned"]
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
+
+
+def machine():
+    """The machine bench.py runs on (the server's, when it is local)."""
+    cpu = platform.processor() or platform.machine()
+    memory = None
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    memory = int(line.split()[1]) * 1024
+                    break
+    return {"cores": os.cpu_count(), "cpu": cpu,
+            "memory_gib": round(memory / 2**30, 1) if memory else None}
 
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for development")
     parser.add_argument("--only", default=",".join(CASES), help="comma-separated cases: " + ", ".join(CASES))
+    parser.add_argument("--durability", default="safe,fast",
+                        help="comma-separated durability settings the ledger cases run under: safe (fsync,"
+                             " full_page_writes, synchronous_commit on), fast (all three off); default both")
+    parser.add_argument("--results", default=RESULTS, help=f"the JSON file written (default {RESULTS})")
     options = parser.parse_args(argv)
     only = [case.strip() for case in options.only.split(",") if case.strip()]
     unknown = [case for case in only if case not in CASES]
     if unknown:
         parser.error(f"unknown case(s): {', '.join(unknown)}")
+    durabilities = [name.strip() for name in options.durability.split(",") if name.strip()]
+    if not durabilities or any(name not in DURABILITY for name in durabilities):
+        parser.error(f"--durability takes safe, fast or both, not {options.durability!r}")
 
     quick = options.quick
     conn = connect()
@@ -775,35 +1191,59 @@ def main(argv):
     version = execute(conn, "SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")[0][0]
     server = execute(conn, "SHOW server_version")[0][0]
     settings = execute(conn, "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name)"
-                             " FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync',"
-                             " 'full_page_writes', 'max_wal_size', 'wal_init_zero', 'autovacuum', 'jit',"
-                             " 'max_locks_per_transaction', 'shared_preload_libraries')")[0][0]
+                             " FROM pg_settings WHERE name IN ('shared_buffers', 'max_wal_size', 'wal_init_zero',"
+                             " 'checkpoint_timeout', 'autovacuum', 'jit', 'max_locks_per_transaction',"
+                             " 'shared_preload_libraries')")[0][0]
     report = Report()
+    durability = Durability(conn, report)
     started = time.perf_counter()
-    print(f"raceguard {version} on PostgreSQL {server}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
-          f"{' (quick mode)' if quick else ''}")
+    host = machine()
+    print(f"raceguard {version} on PostgreSQL {server}, {host['cores']} cores ({host['cpu']}),"
+          f" {host['memory_gib']} GiB, {time.strftime('%Y-%m-%d')}{' (quick mode)' if quick else ''}")
     print(f"settings: {settings}")
+    print("durability: " + "; ".join(f"{name} = " + ", ".join(f"{k}={v}" for k, v in DURABILITY[name].items())
+                                      for name in DURABILITY)
+          + f"; ledger cases under {', '.join(durabilities)}, the others under fast")
 
-    if "bulk_update" in only:
-        bulk_update(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5)
-    if "running_balance" in only:
-        # Many short rounds rather than a few long ones: on a shared machine
-        # the median of many interleaved rounds moves least between runs.
-        running_balance(conn, report, clients=8, seconds=3 if quick else 6, rounds=2 if quick else 5,
-                        bulk_rows=100_000 if quick else 1_000_000)
-    if "transfers" in only:
-        transfers(conn, report, clients=8, seconds=3 if quick else 5, rounds=2 if quick else 5)
-    if "ledger_size" in only:
-        ledger_size(conn, report, clients=8, seconds=3 if quick else 6, rounds=2 if quick else 5,
-                    entries=1_000_000 if quick else 10_000_000)
-    if "stats_cost" in only:
-        stats_cost(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5, clients=8,
-                   seconds=3 if quick else 5)
-    if "claims" in only:
-        claims(conn, report, clients=8, rows=10_000 if quick else 100_000, rounds=3)
-    conn.close()
+    try:
+        if "bulk_update" in only:
+            durability.switch("fast")
+            bulk_update(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5)
+        if "running_balance" in only:
+            # Many short rounds rather than a few long ones: on a shared machine
+            # the median of many interleaved rounds moves least between runs.
+            running_balance(conn, report, durability, durabilities, clients=8, seconds=3 if quick else 6,
+                            rounds=2 if quick else 5, bulk_rows=100_000 if quick else 1_000_000)
+        if "transfers" in only:
+            transfers(conn, report, durability, durabilities, clients=8, seconds=3 if quick else 5,
+                      rounds=2 if quick else 4)
+        if "ledger_size" in only:
+            ledger_size(conn, report, durability, durabilities, clients=8, seconds=3 if quick else 6,
+                        rounds=2 if quick else 5, entries=1_000_000 if quick else 10_000_000)
+        if "partitioned" in only:
+            partitioned(conn, report, durability, durabilities, clients=8, seconds=3 if quick else 5,
+                        rounds=2 if quick else 4, history=48 if quick else 96)
+        if "stats_cost" in only:
+            durability.switch("fast")
+            stats_cost(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5, clients=8,
+                       seconds=3 if quick else 5)
+        if "claims" in only:
+            durability.switch("fast")
+            claims(conn, report, clients=8, rows=10_000 if quick else 100_000, rounds=3)
+    finally:
+        durability.restore()
+        conn.close()
 
-    print(f"\n{len(report.lines)} figures in {time.perf_counter() - started:.0f}s;"
+    elapsed = time.perf_counter() - started
+    os.makedirs(os.path.dirname(os.path.abspath(options.results)), exist_ok=True)
+    with open(options.results, "w") as results:
+        json.dump({"raceguard": version, "postgresql": server, "machine": host, "date": time.strftime("%Y-%m-%d"),
+                   "quick": quick, "cases": only, "durability": {name: DURABILITY[name] for name in durabilities},
+                   "settings": settings, "seconds": round(elapsed), "figures": report.figures,
+                   "measurements": report.measurements, "misses": report.misses, "failures": report.failures},
+                  results, indent=1)
+        results.write("\n")
+    print(f"\n{len(report.lines)} figures in {elapsed:.0f}s, written to {options.results};"
           f" targets missed: {', '.join(report.misses) if report.misses else 'none'};"
           f" correctness checks failed: {', '.join(report.failures) if report.failures else 'none'}")
     return 1 if report.failures else 0
