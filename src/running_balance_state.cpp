@@ -766,8 +766,10 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         if (!group.by_value || group.type == FLOAT4OID || group.type == FLOAT8OID)
             state.exact_cache_usable = false;
     }
-    const bool partitioned_ledger = pg_call([&] { return get_rel_relkind(state.root_relid); }) == RELKIND_PARTITIONED_TABLE;
-    state.writes_shared_entries = shared_last_entries::available() && partitioned_ledger &&
+    // A state that reads one part (an unpartitioned ledger, or a partition
+    // that holds every entry of its groups) has nothing to remember: every
+    // append to those groups reads that same part.
+    state.writes_shared_entries = shared_last_entries::available() && state.part_count > 1 &&
                                   state.group_count <= shared_last_entries::MAX_GROUP_COLUMNS;
     for (int g = 0; g < state.group_count; ++g) {
         const GroupColumn& group = state.groups[g];
@@ -775,7 +777,7 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
             state.writes_shared_entries = false;
     }
     const char firing_mode = trigger_data->tg_trigger->tgenabled;
-    state.reads_shared_entries = state.writes_shared_entries && state.part_count > 1 && state.every_clone_enabled &&
+    state.reads_shared_entries = state.writes_shared_entries && state.every_clone_enabled &&
                                  (firing_mode == TRIGGER_FIRES_ON_ORIGIN || firing_mode == TRIGGER_FIRES_ALWAYS) &&
                                  TRIGGER_FOR_UPDATE(definition.trigger_type) &&
                                  TRIGGER_FOR_DELETE(definition.trigger_type);

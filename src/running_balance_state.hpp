@@ -79,12 +79,13 @@ struct RunningBalanceState {
     // every group of which lives in it), integer family, by-value groups.
     bool exact_cache_usable;
     // The shared last entries (running_balance_shared.hpp), keyed by the
-    // trigger the user created. Every append to a partitioned ledger whose
-    // groups an entry can keep writes (or forgets) its group's entry; one
-    // that would read several parts first tries the entry's leaf alone,
-    // when the guard cannot be skipped unnoticed: it fires on INSERT,
-    // UPDATE and DELETE, and every leaf's clone is enabled (ENABLE or
-    // ENABLE ALWAYS).
+    // trigger the user created. Every append that reads several parts,
+    // when an entry can keep its groups, writes (or forgets) its group's
+    // entry, and first tries the entry's leaf alone when the guard cannot
+    // be skipped unnoticed: it fires on INSERT, UPDATE and DELETE, and
+    // every leaf's clone is enabled (ENABLE or ENABLE ALWAYS). All appends
+    // to a group read the same parts, so one that reads one part has
+    // nothing to remember.
     Oid root_trigger_oid;
     bool writes_shared_entries;
     bool reads_shared_entries;
