@@ -81,6 +81,14 @@ INSERT INTO sm VALUES (1, '2026-01-20', 5, 2000, 60);
 SET LOCAL session_replication_role = origin;
 COMMIT;
 SELECT * FROM regress.append('sm', 1, 1);
+-- Written around the guard and appended to in the same transaction: the
+-- append sees the transaction's own row.
+BEGIN;
+SET LOCAL session_replication_role = replica;
+INSERT INTO sm VALUES (1, '2026-03-21', 5, 2500, 65);
+SET LOCAL session_replication_role = origin;
+SELECT * FROM regress.append('sm', 1, 1);
+COMMIT;
 -- The same with COPY.
 SET session_replication_role = replica;
 COPY sm FROM stdin;

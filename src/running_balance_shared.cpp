@@ -268,6 +268,10 @@ void note_possible_bypass() { count_as_bypasser(); }
 uint64 trusted_generation() {
     if (!available())
         return 0;
+    // This transaction's own rows written around a guard are visible to it
+    // before anyone counts them (a replica-mode write is counted at commit).
+    if (counted_as_bypasser || saw_replica_role || SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+        return 0;
     if (pg_atomic_read_u32(&directory->bypassers) != 0)
         return 0;
     SpinLockAcquire(&directory->prepared_lock);
