@@ -1770,8 +1770,12 @@ def write(run, session, target, rows, explicit, copy=False, fits=None):
         if not fired:
             model.bypassed += 1
             TEST.count("ev bypassed rows")
-        elif len(branch[1][n]) > 1:
-            TEST.count("ev ties")
+        else:
+            if len(branch[1][n]) > 1:
+                TEST.count("ev ties")
+            before = model.last_leaf(canonical(s, a.groups))
+            if before is not None and before != leaf:
+                TEST.count("ev appends after the last entry's leaf")  # moved to another leaf
         status, amount = stored_value(a.amount, s["amount_type"])
         model.rows[a.id] = Stored(canonical(s, a.groups), got[0], got[1], amount, a.groups, a.pk, leaf,
                                   session.name if session.open else None, bypassed=not fired)
@@ -2353,14 +2357,15 @@ def main():
                       if k.startswith("partitioned by ") and k != "partitioned by a group column")
     TEST.finish("%d shapes, %d accepted (partitioned by a group column %d, otherwise %d; by {%s}), refused: {%s}, "
                 "%d workloads, %d statements, %d rows checked, %d retries; events workloads %d: events {%s}, "
-                "bypass windows {%s}, %d open transactions, %d appends, %d bypassed rows, %d ties, "
-                "%d unrouted" % (
+                "bypass windows {%s}, %d open transactions, %d appends (%d into another leaf than the "
+                "group's last entry's), %d bypassed rows, %d ties, %d unrouted" % (
                     c.get("shapes", 0), c.get("accepted", 0), c.get("partitioned by a group column", 0),
                     c.get("partitioned otherwise", 0), kinds, refused, c.get("workloads", 0),
                     c.get("statements", 0) + c.get("ev statements", 0),
                     c.get("rows checked", 0) + c.get("ev rows checked", 0), c.get("rb retries", 0),
                     c.get("ev workloads", 0), events, windows, c.get("ev open transactions", 0),
-                    c.get("ev appends", 0), c.get("ev bypassed rows", 0), c.get("ev ties", 0),
+                    c.get("ev appends", 0), c.get("ev appends after the last entry's leaf", 0),
+                    c.get("ev bypassed rows", 0), c.get("ev ties", 0),
                     c.get("ev unrouted", 0)))
 
 
