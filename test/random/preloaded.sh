@@ -16,7 +16,7 @@ major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 # A cluster beside the suites' own: pg_virtualenv would reuse the port and
 # settings directory the outer one exported.
 env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT \
-    pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard \
+    pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o max_prepared_transactions=2 \
         bash -c '
             preload=$(psql -XAtc "SHOW shared_preload_libraries" -d postgres) || exit 1
             if [ "$preload" != raceguard ]; then

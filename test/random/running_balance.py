@@ -1520,6 +1520,8 @@ class EventRun:
         self.free_slots = []  # (parent, bound, samples) nobody holds
         self.fresh = 0        # partitions created so far
         self.pk_extra = []    # pk bound numbers of partitions created past the shape's own
+        self.prepared_ok = False  # max_prepared_transactions > 0
+        self.prepared = []    # prepared transactions not ended yet (after a failure)
 
     def session(self, name):
         session = EvSession(self.log, name, self.s["schema"])
@@ -1532,6 +1534,11 @@ class EventRun:
     def close(self):
         for session in self.sessions:
             session.close()
+        if self.prepared:  # a prepared transaction would keep its locks, and the schema
+            cleanup = Session([])
+            for gid in self.prepared:
+                cleanup.run("ROLLBACK PREPARED '%s'" % gid, log=False)
+            cleanup.close()
 
 
 def ev_groups(run, key_values=None):
@@ -1904,7 +1911,10 @@ def open_transaction(run, sessions):
     yet), then appends (a savepoint rolled back sometimes), the
     superuser's replica-role writes of any group and another session's
     appends to groups this one has not touched, then more appends; COMMIT
-    or ROLLBACK. At READ COMMITTED the rule holds for every statement."""
+    or ROLLBACK, or PREPARE TRANSACTION and then COMMIT PREPARED or
+    ROLLBACK PREPARED from another backend (when the server allows
+    prepared transactions). At READ COMMITTED the rule holds for every
+    statement."""
     rng, model, s = run.rng, run.model, run.s
     a1, a2, ev, rep = sessions
     TEST.count("ev open transactions")
@@ -1950,14 +1960,27 @@ def open_transaction(run, sessions):
         for i in [i for i, r in model.rows.items() if r.writer == a1.name and i not in savepoint]:
             del model.rows[i]
     own_appends()
-    ending = "COMMIT" if rng.random() < 0.75 and not a1.aborted else "ROLLBACK"
-    outcome = a1.run(ending)
+    roll = rng.random()
+    ending = "ROLLBACK" if a1.aborted or roll < 0.2 else \
+        "PREPARE" if run.prepared_ok and roll < 0.45 else "COMMIT"
+    if ending == "PREPARE":
+        # Two-phase: a1 prepares, and another backend ends it; a1's own
+        # transaction callbacks see only the PREPARE.
+        gid = "%s_%d" % (s["schema"], rng.randrange(10**6))
+        a1.must("PREPARE TRANSACTION '%s'" % gid)
+        run.prepared.append(gid)
+        ending = rng.choice(["COMMIT PREPARED", "ROLLBACK PREPARED"])
+        TEST.count("ev prepared transactions")
+        outcome = ev.run("%s '%s'" % (ending, gid))
+        run.prepared.remove(gid)
+    else:
+        outcome = a1.run(ending)
     a1.open = a1.aborted = False
-    if ending == "ROLLBACK":
+    if ending.startswith("ROLLBACK"):
         for i in [i for i, r in model.rows.items() if r.writer == a1.name]:
             del model.rows[i]
     if not outcome.ok:
-        run.fail("event workload: commit failed", str(outcome))
+        run.fail("event workload: commit failed", "%s: %s" % (ending, outcome))
     for r in model.rows.values():
         if r.writer == a1.name:
             r.writer = None
@@ -2197,6 +2220,7 @@ def events_workload(s, seed, initial, min_balance):
         for sql in shape_ddl(s):
             ev.must(sql)
         run.model.refresh(ev)
+        run.prepared_ok = int(ev.must("SHOW max_prepared_transactions", log=False)[0][0]) > 0
         sessions = (a1, a2, ev, rep)
         steps = rng.randint(20, 45)
         turn = 0
@@ -2357,13 +2381,14 @@ def main():
                       if k.startswith("partitioned by ") and k != "partitioned by a group column")
     TEST.finish("%d shapes, %d accepted (partitioned by a group column %d, otherwise %d; by {%s}), refused: {%s}, "
                 "%d workloads, %d statements, %d rows checked, %d retries; events workloads %d: events {%s}, "
-                "bypass windows {%s}, %d open transactions, %d appends (%d into another leaf than the "
+                "bypass windows {%s}, %d open transactions (%d prepared), %d appends (%d into another leaf than the "
                 "group's last entry's), %d bypassed rows, %d ties, %d unrouted" % (
                     c.get("shapes", 0), c.get("accepted", 0), c.get("partitioned by a group column", 0),
                     c.get("partitioned otherwise", 0), kinds, refused, c.get("workloads", 0),
                     c.get("statements", 0) + c.get("ev statements", 0),
                     c.get("rows checked", 0) + c.get("ev rows checked", 0), c.get("rb retries", 0),
                     c.get("ev workloads", 0), events, windows, c.get("ev open transactions", 0),
+                    c.get("ev prepared transactions", 0),
                     c.get("ev appends", 0), c.get("ev appends after the last entry's leaf", 0),
                     c.get("ev bypassed rows", 0), c.get("ev ties", 0),
                     c.get("ev unrouted", 0)))
