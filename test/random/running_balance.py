@@ -32,7 +32,9 @@ a model of the chain that is computed here, independently of the guard:
   limit) into the leaf holding the group's last entry, another leaf or the
   parent; and a transaction stays open (a savepoint rolled back sometimes)
   while the superuser's replica-role writes and another session's appends
-  go in. Every append is predicted by the rule the guard must follow
+  go in, then commits, rolls back, or (with max_prepared_transactions)
+  prepares and is committed or rolled back by another session. Every
+  append is predicted by the rule the guard must follow
   whatever happened: the group's previous entry is its committed (or own)
   row with the highest non-NULL seq among the partitions attached now (a
   NULL balance there counting as initial), the append gets its seq + 1 and
