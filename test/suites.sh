@@ -77,6 +77,7 @@ run_suite "fuzz: claim parameters" bash test/fuzz/claim_fuzz.sh
 run_suite "fuzz: every guard in every firing mode, table kind, enabled state and setting" bash test/fuzz/firing_modes.sh
 run_suite "privileges and settings: each guard through every path, with every setting a role can change" bash test/privileges/matrix.sh
 run_suite "randomized" bash test/random/run.sh
+run_suite "randomized running_balance with raceguard preloaded (60 s)" bash test/random/preloaded.sh
 run_suite "docs: every SQL example, link and object of README.md and docs/" python3 test/docs/examples.py
 
 echo
