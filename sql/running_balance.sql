@@ -129,6 +129,14 @@ ALTER TABLE seq_limit DISABLE TRIGGER seq_limit_balance;
 INSERT INTO seq_limit VALUES (0, 0, 32767);
 ALTER TABLE seq_limit ENABLE TRIGGER seq_limit_balance;
 SELECT sqlstate, column_name FROM regress.error_of($$INSERT INTO seq_limit (amount) VALUES (1)$$);
+-- A bigint seq at its last value fails too (it must not wrap around), and
+-- nothing is written.
+ALTER TABLE seq_limit ALTER COLUMN seq TYPE bigint;
+ALTER TABLE seq_limit DISABLE TRIGGER seq_limit_balance;
+INSERT INTO seq_limit VALUES (0, 0, 9223372036854775807);
+ALTER TABLE seq_limit ENABLE TRIGGER seq_limit_balance;
+SELECT sqlstate, column_name FROM regress.error_of($$INSERT INTO seq_limit (amount) VALUES (1)$$);
+SELECT count(*) AS rows, min(seq), max(seq) FROM seq_limit;
 
 -- A partitioned ledger (by month): one chain per account across partitions.
 CREATE TABLE entries (account_id integer, booked date, amount bigint, balance bigint, entry_no bigint)

@@ -280,9 +280,10 @@ Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* stat
                                : state->initial_numeric;
     const NewBalance balance = add_amount(state, previous, amount);
     check_new_balance(trigger_data, state, group_values, previous, amount, balance, counters);
-    const int64 seq = last.found ? last.seq + 1 : 1;
-    if (seq > state->seq_max)
+    // Compared before adding: a bigint seq at its last value would wrap.
+    if (last.found && last.seq >= state->seq_max)
         throw_out_of_range(trigger_data, state->seq_attnum, state->seq_type);
+    const int64 seq = last.found ? last.seq + 1 : 1;
 
     remember_append(state, append, seq, balance.value, group_values);
     int replaced[2] = {state->balance_attnum, state->seq_attnum};
