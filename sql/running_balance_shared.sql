@@ -166,7 +166,46 @@ SELECT * FROM regress.append('sm', 2, 1);
 SELECT group_key, seq, problem, expected, stored FROM raceguard.verify_running_balance('sm') ORDER BY 1, 2, 3;
 SELECT account, n, balance, amount FROM sm WHERE (account, n) IN (SELECT account, max(n) FROM sm GROUP BY account) ORDER BY 1;
 
--- 10. Without UPDATE and DELETE guarded, an entry's seq can be changed
+-- 10. Groups that compare equal with different images: a domain over
+-- float8, where -0 = 0. The append of one takes the other's entry slot, so
+-- the other's next append reads every leaf and continues from it.
+CREATE DOMAIN regress.f8 AS float8;
+CREATE TABLE sf (account regress.f8 NOT NULL, booked date NOT NULL, amount bigint NOT NULL, balance bigint, n bigint)
+    PARTITION BY RANGE (booked);
+CREATE TABLE sf_1 PARTITION OF sf FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE sf_2 PARTITION OF sf FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+CREATE INDEX ON sf (account, n);
+CREATE TRIGGER sf_balance BEFORE INSERT OR UPDATE OR DELETE ON sf FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'account', 'seq=n');
+INSERT INTO sf (account, booked, amount) VALUES (0.0, '2026-01-05', 1);
+\c
+SET client_min_messages = warning;
+INSERT INTO sf (account, booked, amount) VALUES ('-0'::float8, '2026-02-05', 1) RETURNING n, balance;
+\c
+SET client_min_messages = warning;
+INSERT INTO sf (account, booked, amount) VALUES (0.0, '2026-01-06', 1) RETURNING n, balance;
+SELECT count(*) AS problems FROM raceguard.verify_running_balance('sf');
+
+-- 11. session_replication_role set to replica and back inside one
+-- statement (set_config in a CTE), with a row written in between: counted.
+WITH on_replica AS (SELECT set_config('session_replication_role', 'replica', true)),
+     written AS (INSERT INTO sm SELECT 1, '2026-01-20', 5, 9000, 300 FROM on_replica RETURNING n)
+SELECT n, set_config('session_replication_role', 'origin', true) AS role_after FROM written;
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sm', 1, 1);
+
+-- 12. A BEFORE INSERT trigger that fires after the guard (its name sorts
+-- later) and changes the group: the guard never trusts an entry there.
+CREATE FUNCTION regress.fold_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.account := abs(NEW.account); RETURN NEW; END $$;
+CREATE TRIGGER sm_zz_fold BEFORE INSERT ON sm FOR EACH ROW EXECUTE FUNCTION regress.fold_account();
+SELECT * FROM regress.append('sm', 2, 1);
+INSERT INTO sm (account, booked, amount) VALUES (-2, '2026-02-05', 100) RETURNING account, n, balance;
+SELECT * FROM regress.append('sm', 2, 1);
+DROP TRIGGER sm_zz_fold ON sm;
+
+-- 13. Without UPDATE and DELETE guarded, an entry's seq can be changed
 -- unseen: such a guard never trusts a remembered entry.
 CREATE TABLE si (account integer NOT NULL, booked date NOT NULL, amount bigint NOT NULL, balance bigint, n bigint)
     PARTITION BY RANGE (booked);
@@ -180,7 +219,9 @@ SELECT * FROM regress.append('si', 1, 1);
 UPDATE si SET n = 10 WHERE booked = '2026-01-05';
 SELECT * FROM regress.append('si', 1, 1);
 
-DROP TABLE sm, si;
+DROP TABLE sm, si, sf;
+DROP DOMAIN regress.f8;
+DROP FUNCTION regress.fold_account();
 DROP FUNCTION regress.append(regclass, integer, bigint, date);
 DROP FUNCTION regress.leaves_read(regclass, jsonb);
 DROP FUNCTION regress.chain_scans(regclass);

@@ -13,6 +13,7 @@ extern "C" {
 #include "utils/acl.h"
 #include "utils/numeric.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -140,6 +141,21 @@ inline void request_preload_memory(Size (*size)()) {
     requested_sizes[requested++] = size;
 #else
     RequestAddinShmemSpace(size());
+#endif
+}
+
+// A setting of PostgreSQL's own by name (its record in the GUC tables), or
+// nullptr. 16 made find_option public; before, the sorted array is searched.
+inline config_generic* find_core_setting(const char* name) {
+#if PG_VERSION_NUM >= 160000
+    return find_option(name, false, true, ERROR);
+#else
+    config_generic** settings = get_guc_variables();
+    const int count = GetNumConfigOptions();
+    for (int i = 0; i < count; ++i)
+        if (pg_strcasecmp(settings[i]->name, name) == 0)
+            return settings[i];
+    return nullptr;
 #endif
 }
 

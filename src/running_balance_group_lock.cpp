@@ -83,7 +83,9 @@ bool try_lock(const LOCKTAG* tag) { return LockAcquire(tag, ExclusiveLock, false
 // Sleeps until a holder of a group on this wakeup releases its locks, and
 // tries again, for at most the window. True when the lock was taken.
 bool take_when_released(const LOCKTAG* tag, uint32 group_hash, TimestampTz started) {
-    if (wakeups == nullptr)
+    // lock_timeout runs only in the lock manager's queue: with it set, the
+    // waiter queues at once, so that it means what it says.
+    if (wakeups == nullptr || LockTimeout > 0)
         return false;
     const int64 window_ms = Min(BARGING_WINDOW_MS, static_cast<int64>(DeadlockTimeout));
     const TimestampTz deadline = started + window_ms * 1000;

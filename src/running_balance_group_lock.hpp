@@ -16,7 +16,10 @@
 // window (100 ms, or deadlock_timeout if shorter) queues in the lock
 // manager as before, which is fair from then on (no one can take the lock
 // past a queued waiter) and is where deadlocks are detected. Without
-// preloading, every waiter queues at once.
+// preloading, and with lock_timeout set (which counts only a queued wait),
+// every waiter queues at once. A lock held by a prepared transaction is
+// released by COMMIT or ROLLBACK PREPARED in a backend that did not take
+// it and so wakes no one: its waiters go on at the end of the window.
 #pragma once
 
 #include "stats.hpp"

@@ -7,14 +7,14 @@
 #include "compat.hpp"
 
 extern "C" {
+#include "access/twophase.h"
 #include "common/hashfn.h"
-#include "executor/executor.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
-#include "storage/procarray.h"
+#include "storage/lock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "tcop/utility.h"
+#include "utils/guc_tables.h"
 }
 
 namespace raceguard::shared_last_entries {
@@ -26,9 +26,14 @@ constexpr const char* SEGMENT_NAME = "raceguard_last_entries.layout1";
 // groups; a group whose slot another took is looked up in every part.
 constexpr int BUCKETS = 4096;
 constexpr int WAYS = 4;
-// Prepared transactions that wrote around a guard, tracked until they end;
-// past this many, no entry is trusted until the server restarts.
-constexpr int MAX_PREPARED_BYPASSERS = 16;
+// A prepared transaction that wrote around a guard holds this lock in
+// share mode (taken as it prepares, so PostgreSQL keeps it with the
+// prepared transaction, through a restart or a promotion, until COMMIT or
+// ROLLBACK PREPARED); whoever can take it exclusively knows none is left.
+// An advisory-type tag in no database, with raceguard's field4 ("RG") and
+// a field3 of its own.
+constexpr uint32 PREPARED_BYPASS_MARK = 0x50425950;  // "PBYP"
+constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
 
 struct Entry {
     Oid database;
@@ -51,10 +56,11 @@ struct Bucket {
 struct Directory {
     pg_atomic_uint64 generation;  // starts at 1: 0 means "trust nothing"
     pg_atomic_uint32 bypassers;   // transactions in flight that may write around a guard
-    slock_t prepared_lock;
-    int prepared_count;
-    bool prepared_overflowed;
-    TransactionId prepared[MAX_PREPARED_BYPASSERS];
+    // Prepared bypassers: marked (counted up) as each prepares; checked
+    // (the mark lock free) up to a count. Trust needs them equal. At start,
+    // one mark stands for those a restart recovered, if any can exist.
+    pg_atomic_uint64 prepared_marks;
+    pg_atomic_uint64 prepared_checked;
     Bucket buckets[BUCKETS];
 };
 
@@ -63,12 +69,12 @@ bool preloaded = false;
 
 // This backend's transaction is counted in Directory::bypassers.
 bool counted_as_bypasser = false;
-// This transaction ran a statement with session_replication_role = replica.
+// session_replication_role was set to replica in this transaction (or the
+// session began so): guards that are not ENABLE ALWAYS were off for it.
 bool saw_replica_role = false;
 
 shmem_startup_hook_type previous_startup_hook = nullptr;
-ExecutorFinish_hook_type previous_executor_finish = nullptr;
-ProcessUtility_hook_type previous_process_utility = nullptr;
+GucEnumAssignHook previous_role_assign = nullptr;
 
 Size directory_size() { return MAXALIGN(sizeof(Directory)); }
 
@@ -82,7 +88,8 @@ void attach_directory() {
         memset(made, 0, directory_size());
         pg_atomic_init_u64(&made->generation, 1);
         pg_atomic_init_u32(&made->bypassers, 0);
-        SpinLockInit(&made->prepared_lock);
+        pg_atomic_init_u64(&made->prepared_marks, max_prepared_xacts > 0 ? 1 : 0);
+        pg_atomic_init_u64(&made->prepared_checked, 0);
         for (Bucket& bucket : made->buckets)
             SpinLockInit(&bucket.lock);
     }
@@ -112,19 +119,18 @@ bool wrote_around_guards_by_role() {
            TransactionIdIsValid(GetTopTransactionIdIfAny());
 }
 
+void prepared_bypass_tag(LOCKTAG* tag) {
+    SET_LOCKTAG_ADVISORY(*tag, InvalidOid, 0, PREPARED_BYPASS_MARK, RACEGUARD_LOCK_TAG);
+}
+
 // A prepared bypasser: its rows become visible at COMMIT PREPARED, perhaps
-// in another backend, so it is tracked by xid until it is no longer in
-// progress.
+// in another backend or after a restart, so it keeps the mark lock until
+// then, and counts a mark before it stops counting as in flight.
 void hand_over_to_prepared() {
-    const TransactionId xid = GetTopTransactionIdIfAny();
-    if (TransactionIdIsValid(xid)) {
-        SpinLockAcquire(&directory->prepared_lock);
-        if (directory->prepared_count < MAX_PREPARED_BYPASSERS)
-            directory->prepared[directory->prepared_count++] = xid;
-        else
-            directory->prepared_overflowed = true;
-        SpinLockRelease(&directory->prepared_lock);
-    }
+    LOCKTAG tag;
+    prepared_bypass_tag(&tag);
+    (void)LockAcquire(&tag, ShareLock, false, false);
+    pg_atomic_fetch_add_u64(&directory->prepared_marks, 1);
     pg_atomic_fetch_sub_u32(&directory->bypassers, 1);
     counted_as_bypasser = false;
 }
@@ -153,82 +159,43 @@ void on_transaction_event(XactEvent event, void*) {
     }
 }
 
-void note_replica_role() {
-    if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+// Wraps the assign hook of session_replication_role, which every way of
+// setting it runs (SET, SET LOCAL, set_config() even in the middle of a
+// statement, a function's SET clause, ALTER ROLE ... SET, PGOPTIONS).
+void on_replication_role_assigned(int value, void* extra) {
+    if (value == SESSION_REPLICATION_ROLE_REPLICA)
         saw_replica_role = true;
+    if (previous_role_assign != nullptr)
+        previous_role_assign(value, extra);
 }
 
-// Every statement's executor, top-level and nested (functions, procedures,
-// triggers): a write with session_replication_role = replica skips guards
-// that are not ENABLE ALWAYS, whatever the role is at commit.
-void on_executor_finish(QueryDesc* query) {
-    note_replica_role();
-    if (previous_executor_finish != nullptr)
-        previous_executor_finish(query);
-    else
-        standard_ExecutorFinish(query);
-    note_replica_role();
+void wrap_replication_role_assign() {
+    config_generic* setting = compat::find_core_setting("session_replication_role");
+    if (setting == nullptr || setting->vartype != PGC_ENUM)
+        elog(ERROR, "raceguard: setting \"session_replication_role\" not found");
+    auto* role = reinterpret_cast<config_enum*>(setting);
+    previous_role_assign = role->assign_hook;
+    role->assign_hook = on_replication_role_assigned;
 }
 
-// COPY FROM writes without the executor's entry points.
-#if PG_VERSION_NUM >= 140000
-void on_process_utility(PlannedStmt* statement, const char* text, bool read_only_tree, ProcessUtilityContext context,
-                        ParamListInfo parameters, QueryEnvironment* environment, DestReceiver* destination,
-                        QueryCompletion* completion) {
-    note_replica_role();
-    if (previous_process_utility != nullptr)
-        previous_process_utility(statement, text, read_only_tree, context, parameters, environment, destination,
-                                 completion);
-    else
-        standard_ProcessUtility(statement, text, read_only_tree, context, parameters, environment, destination,
-                                completion);
-    note_replica_role();
-}
-#else
-void on_process_utility(PlannedStmt* statement, const char* text, ProcessUtilityContext context,
-                        ParamListInfo parameters, QueryEnvironment* environment, DestReceiver* destination,
-                        QueryCompletion* completion) {
-    note_replica_role();
-    if (previous_process_utility != nullptr)
-        previous_process_utility(statement, text, context, parameters, environment, destination, completion);
-    else
-        standard_ProcessUtility(statement, text, context, parameters, environment, destination, completion);
-    note_replica_role();
-}
-#endif
-
-// Forgets the prepared bypassers that ended; true when none is left.
+// True when no prepared transaction that wrote around a guard is left:
+// tried only while marks outnumber checks, by taking the mark lock without
+// waiting (and letting it go at once).
 bool prepared_bypassers_ended() {
-    TransactionId pending[MAX_PREPARED_BYPASSERS];
-    SpinLockAcquire(&directory->prepared_lock);
-    const bool overflowed = directory->prepared_overflowed;
-    const int count = directory->prepared_count;
-    for (int i = 0; i < count; ++i)
-        pending[i] = directory->prepared[i];
-    SpinLockRelease(&directory->prepared_lock);
-    if (overflowed)
-        return false;
-    if (count == 0)
+    const uint64 marks = pg_atomic_read_u64(&directory->prepared_marks);
+    if (pg_atomic_read_u64(&directory->prepared_checked) >= marks)
         return true;
-    TransactionId ended[MAX_PREPARED_BYPASSERS];
-    int ended_count = 0;
-    for (int i = 0; i < count; ++i)
-        if (!TransactionIdIsInProgress(pending[i]))
-            ended[ended_count++] = pending[i];
-    if (ended_count == 0)
+    LOCKTAG tag;
+    prepared_bypass_tag(&tag);
+    if (LockAcquire(&tag, ExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
         return false;
+    LockRelease(&tag, ExclusiveLock, false);
     // Their rows are visible (or gone): entries from before are not trusted.
     pg_atomic_fetch_add_u64(&directory->generation, 1);
-    SpinLockAcquire(&directory->prepared_lock);
-    for (int e = 0; e < ended_count; ++e)
-        for (int i = 0; i < directory->prepared_count; ++i)
-            if (directory->prepared[i] == ended[e]) {
-                directory->prepared[i] = directory->prepared[--directory->prepared_count];
-                break;
-            }
-    const bool none_left = directory->prepared_count == 0;
-    SpinLockRelease(&directory->prepared_lock);
-    return none_left;
+    uint64 checked = pg_atomic_read_u64(&directory->prepared_checked);
+    while (checked < marks && !pg_atomic_compare_exchange_u64(&directory->prepared_checked, &checked, marks)) {
+    }
+    return pg_atomic_read_u64(&directory->prepared_marks) == marks;
 }
 
 Bucket* bucket_of(const GroupKey& key) {
@@ -236,8 +203,17 @@ Bucket* bucket_of(const GroupKey& key) {
     return &directory->buckets[mixed % BUCKETS];
 }
 
+// An entry's slot is its lock's: groups whose hashes collide share the
+// group lock, and the last append of any of them owns the slot. (Equal
+// groups may differ in image, as -0 and 0 do: one's append then makes the
+// other's lookup miss, never trust a stale entry.)
+bool same_slot(const Entry& entry, const GroupKey& key) {
+    return entry.database == MyDatabaseId && entry.root_trigger == key.root_trigger &&
+           entry.group_hash == key.group_hash;
+}
+
 bool same_group(const Entry& entry, const GroupKey& key) {
-    if (entry.database != MyDatabaseId || entry.root_trigger != key.root_trigger || entry.group_hash != key.group_hash)
+    if (!same_slot(entry, key))
         return false;
     for (int g = 0; g < key.group_count; ++g)
         if (entry.group_values[g] != key.group_values[g])
@@ -254,10 +230,7 @@ void initialize() {
     compat::request_preload_memory(directory_size);
     previous_startup_hook = shmem_startup_hook;
     shmem_startup_hook = attach_directory;
-    previous_executor_finish = ExecutorFinish_hook;
-    ExecutorFinish_hook = on_executor_finish;
-    previous_process_utility = ProcessUtility_hook;
-    ProcessUtility_hook = on_process_utility;
+    wrap_replication_role_assign();
     RegisterXactCallback(on_transaction_event, nullptr);
 }
 
@@ -274,10 +247,10 @@ uint64 trusted_generation() {
         return 0;
     if (pg_atomic_read_u32(&directory->bypassers) != 0)
         return 0;
-    SpinLockAcquire(&directory->prepared_lock);
-    const bool any_prepared = directory->prepared_count != 0 || directory->prepared_overflowed;
-    SpinLockRelease(&directory->prepared_lock);
-    if (any_prepared && !prepared_bypassers_ended())
+    // A bypasser that prepared counted its mark before it stopped counting
+    // as in flight: seen not in flight means its mark is seen.
+    pg_read_barrier();
+    if (!prepared_bypassers_ended())
         return 0;
     // Pairs with end_bypass(): a count seen dropped means a generation seen moved.
     pg_read_barrier();
@@ -291,8 +264,8 @@ bool find(const GroupKey& key, uint64 generation, int64* seq, Oid* leaf) {
     bool found = false;
     SpinLockAcquire(&bucket->lock);
     for (Entry& entry : bucket->ways)
-        if (entry.generation != 0 && same_group(entry, key)) {
-            found = entry.generation == generation && entry.layout == key.layout;
+        if (entry.generation != 0 && same_slot(entry, key)) {
+            found = entry.generation == generation && entry.layout == key.layout && same_group(entry, key);
             *seq = entry.seq;
             *leaf = entry.leaf;
             entry.last_used = ++bucket->clock;
@@ -309,7 +282,7 @@ void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
     SpinLockAcquire(&bucket->lock);
     Entry* chosen = nullptr;
     for (Entry& entry : bucket->ways)
-        if (entry.generation != 0 && same_group(entry, key)) {
+        if (entry.generation != 0 && same_slot(entry, key)) {
             chosen = &entry;
             break;
         }

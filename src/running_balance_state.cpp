@@ -570,6 +570,21 @@ void take_routed_parts(const RunningBalanceState& root_state, Oid subtree, Oid l
         state.parts[i] = root_state.parts[chosen[i]];
 }
 
+// Whether a BEFORE ROW INSERT trigger fires after the guard on the firing
+// table (names sort later): it could change a row's group or seq after the
+// guard remembered them (check_guards() reports such a trigger).
+bool later_before_insert_trigger(const TriggerData* trigger_data) {
+    const TriggerDesc* triggers = trigger_data->tg_relation->trigdesc;
+    const char* guard_name = trigger_data->tg_trigger->tgname;
+    for (int t = 0; triggers != nullptr && t < triggers->numtriggers; ++t) {
+        const Trigger& other = triggers->triggers[t];
+        if (TRIGGER_TYPE_MATCHES(other.tgtype, TRIGGER_TYPE_ROW, TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_INSERT) &&
+            strcmp(other.tgname, guard_name) > 0)
+            return true;
+    }
+    return false;
+}
+
 // The clones of the root trigger on the ledger's leaves: whether each is
 // enabled for ordinary sessions (ENABLE or ENABLE ALWAYS; a leaf whose clone
 // is disabled, or fires only in replica sessions, takes rows that no append
@@ -762,8 +777,10 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
                                state.group_count <= MAX_CACHED_GROUP_COLUMNS;
     for (int g = 0; g < state.group_count; ++g) {
         const GroupColumn& group = state.groups[g];
-        // Binary equality must be the type's equality: not so for floats (-0 = 0).
-        if (!group.by_value || group.type == FLOAT4OID || group.type == FLOAT8OID)
+        // Binary equality must be the type's equality: not so for floats
+        // (-0 = 0), nor for a domain over one.
+        const Oid base_type = pg_call([&] { return getBaseType(group.type); });
+        if (!group.by_value || base_type == FLOAT4OID || base_type == FLOAT8OID)
             state.exact_cache_usable = false;
     }
     // A state that reads one part (an unpartitioned ledger, or a partition
@@ -773,14 +790,16 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
                                   state.group_count <= shared_last_entries::MAX_GROUP_COLUMNS;
     for (int g = 0; g < state.group_count; ++g) {
         const GroupColumn& group = state.groups[g];
-        if (!group.by_value || group.type == FLOAT4OID || group.type == FLOAT8OID)
+        const Oid base_type = pg_call([&] { return getBaseType(group.type); });
+        if (!group.by_value || base_type == FLOAT4OID || base_type == FLOAT8OID)
             state.writes_shared_entries = false;
     }
     const char firing_mode = trigger_data->tg_trigger->tgenabled;
     state.reads_shared_entries = state.writes_shared_entries && state.every_clone_enabled &&
                                  (firing_mode == TRIGGER_FIRES_ON_ORIGIN || firing_mode == TRIGGER_FIRES_ALWAYS) &&
                                  TRIGGER_FOR_UPDATE(definition.trigger_type) &&
-                                 TRIGGER_FOR_DELETE(definition.trigger_type);
+                                 TRIGGER_FOR_DELETE(definition.trigger_type) &&
+                                 !later_before_insert_trigger(trigger_data);
     ensure_transaction_callbacks();
     auto* stored = pg_call([&] {
         return static_cast<RunningBalanceState*>(MemoryContextAlloc(into, sizeof(RunningBalanceState)));

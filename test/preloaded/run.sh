@@ -6,7 +6,9 @@
 # group lock's wakeups (isolation spec running_balance_group_lock), and
 # every running_balance test and isolation spec again, since with preload
 # their appends go through the shared entries and the group lock's wakeups
-# too, and the running_balance stress test, flat and partitioned by month.
+# too; a prepared transaction written around the guard across a restart
+# (test/preloaded/prepared_restart.sh); and the running_balance stress
+# test, flat and partitioned by month.
 #     PG_CONFIG=... bash test/preloaded/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +25,7 @@ status=0
 env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT REGRESS="$regress" ISOLATION="$isolation" \
     pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o max_prepared_transactions=2 bash -c '
         make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="$REGRESS" ISOLATION="$ISOLATION" || exit 1
+        bash test/preloaded/prepared_restart.sh || exit 1
         createdb raceguard_stress && psql -qX -d raceguard_stress -c "CREATE EXTENSION raceguard" || exit 1
         for layout in flat monthly; do
             PGDATABASE=raceguard_stress STRESS_LAYOUT=$layout bash test/stress/running_balance.sh || exit 1
