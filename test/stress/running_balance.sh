@@ -32,7 +32,7 @@ FROM generate_series(1, 6) m \gexec
 CREATE INDEX ON stress_payments (account_id, entry_no);
 SQL
     booked_column=", booked"
-    booked_value=", date '2026-01-01' + :day"
+    booked_value=", date '2026-01-01' + CASE WHEN :pick = 0 THEN :older ELSE :newest END"
 else
     psql -qX -v ON_ERROR_STOP=1 -c "CREATE TABLE stress_payments (LIKE stress_naive)" \
         -c "CREATE UNIQUE INDEX ON stress_payments (account_id, entry_no)"
@@ -59,7 +59,9 @@ for level in "READ COMMITTED" "REPEATABLE READ"; do
 \set first random(-50, 100)
 \set second random(-50, 100)
 \set abandon random(1, 10)
-\set day case when random(1, 4) = 1 then random(0, 150) else random(151, 180) end
+\set pick random(0, 3)
+\set older random(0, 150)
+\set newest random(151, 180)
 BEGIN ISOLATION LEVEL $level;
 SELECT count(*) FROM stress_payments WHERE account_id = :account;
 INSERT INTO stress_payments (account_id, amount$booked_column) VALUES (:account, :first$booked_value);
