@@ -144,6 +144,18 @@ inline void request_preload_memory(Size (*size)()) {
 #endif
 }
 
+// From a shmem_startup_hook: the named struct of SIZE bytes in the main
+// shared memory, made and initialized by INIT in the first process to ask.
+inline void* preloaded_struct(const char* name, Size size, void (*init)(void*)) {
+    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+    bool found = false;
+    void* memory = ShmemInitStruct(name, size, &found);
+    if (!found)
+        init(memory);
+    LWLockRelease(AddinShmemInitLock);
+    return memory;
+}
+
 // A setting of PostgreSQL's own by name (its record in the GUC tables), or
 // nullptr. 16 made find_option public; before, the sorted array is searched.
 inline config_generic* find_core_setting(const char* name) {

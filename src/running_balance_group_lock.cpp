@@ -20,9 +20,6 @@ namespace raceguard {
 
 namespace {
 
-// locktag_field4 of raceguard's group locks ("RG"): user advisory locks use 1 and 2.
-constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
-
 constexpr const char* SEGMENT_NAME = "raceguard_group_lock_wakeups.layout1";
 // Groups share a condition variable by hash: a sharing group's release only
 // wakes a waiter to try again.
@@ -42,14 +39,10 @@ Size wakeups_size() { return MAXALIGN(sizeof(ConditionVariable) * WAKEUP_COUNT);
 void attach_wakeups() {
     if (previous_startup_hook != nullptr)
         previous_startup_hook();
-    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-    bool found = false;
-    auto* made = static_cast<ConditionVariable*>(ShmemInitStruct(SEGMENT_NAME, wakeups_size(), &found));
-    if (!found)
+    wakeups = static_cast<ConditionVariable*>(compat::preloaded_struct(SEGMENT_NAME, wakeups_size(), [](void* made) {
         for (int i = 0; i < WAKEUP_COUNT; ++i)
-            ConditionVariableInit(&made[i]);
-    LWLockRelease(AddinShmemInitLock);
-    wakeups = made;
+            ConditionVariableInit(&static_cast<ConditionVariable*>(made)[i]);
+    }));
 }
 
 int wakeup_of(uint32 group_hash) { return static_cast<int>(group_hash % WAKEUP_COUNT); }

@@ -26,6 +26,11 @@
 
 namespace raceguard {
 
+// locktag_field4 of raceguard's advisory-type locks ("RG"): user advisory
+// locks use 1 and 2. The group locks, and the mark of prepared transactions
+// that wrote around a guard (running_balance_shared.cpp).
+constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
+
 // From _PG_init while shared_preload_libraries loads raceguard: reserves
 // the condition variables and registers the broadcast. Otherwise nothing.
 void initialize_group_lock_wakeups();

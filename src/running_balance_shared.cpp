@@ -5,6 +5,7 @@
 #include "running_balance_shared.hpp"
 
 #include "compat.hpp"
+#include "running_balance_group_lock.hpp"
 
 extern "C" {
 #include "access/twophase.h"
@@ -33,7 +34,6 @@ constexpr int WAYS = 4;
 // An advisory-type tag in no database, with raceguard's field4 ("RG") and
 // a field3 of its own.
 constexpr uint32 PREPARED_BYPASS_MARK = 0x50425950;  // "PBYP"
-constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
 
 struct Entry {
     Oid database;
@@ -78,23 +78,21 @@ GucEnumAssignHook previous_role_assign = nullptr;
 
 Size directory_size() { return MAXALIGN(sizeof(Directory)); }
 
+void initialize_directory(void* memory) {
+    auto* made = static_cast<Directory*>(memory);
+    memset(made, 0, directory_size());
+    pg_atomic_init_u64(&made->generation, 1);
+    pg_atomic_init_u32(&made->bypassers, 0);
+    pg_atomic_init_u64(&made->prepared_marks, max_prepared_xacts > 0 ? 1 : 0);
+    pg_atomic_init_u64(&made->prepared_checked, 0);
+    for (Bucket& bucket : made->buckets)
+        SpinLockInit(&bucket.lock);
+}
+
 void attach_directory() {
     if (previous_startup_hook != nullptr)
         previous_startup_hook();
-    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-    bool found = false;
-    auto* made = static_cast<Directory*>(ShmemInitStruct(SEGMENT_NAME, directory_size(), &found));
-    if (!found) {
-        memset(made, 0, directory_size());
-        pg_atomic_init_u64(&made->generation, 1);
-        pg_atomic_init_u32(&made->bypassers, 0);
-        pg_atomic_init_u64(&made->prepared_marks, max_prepared_xacts > 0 ? 1 : 0);
-        pg_atomic_init_u64(&made->prepared_checked, 0);
-        for (Bucket& bucket : made->buckets)
-            SpinLockInit(&bucket.lock);
-    }
-    LWLockRelease(AddinShmemInitLock);
-    directory = made;
+    directory = static_cast<Directory*>(compat::preloaded_struct(SEGMENT_NAME, directory_size(), initialize_directory));
 }
 
 void count_as_bypasser() {

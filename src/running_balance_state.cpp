@@ -570,6 +570,14 @@ void take_routed_parts(const RunningBalanceState& root_state, Oid subtree, Oid l
         state.parts[i] = root_state.parts[chosen[i]];
 }
 
+// Whether equal values of the group column are equal images, so that a
+// remembered value can be compared byte for byte: by-value types, but not
+// floats (-0 = 0), nor a domain over one.
+bool compares_by_image(const GroupColumn& group) {
+    const Oid base_type = pg_call([&] { return getBaseType(group.type); });
+    return group.by_value && base_type != FLOAT4OID && base_type != FLOAT8OID;
+}
+
 // Whether a BEFORE ROW INSERT trigger fires after the guard on the firing
 // table (names sort later): it could change a row's group or seq after the
 // guard remembered them (check_guards() reports such a trigger).
@@ -775,25 +783,16 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
     state.exact_cache_usable = state.family == Family::integer && state.part_count == 1 &&
                                state.parts[0].relid == RelationGetRelid(trigger_data->tg_relation) &&
                                state.group_count <= MAX_CACHED_GROUP_COLUMNS;
-    for (int g = 0; g < state.group_count; ++g) {
-        const GroupColumn& group = state.groups[g];
-        // Binary equality must be the type's equality: not so for floats
-        // (-0 = 0), nor for a domain over one.
-        const Oid base_type = pg_call([&] { return getBaseType(group.type); });
-        if (!group.by_value || base_type == FLOAT4OID || base_type == FLOAT8OID)
-            state.exact_cache_usable = false;
-    }
+    bool groups_compare_by_image = true;
+    for (int g = 0; g < state.group_count; ++g)
+        groups_compare_by_image = groups_compare_by_image && compares_by_image(state.groups[g]);
+    state.exact_cache_usable = state.exact_cache_usable && groups_compare_by_image;
     // A state that reads one part (an unpartitioned ledger, or a partition
     // that holds every entry of its groups) has nothing to remember: every
     // append to those groups reads that same part.
     state.writes_shared_entries = shared_last_entries::available() && state.part_count > 1 &&
-                                  state.group_count <= shared_last_entries::MAX_GROUP_COLUMNS;
-    for (int g = 0; g < state.group_count; ++g) {
-        const GroupColumn& group = state.groups[g];
-        const Oid base_type = pg_call([&] { return getBaseType(group.type); });
-        if (!group.by_value || base_type == FLOAT4OID || base_type == FLOAT8OID)
-            state.writes_shared_entries = false;
-    }
+                                  state.group_count <= shared_last_entries::MAX_GROUP_COLUMNS &&
+                                  groups_compare_by_image;
     const char firing_mode = trigger_data->tg_trigger->tgenabled;
     state.reads_shared_entries = state.writes_shared_entries && state.every_clone_enabled &&
                                  (firing_mode == TRIGGER_FIRES_ON_ORIGIN || firing_mode == TRIGGER_FIRES_ALWAYS) &&

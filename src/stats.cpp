@@ -196,14 +196,10 @@ Size preloaded_size() { return MAXALIGN(sizeof(Directory)) + table_size(); }
 void startup_preloaded() {
     if (previous_startup_hook != nullptr)
         previous_startup_hook();
-    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-    bool found = false;
-    char* memory = static_cast<char*>(ShmemInitStruct(SEGMENT_NAME, preloaded_size(), &found));
-    if (!found) {
-        initialize_directory(memory);
-        initialize_table(memory + MAXALIGN(sizeof(Directory)));
-    }
-    LWLockRelease(AddinShmemInitLock);
+    char* memory = static_cast<char*>(compat::preloaded_struct(SEGMENT_NAME, preloaded_size(), [](void* made) {
+        initialize_directory(made);
+        initialize_table(static_cast<char*>(made) + MAXALIGN(sizeof(Directory)));
+    }));
     directory = reinterpret_cast<Directory*>(memory);
     shared = reinterpret_cast<SharedTable*>(memory + MAXALIGN(sizeof(Directory)));
     LWLockRegisterTranche(directory->tranche, TRANCHE_NAME);
