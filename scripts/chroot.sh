@@ -34,12 +34,26 @@
 
 chroot_cache=${RACEGUARD_CHROOT_CACHE:-/var/cache/raceguard-matrix}
 
-# The packages a root holds for PostgreSQL MAJOR.
+# The packages a root of RELEASE holds for PostgreSQL MAJOR: the server, the
+# build and packaging tools, and what the ORM packages' suites need on that
+# release (the RELEASE line of integrations/*/debian-packages).
 chroot_packages() {
-    local major=$1
+    local release=$1 major=$2
+    local integrations
+    integrations=$(chroot_integration_packages "$release")
     echo "postgresql-$major postgresql-server-dev-$major postgresql-$major-pgtap" \
         "libtap-parser-sourcehandler-pgtap-perl python3-psycopg2 build-essential" \
-        "postgresql-server-dev-all debhelper"
+        "postgresql-server-dev-all debhelper${integrations:+ $integrations}"
+}
+
+# The Debian packages the integrations' suites need on RELEASE, on one line
+# (nothing when no integration names that release).
+chroot_integration_packages() {
+    local release=$1 repo
+    repo=$(realpath "$(dirname "${BASH_SOURCE[0]}")/..")
+    cat "$repo"/integrations/*/debian-packages 2>/dev/null |
+        sed -n "s/^$release:[[:space:]]*//p" | tr -s ' \t' '\n\n' | sed '/^$/d' | sort -u | tr '\n' ' ' |
+        sed 's/ $//'
 }
 
 # Whether the root of RELEASE is complete for PostgreSQL MAJOR: its marker
@@ -48,7 +62,7 @@ chroot_packages() {
 chroot_complete() {
     local root=$chroot_cache/$1 major=$2
     [ -f "$root/$(chroot_marker "$major")" ] &&
-        [ "$(cat "$root/$(chroot_marker "$major")")" = "$(chroot_packages "$major")" ]
+        [ "$(cat "$root/$(chroot_marker "$major")")" = "$(chroot_packages "$1" "$major")" ]
 }
 
 # The file in a root that says it is complete for PostgreSQL MAJOR.
@@ -275,13 +289,13 @@ chroot_make_locked() {
     chroot_enter "$building" 0 "" "" sh -c "rm -f /var/lib/man-db/auto-update &&
         echo 'man-db man-db/auto-update boolean false' | debconf-set-selections &&
         apt-get update -qq &&
-        apt-get install -y -qq --no-install-recommends $(chroot_packages "$major") >/tmp/raceguard-apt.log 2>&1 ||
+        apt-get install -y -qq --no-install-recommends $(chroot_packages "$release" "$major") >/tmp/raceguard-apt.log 2>&1 ||
         { tail -n 30 /tmp/raceguard-apt.log; exit 1; }" ||
         { chroot_die "installing packages into $building failed"; return 1; }
     chroot_enter "$building" 0 "" "" apt-get clean
     rm -f "$building/tmp/raceguard-apt.log"
     mkdir -p "$(dirname "$building/$marker")"
-    chroot_packages "$major" >"$building/$marker"
+    chroot_packages "$release" "$major" >"$building/$marker"
     [ "$building" = "$root" ] || mv "$building" "$root"
 }
 

@@ -13,6 +13,11 @@ packages=(
     libtap-parser-sourcehandler-pgtap-perl
     python3-psycopg2
 )
+# What the ORM packages' suites need here (Debian 12): the bookworm line of
+# each integrations/*/debian-packages.
+mapfile -t integration_packages < <(sed -n 's/^bookworm:[[:space:]]*//p' integrations/*/debian-packages 2>/dev/null |
+    tr -s ' \t' '\n\n' | sed '/^$/d' | sort -u)
+packages+=("${integration_packages[@]}")
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -29,6 +29,9 @@ inside() {
     local work=/tmp/matrix bindir=/usr/lib/postgresql/$major/bin
     export PG_CONFIG=$bindir/pg_config
     export RACEGUARD_RANDOM_SECONDS=${RACEGUARD_RANDOM_SECONDS:-15}
+    # The ORM packages' suites run where their release's frameworks are in the
+    # root (integrations/*/debian-packages), and say they skipped elsewhere.
+    export RACEGUARD_INTEGRATIONS_OPTIONAL=1
     local src=$work/raceguard
     mkdir -p "$src"
     tar -C /raceguard --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude=.build-mode \

@@ -78,6 +78,13 @@ run_suite "fuzz: every guard in every firing mode, table kind, enabled state and
 run_suite "privileges and settings: each guard through every path, with every setting a role can change" bash test/privileges/matrix.sh
 run_suite "randomized" bash test/random/run.sh
 run_suite "randomized running_balance with raceguard preloaded (60 s)" bash test/random/preloaded.sh
+# The ORM packages: each builds its package, installs it from the artifact
+# and runs a real application against this cluster.
+for integration in integrations/*/test/run.sh; do
+    [ -f "$integration" ] || continue
+    name=$(basename "$(dirname "$(dirname "$integration")")")
+    run_suite "integration: $name" bash "$integration"
+done
 run_suite "docs: every SQL example, link and object of README.md and docs/" python3 test/docs/examples.py
 
 echo
