@@ -92,8 +92,8 @@ class GuardOp(MigrateOperation):
         self.guard = guard
 
     @classmethod
-    def from_arguments(cls, table_name, **keywords):
-        return cls(cls.guard_class(table_name, **keywords))
+    def from_arguments(cls, table_name, *arguments, **keywords):
+        return cls(cls.guard_class(table_name, *arguments, **keywords))
 
     def reverse(self):
         return OPPOSITE[type(self)](self.guard)
@@ -106,8 +106,8 @@ class GuardOp(MigrateOperation):
 
 
 def _operation(op_name, guard_class, adds):
-    def invoke(cls, operations, table_name, **keywords):
-        return operations.invoke(cls.from_arguments(table_name, **keywords))
+    def invoke(cls, operations, table_name, *arguments, **keywords):
+        return operations.invoke(cls.from_arguments(table_name, *arguments, **keywords))
     invoke.__name__ = op_name
     invoke.__doc__ = "%s a %s guard: %s" % ("Adds" if adds else "Drops", guard_class.guard, guard_class.__doc__)
     cls = type(op_name.title().replace("_", "") + "Op", (GuardOp,),

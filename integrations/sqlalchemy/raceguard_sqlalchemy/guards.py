@@ -5,13 +5,17 @@ One class per raceguard guard. The same objects serve the Alembic
 operations, the declarations on a Table and the autogenerate comparison, so
 a guard is rendered in one place only.
 """
+import weakref
 from decimal import Decimal, InvalidOperation
 
 # PostgreSQL truncates longer identifiers (NAMEDATALEN - 1 bytes); a trigger
 # name is the CONSTRAINT name of the guard's errors, so it must stay exact.
 MAX_IDENTIFIER_BYTES = 63
 
-INFO_KEY = "raceguard_guards"
+# The guards declared on each Table. Not in Table.info: Alembic 1.13
+# renders a table's info into create_table(), and a revision must not
+# depend on this package's classes for that.
+_DECLARED = weakref.WeakKeyDictionary()
 
 
 def quote_ident(name):
@@ -313,7 +317,7 @@ def declare(table, guard_class, **keywords):
     for column in guard.columns() + ([guard.seq] if isinstance(guard, RunningBalanceGuard) else []):
         if column not in table.c:
             raise ValueError("table %r has no column %r for its %s guard" % (table.name, column, guard.guard))
-    declared = table.info.setdefault(INFO_KEY, [])
+    declared = _DECLARED.setdefault(table, [])
     if any(other.name == guard.name for other in declared):
         raise ValueError("table %r already declares a guard named %r" % (table.name, guard.name))
     declared.append(guard)
@@ -340,11 +344,11 @@ def running_balance_guard(table, amount, balance, seq, group=(), min_balance=Non
 
 
 def declared_guards(table):
-    return list(table.info.get(INFO_KEY, ()))
+    return list(_DECLARED.get(table, ()))
 
 
 def _table(table_or_class):
     table = getattr(table_or_class, "__table__", table_or_class)
-    if not hasattr(table, "info") or not hasattr(table, "c"):
+    if not hasattr(table, "c") or not hasattr(table, "name"):
         raise TypeError("expected a Table or a mapped class, not %r" % (table_or_class,))
     return table
