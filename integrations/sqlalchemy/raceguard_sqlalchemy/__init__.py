@@ -2,8 +2,8 @@
 
 - Alembic operations (op.create_raceguard_extension(),
   op.add_lock_version_guard(...), ...), guards declared on a Table for
-  autogenerate, and include_object for projects that also compare other
-  entities: raceguard_sqlalchemy.alembic_ops, registered on import.
+  autogenerate, and process_revision_directives for projects that also
+  use alembic_utils: raceguard_sqlalchemy.alembic_ops, registered on import.
 - map_errors(engine): a guard's 40001 as StaleDataError, its 23514 as
   GuardViolation.
 - lease() / complete() / release() / extend(): leases over a select.
@@ -16,9 +16,9 @@ from .leases import Lease, complete, extend, lease, release
 try:
     import alembic  # noqa: F401
 except ImportError:  # the operations need Alembic; the rest does not
-    include_object = None
+    process_revision_directives = None
 else:
-    from .alembic_ops import include_object  # registers the operations
+    from .alembic_ops import process_revision_directives  # registers the operations
 
 __version__ = "0.1.0"
 
@@ -26,5 +26,5 @@ __all__ = [
     "GuardViolation", "StaleDataError", "map_errors",
     "LockVersionGuard", "ImmutableOnceSetGuard", "RunningBalanceGuard",
     "lock_version_guard", "immutable_once_set_guard", "running_balance_guard", "declared_guards",
-    "Lease", "lease", "complete", "release", "extend", "include_object",
+    "Lease", "lease", "complete", "release", "extend", "process_revision_directives",
 ]

@@ -87,8 +87,8 @@ def engine_for(database, **kwargs):
     return engine
 
 
-def alembic(database, *arguments, stage=1, expect_failure=False):
-    environment = dict(os.environ, DATABASE_URL=url_text(database), RACEGUARD_TEST_STAGE=str(stage))
+def alembic(database, *arguments, stage=1, expect_failure=False, extra=None):
+    environment = dict(os.environ, DATABASE_URL=url_text(database), RACEGUARD_TEST_STAGE=str(stage), **(extra or {}))
     run = subprocess.run([sys.executable, "-m", "alembic", "-c", "alembic.ini"] + list(arguments), cwd=PROJECT,
                          env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     if (run.returncode != 0) != expect_failure:
@@ -97,9 +97,9 @@ def alembic(database, *arguments, stage=1, expect_failure=False):
     return run.stdout
 
 
-def autogenerate(database, message, stage):
+def autogenerate(database, message, stage, extra=None):
     before = set(glob.glob(os.path.join(PROJECT, "versions", "*.py")))
-    alembic(database, "revision", "--autogenerate", "-m", message, stage=stage)
+    alembic(database, "revision", "--autogenerate", "-m", message, stage=stage, extra=extra)
     (path,) = set(glob.glob(os.path.join(PROJECT, "versions", "*.py"))) - before
     with open(path) as f:
         source = f.read()
@@ -198,6 +198,27 @@ def test_migrations():
     path, up, down = autogenerate(database, "nothing", stage=1)
     check(up == [] and down == [], "a second autogenerate proposes nothing (hand-written guard left alone): %r" % up)
     os.remove(path)
+
+    # An entity comparator shaped as alembic_utils' proposes dropping every
+    # trigger it was not given; process_revision_directives keeps the guards.
+    with engine.begin() as connection:
+        connection.execute(text("CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS "
+                                "'BEGIN RETURN NEW; END'"))
+        connection.execute(text("CREATE TRIGGER orders_audit AFTER UPDATE ON orders FOR EACH ROW "
+                                "EXECUTE FUNCTION audit()"))
+    path, up, down = autogenerate(database, "entities", stage=1, extra={"RACEGUARD_TEST_ENTITY_COMPARATOR": "1",
+                                                                       "RACEGUARD_TEST_NO_DIRECTIVES": "1"})
+    check(len([o for o in up if o.startswith("op.drop_entity")]) == 5,
+          "without the hook, the entity comparator proposes dropping the 4 guards and the audit trigger: %r" % up)
+    os.remove(path)
+    path, up, down = autogenerate(database, "entities", stage=1, extra={"RACEGUARD_TEST_ENTITY_COMPARATOR": "1"})
+    check(up == ["op.drop_entity('PGTrigger: public.orders_audit orders')"] and
+          down == ["op.create_entity('PGTrigger: public.orders_audit orders')"],
+          "with process_revision_directives only the audit trigger's drop is left: %r %r" % (up, down))
+    os.remove(path)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TRIGGER orders_audit ON orders"))
+        connection.execute(text("DROP FUNCTION audit()"))
 
     # Stage 2: a renamed guarded column, a widened version, a new guard.
     path2, up2, down2 = autogenerate(database, "second", stage=2)
@@ -309,25 +330,6 @@ def downgrade():
 def _head(database):
     with engine_for(database).connect() as connection:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-
-
-def test_include_object():
-    part["name"] = "include_object"
-
-    class PGTrigger:  # the shape of alembic_utils' entity
-        def __init__(self, definition):
-            self.definition = definition
-
-    class PGExtension:
-        signature = "raceguard"
-
-    check(rg.include_object(PGTrigger("BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version()"),
-                            "t_lv", "trigger", True, None) is False, "an alembic_utils raceguard trigger is excluded")
-    check(rg.include_object(PGTrigger("BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION my_audit()"),
-                            "t_audit", "trigger", True, None) is True, "another trigger is kept")
-    check(rg.include_object(PGExtension(), "raceguard", "extension", True, None) is False,
-          "the raceguard extension entity is excluded")
-    check(rg.include_object(sa.Table("t", sa.MetaData()), "t", "table", True, None) is True, "tables are kept")
 
 
 # ---------------------------------------------------------------------------
@@ -718,7 +720,6 @@ def main():
     try:
         test_template_and_roles()
         database = test_migrations()
-        test_include_object()
         test_bad_operations(database)
         test_errors_and_races(database)
         test_leases(database)
