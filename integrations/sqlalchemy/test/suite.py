@@ -259,6 +259,32 @@ def test_migrations():
         tables = connection.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar()
     check(left == 0 and tables == 1, "downgrade to the first revision leaves no trigger and only alembic_version")
     alembic(database, "upgrade", "head", stage=2)
+
+    # Offline (--sql): the same statements, as a DBA would review them.
+    script = alembic(database, "upgrade", "0001_raceguard:head", "--sql", stage=2)
+    check("CREATE EXTENSION IF NOT EXISTS raceguard" not in script and
+          'CREATE TRIGGER "orders_lock_version" BEFORE INSERT OR UPDATE ON "orders" FOR EACH ROW EXECUTE FUNCTION '
+          "raceguard.lock_version('version', 'strict=true')" in script and
+          'DROP TRIGGER "conversation_assignment_constraint" ON "conversations"' in script,
+          "upgrade --sql renders the guards' statements")
+
+    # Where the database has no raceguard, autogenerate puts the extension first.
+    sys.path.insert(0, PROJECT)
+    os.environ["RACEGUARD_TEST_STAGE"] = "1"
+    import models
+    from alembic.autogenerate import produce_migrations
+    from alembic.migration import MigrationContext
+    plain = "%s_plain_admin" % PREFIX
+    with admin.connect() as connection:
+        connection.execute(text('CREATE DATABASE "%s" TEMPLATE template0' % plain))
+    plain_engine = sa.create_engine(url(plain))
+    engines.append(plain_engine)
+    with plain_engine.connect() as connection:
+        operations = produce_migrations(MigrationContext.configure(connection), models.metadata).upgrade_ops.ops
+    names = [type(o).__name__ for o in operations]
+    check(names[0] == "CreateRaceguardExtensionOp" and names[-3:] == [
+        "AddImmutableOnceSetGuardOp", "AddLockVersionGuardOp", "AddRunningBalanceGuardOp"],
+        "without raceguard in the database: create_raceguard_extension first, the guards last: %r" % names)
     return database
 
 
@@ -419,6 +445,28 @@ def test_errors_and_races(database):
                   "a blind write is rg.StaleDataError (also orm StaleDataError and OperationalError), with "
                   "table, column and trigger")
         session.rollback()
+
+    # version_id_generator=False on a guard without strict: SQLAlchemy puts
+    # the version in WHERE only and reads the trigger's bump back.
+    with Session(engine) as session:
+        session.add(Invoice(id=99, customer="v", due_at=datetime.date(2026, 12, 1)))
+        session.commit()
+        invoice = session.get(Invoice, 99)
+        first = invoice.lock_version
+        invoice.status = "seen"
+        session.commit()
+        check((first, invoice.lock_version) == (1, 2), "version_id_generator=False: the trigger's bump is read back")
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE invoices SET status = 'other' WHERE id = 99"))
+        invoice.status = "stale"
+        try:
+            session.commit()
+            check(False, "a stale object's save is refused")
+        except orm_exc.StaleDataError as error:
+            check(not isinstance(error, rg.StaleDataError), "a stale object's save: SQLAlchemy's own StaleDataError")
+            session.rollback()
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM invoices"))
 
     rounds = random.randint(4, 8)
     increments = []
@@ -615,6 +663,13 @@ def test_leases(database):
                                                                                       Invoice.id)))
     check([i.id for i in leased] == order, "the select's ORDER BY is the lease order")
     rg.release(engine, leased)
+
+    whole = rg.lease(engine, Invoice, batch=3)
+    rows = rg.lease(engine, Invoice.__table__, batch=2)
+    check(len(whole) == 3 and isinstance(whole.rows[0], Invoice) and len(rows) == 2 and rows.token != whole.token
+          and not set(r.id for r in rows) & set(i.id for i in whole),
+          "a mapped class or a Table leases any rows (objects, or rows), each call its own token")
+    check(rg.release(engine, whole) == 3 and rg.release(engine, rows) == 2, "release() frees them")
 
     # The caller's transaction does not hold the lease.
     with Session(engine) as session:

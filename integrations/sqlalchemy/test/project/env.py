@@ -24,4 +24,13 @@ def run_migrations_online():
     engine.dispose()
 
 
-run_migrations_online()
+def run_migrations_offline():
+    context.configure(url=os.environ["DATABASE_URL"], target_metadata=metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
