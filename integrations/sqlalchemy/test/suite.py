@@ -611,6 +611,34 @@ def test_errors_and_races(database):
             check(not isinstance(error, rg.StaleDataError), "a 40001 naming no version column is no StaleDataError")
         session.rollback()
 
+    # The operations on a table in another schema, odd names quoted; a
+    # lock_version guard with sqlstate=23514 is a GuardViolation.
+    from alembic import op
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        connection.execute(text('CREATE SCHEMA "Sales Q\\:1"'))
+        op.create_table("notes", sa.Column("id", sa.Integer, primary_key=True), sa.Column("body", sa.Text),
+                        sa.Column("rev", sa.Integer), schema="Sales Q:1")
+        op.add_lock_version_guard("notes", column="rev", sqlstate="23514", name="notes rev", schema="Sales Q:1")
+        connection.execute(text('INSERT INTO "Sales Q\\:1".notes (id, body) VALUES (1, \'a\')'))
+    engine.dispose()  # new connections read the guards, the new one included
+    with Session(engine) as session:
+        try:
+            session.execute(text('UPDATE "Sales Q\\:1".notes SET body = \'b\', rev = 7'))
+            check(False, "a stale write with sqlstate=23514 raises")
+        except rg.GuardViolation as error:
+            check((error.schema, error.table, error.column, error.trigger, error.guard) ==
+                  ("Sales Q:1", "notes", "rev", "notes rev", "lock_version"),
+                  "lock_version with sqlstate=23514 in another schema: GuardViolation naming schema, table, "
+                  "column, trigger")
+            session.rollback()
+    with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        op.drop_lock_version_guard("notes", column="rev", sqlstate="23514", name="notes rev", schema="Sales Q:1")
+        left = connection.execute(text("SELECT count(*) FROM pg_trigger WHERE tgname = 'notes rev'")).scalar()
+        connection.execute(text('DROP SCHEMA "Sales Q\\:1" CASCADE'))
+    check(left == 0, "drop_lock_version_guard removed it")
+
     # A guard added after the connection read the guards is recognized after
     # its first error (read again at the next checkout).
     with engine.begin() as connection:
