@@ -27,7 +27,9 @@ if ! "$python" -c 'import sqlalchemy, alembic' 2>/dev/null; then
         echo "skipped: SQLAlchemy/Alembic is not installed here"
         exit 0
     fi
-    echo "FAIL: SQLAlchemy/Alembic is not installed here (Debian: $(sed -n 's/^bookworm: //p' "$package/debian-packages"))" >&2
+    release=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+    echo "FAIL: SQLAlchemy/Alembic is not installed here" \
+        "(Debian ${release:-?}: $(sed -n "s/^${release:-bookworm}: //p" "$package/debian-packages"))" >&2
     exit 1
 fi
 
