@@ -285,6 +285,15 @@ def test_migrations():
     check(names[0] == "CreateRaceguardExtensionOp" and names[-3:] == [
         "AddImmutableOnceSetGuardOp", "AddLockVersionGuardOp", "AddRunningBalanceGuardOp"],
         "without raceguard in the database: create_raceguard_extension first, the guards last: %r" % names)
+    from alembic import op
+    from alembic.operations import Operations
+    count = text("SELECT count(*) FROM pg_extension WHERE extname = 'raceguard'")
+    with plain_engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        op.create_raceguard_extension()
+        installed = connection.execute(count).scalar()
+        op.drop_raceguard_extension()
+        check((installed, connection.execute(count).scalar()) == (1, 0),
+              "the role that installed raceguard (a superuser) drops it with drop_raceguard_extension")
     return database
 
 
