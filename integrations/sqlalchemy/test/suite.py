@@ -249,6 +249,13 @@ def test_migrations():
     check(up == [] and down == [], "autogenerate after the upgrade proposes nothing: %r" % up)
     os.remove(path)
 
+    path, up, down = autogenerate(database, "drop invoices", stage=3)
+    check(up == ["op.drop_lock_version_guard('invoices', name='invoices_lock_version')",
+                 "op.drop_table('invoices')"] and down[-1] ==
+          "op.add_lock_version_guard('invoices', name='invoices_lock_version')",
+          "a dropped table: its guard is dropped first, and re-added last by the downgrade: %r %r" % (up, down))
+    os.remove(path)
+
     alembic(database, "downgrade", "-1", stage=2)
     check(guards(engine) == after1, "downgrade -1 gives back exactly the guards of the first revision")
     alembic(database, "upgrade", "head", stage=2)
