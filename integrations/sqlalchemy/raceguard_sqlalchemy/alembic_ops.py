@@ -271,7 +271,8 @@ def compare_guards(autogen_context, upgrade_ops, schemas):
     for key, guard in sorted(declared.items()):
         schema, table_name, _ = key
         current = existing.get(key)
-        touched = [c for c in guard.columns() if (schema, table_name, c) in changed_columns | dropped_columns]
+        touched = [c for c in guard.referenced_columns()
+                   if (schema, table_name, c) in changed_columns | dropped_columns]
         if key not in existing:
             adds.append(add_op(guard))
         elif current is None or current.definition() != guard.definition() or touched:
@@ -287,7 +288,7 @@ def compare_guards(autogen_context, upgrade_ops, schemas):
         if (schema, table_name) in dropped_tables:
             drops.append(drop_op(current))  # so that the downgrade recreates it with the table
             continue
-        columns = [(schema, table_name, c) for c in current.columns()]
+        columns = [(schema, table_name, c) for c in current.referenced_columns()]
         if any(c in dropped_columns for c in columns):
             drops.append(drop_op(current))  # the column goes; the guard cannot stay
         elif any(c in changed_columns for c in columns):

@@ -120,6 +120,10 @@ class Guard:
         raceguard.guards shows them."""
         raise NotImplementedError
 
+    def referenced_columns(self):
+        """Every column the guard reads or writes."""
+        return self.columns()
+
     def keywords(self):
         """The keyword arguments that rebuild this guard (for rendering)."""
         raise NotImplementedError
@@ -276,6 +280,9 @@ class RunningBalanceGuard(Guard):
     def columns(self):
         return [self.amount, self.balance] + self.group
 
+    def referenced_columns(self):
+        return self.columns() + [self.seq]
+
     def options(self):
         return {"seq": self.seq, "min_balance": self.min_balance,
                 "initial": self.initial if self.initial is not None else "0"}
@@ -314,7 +321,7 @@ def from_database(schema, table_name, trigger_name, guard, columns, options, tim
 
 def declare(table, guard_class, **keywords):
     guard = guard_class(table.name, schema=table.schema, **keywords)
-    for column in guard.columns() + ([guard.seq] if isinstance(guard, RunningBalanceGuard) else []):
+    for column in guard.referenced_columns():
         if column not in table.c:
             raise ValueError("table %r has no column %r for its %s guard" % (table.name, column, guard.guard))
     declared = _DECLARED.setdefault(table, [])

@@ -237,7 +237,13 @@ def test_migrations():
     check(position(up2, "op.add_lock_version_guard('invoices', name='invoices_lock_version')") is not None,
           "a guard declared on an existing table is added")
     check(position(up2, "hand_written") is None, "the hand-written guard is not touched")
-    check(len([o for o in up2 if "drop_" in o and "guard" in o]) == 2, "exactly two guard drops, both re-added")
+    rb_drop = position(up2, "op.drop_running_balance_guard('payments'")
+    rb_alter = position(up2, "op.alter_column('payments', 'entry_no'")
+    rb_add = position(up2, "op.add_running_balance_guard('payments'")
+    check(None not in (rb_drop, rb_alter, rb_add) and rb_drop < rb_alter < rb_add,
+          "the ledger's seq retyped: drop guard -> alter column -> add guard (%s %s %s)" % (rb_drop, rb_alter, rb_add))
+    check(len([o for o in up2 if "drop_" in o and "guard" in o]) == 3 and
+          len([o for o in up2 if "add_" in o and "guard" in o]) == 4, "exactly three guard drops, all re-added")
 
     alembic(database, "upgrade", "head", stage=2)
     after2 = guards(engine)
