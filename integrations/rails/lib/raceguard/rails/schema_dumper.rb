@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "stringio"
+
 module Raceguard
   module Rails
     # Writes every raceguard guard into schema.rb, after the tables (and
@@ -24,6 +26,18 @@ module Raceguard
       ENABLE = { "D" => "DISABLE", "R" => "ENABLE REPLICA", "A" => "ENABLE ALWAYS" }.freeze
 
       private
+
+      # ActiveRecord 7.1+ writes `create_schema` for every schema but public,
+      # the extension's own schema included, before `enable_extension`: that
+      # fails in a database made from a template holding raceguard ("schema
+      # "raceguard" already exists"), and CREATE EXTENSION makes the schema
+      # itself. So the extension's schema is left out.
+      def schemas(stream)
+        written = StringIO.new
+        super(written)
+        lines = written.string.lines.reject { |line| line.strip == 'create_schema "raceguard"' }
+        stream.print(lines.join) unless lines.all? { |line| line.strip.empty? }
+      end
 
       def tables(stream)
         super
