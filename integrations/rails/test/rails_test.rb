@@ -515,6 +515,50 @@ class RailsTest < Minitest::Test
     assert_equal "first", conversation.reload.topic
   end
 
+  def test_13b_guards_are_read_once_per_connection_and_new_ones_found
+    app!
+    reads = 0
+    counter = ActiveSupport::Notifications.subscribe("sql.active_record") do |*, payload|
+      reads += 1 if payload[:name] == "raceguard guards"
+    end
+    begin
+      ActiveRecord::Base.connection_pool.with_connection do
+        conversation = Conversation.create!(texter_id: 1)
+        3.times { refute conversation.reload.update(texter_id: 2) }
+        assert_operator reads, :<=, 2, "the guards are read once per connection, not per error"
+        assert_equal [{ error: :write_once }], conversation.errors.details[:texter_id]
+      end
+    ensure
+      ActiveSupport::Notifications.unsubscribe(counter)
+    end
+
+    # A guard another connection added after this one read the guards, with
+    # sqlstate=23514 on a version: its stale write is a StaleObjectError.
+    connection.raceguard_guards
+    Cluster.as_app(DEV_DB) do |c|
+      c.exec(<<~SQL)
+        CREATE TABLE versioned (id bigserial PRIMARY KEY, body text, revision integer NOT NULL DEFAULT 1);
+        CREATE TRIGGER versioned_revision_guard BEFORE INSERT OR UPDATE ON versioned
+            FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('revision', 'sqlstate=23514');
+      SQL
+    end
+    versioned = Class.new(ApplicationRecord) do
+      self.table_name = "versioned"
+      def self.name
+        "Versioned"
+      end
+      before_update { revision_will_change! }
+    end
+    record = versioned.create!(body: "a")
+    stale = versioned.find(record.id)
+    versioned.find(record.id).update!(body: "b")
+    error = assert_raises(ActiveRecord::StaleObjectError) { stale.update(body: "c") }
+    assert_kind_of PG::CheckViolation, error.cause.cause
+    assert_equal "b", versioned.find(record.id).body
+  ensure
+    connection.execute("DROP TABLE IF EXISTS versioned")
+  end
+
   def test_14_leases_are_completed_exactly_once
     app!
     Job.delete_all

@@ -21,6 +21,17 @@ module Raceguard
         raceguard_errors(bang: true) { super }
       end
 
+      # update and update! save inside a transaction of their own: wrapped
+      # too, so that a guard added since the guards were read can be looked
+      # up once that transaction has ended.
+      def update(attributes)
+        raceguard_errors(bang: false) { super }
+      end
+
+      def update!(attributes)
+        raceguard_errors(bang: true) { super }
+      end
+
       def destroy
         raceguard_errors(bang: false, action: "destroy") { super }
       end
