@@ -370,6 +370,14 @@ class RailsTest < Minitest::Test
     rake!("db:create", "db:schema:load",
           env: sql_env.merge("RACEGUARD_DEV_DB" => loaded, "RACEGUARD_TEST_DB" => "#{loaded}_test"))
     assert_equal source, Cluster.guards(loaded), "structure.sql recreates every guard"
+
+    # A superuser can still load it into an empty database (no template).
+    empty = "#{PREFIX}_structure_empty"
+    Cluster.admin { |c| c.exec("CREATE DATABASE #{c.quote_ident(empty)}") }
+    _, err, status = Open3.capture3("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f",
+                                    File.join(APP, "db/structure.sql"), empty)
+    assert status.success?, err
+    assert_equal source, Cluster.guards(empty), "structure.sql into an empty database, as a superuser"
   end
 
   def test_08_without_the_template_the_error_says_what_to_do
@@ -435,6 +443,10 @@ class RailsTest < Minitest::Test
     blind = assert_raises(ActiveRecord::SerializationFailure) { Order.update_all("billing = 'blind'") }
     assert_match(/stale write/, blind.message)
     assert_raises(ActiveRecord::SerializationFailure) { Order.first.update_columns(billing: "blind") }
+    # increment! is a relative increment of the counter and of the version.
+    counted = Order.first
+    assert counted.increment!(:total)
+    assert_equal counted.total, Order.find(counted.id).total
   end
 
   def test_11_echo_versions_stale_writes_are_stale_object_errors
