@@ -30,18 +30,27 @@ module Raceguard
         return if @installed
 
         require "active_record/connection_adapters/postgresql_adapter"
-        require "active_record/tasks/postgresql_database_tasks"
         adapter = ActiveRecord::ConnectionAdapters::PostgreSQLAdapter
         adapter.include(MigrationHelpers)
         adapter.include(GuardCatalog)
         adapter.prepend(ExtensionCheck)
         ActiveRecord::Migration::CommandRecorder.include(CommandRecorder)
         ActiveRecord::ConnectionAdapters::PostgreSQL::SchemaDumper.prepend(SchemaDumper)
-        ActiveRecord::Tasks::PostgreSQLDatabaseTasks.prepend(StructureDump)
         ActiveRecord::Base.prepend(ErrorMapping)
         ActiveRecord::Base.extend(Leases::Relation)
         I18n.load_path << LOCALE unless I18n.load_path.include?(LOCALE)
         @installed = true
+      end
+
+      # Hooks the structure.sql dump; run when the database tasks load (the
+      # Railtie does, from rake_tasks: requiring them while ActiveRecord::Base
+      # loads would be circular).
+      def install_tasks!
+        return if @tasks_installed
+
+        require "active_record/tasks/postgresql_database_tasks"
+        ActiveRecord::Tasks::PostgreSQLDatabaseTasks.prepend(StructureDump)
+        @tasks_installed = true
       end
 
       # Leases up to batch rows of relation; see Leases.

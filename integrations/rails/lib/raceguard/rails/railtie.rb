@@ -8,6 +8,8 @@ module Raceguard
       end
 
       rake_tasks do
+        Raceguard::Rails.install_tasks!
+
         namespace :raceguard do
           desc "Lists the problems raceguard.check_guards() finds in the database's guards; fails if there are any"
           task check: :environment do
