@@ -1,0 +1,62 @@
+# frozen_string_literal: true
+
+module Raceguard
+  module Rails
+    # Migration helpers, on the PostgreSQL connection (so they work in
+    # migrations, in schema.rb and on ActiveRecord::Base.connection).
+    # Every identifier and literal goes through the connection's quoting.
+    module MigrationHelpers
+      def add_lock_version_guard(table_name, **options)
+        create_raceguard_trigger(Guard.lock_version(table_name, **options))
+      end
+
+      def remove_lock_version_guard(table_name, **options)
+        drop_raceguard_trigger(Guard.lock_version(table_name, **options))
+      end
+
+      def add_write_once_guard(table_name, *columns, **options)
+        create_raceguard_trigger(Guard.write_once(table_name, *columns, **options))
+      end
+
+      def remove_write_once_guard(table_name, *columns, **options)
+        drop_raceguard_trigger(Guard.write_once(table_name, *columns, **options))
+      end
+
+      def add_running_balance_guard(table_name, **options)
+        create_raceguard_trigger(Guard.running_balance(table_name, **options))
+      end
+
+      def remove_running_balance_guard(table_name, **options)
+        drop_raceguard_trigger(Guard.running_balance(table_name, **options))
+      end
+
+      private
+
+      def create_raceguard_trigger(definition)
+        arguments = definition.arguments.map { |argument| quote(argument) }.join(", ")
+        execute(<<~SQL.squish)
+          CREATE TRIGGER #{quote_column_name(definition.name)}
+            BEFORE #{definition.events.join(' OR ')} ON #{quote_table_name(definition.table)}
+            FOR EACH ROW EXECUTE FUNCTION raceguard.#{definition.function}(#{arguments})
+        SQL
+        raceguard_guards_changed!
+      end
+
+      # Drops the trigger only if it is the guard the helper describes, so a
+      # remove_* with the wrong arguments cannot drop another trigger.
+      def drop_raceguard_trigger(definition)
+        guard = select_value(<<~SQL.squish)
+          SELECT guard FROM raceguard.guards
+           WHERE table_name = #{quote(quote_table_name(definition.table))}::regclass
+             AND trigger_name = #{quote(definition.name)}
+        SQL
+        unless guard == definition.function
+          raise ArgumentError, "table #{definition.table} has no raceguard.#{definition.function} guard named " \
+                               "#{definition.name.inspect}#{guard ? " (it is a #{guard} guard)" : ''}"
+        end
+        execute("DROP TRIGGER #{quote_column_name(definition.name)} ON #{quote_table_name(definition.table)}")
+        raceguard_guards_changed!
+      end
+    end
+  end
+end
