@@ -79,18 +79,35 @@ def normalized(output):
     return "\n".join(line.rstrip() for line in output.strip("\n").split("\n"))
 
 
+def role_names(database):
+    code, out = psql(database, "\\pset tuples_only on\n\\pset format unaligned\nSELECT rolname FROM pg_roles;")
+    if code != 0:
+        raise RuntimeError(f"cannot list the roles:\n{out}")
+    return set(out.split())
+
+
 @contextlib.contextmanager
 def database_with_extension(database):
-    """A new database where only CREATE EXTENSION raceguard has run; dropped after."""
+    """A new database where only CREATE EXTENSION raceguard has run; dropped
+    after, with the roles its examples created (roles are cluster-wide: a
+    second run would find them)."""
     subprocess.run(["dropdb", "--if-exists", database], check=True, stderr=subprocess.DEVNULL)
     subprocess.run(["createdb", database], check=True)
+    roles_before = role_names(database)
     try:
         code, out = psql(database, "CREATE EXTENSION raceguard;")
         if code != 0:
             raise RuntimeError(f"CREATE EXTENSION raceguard failed in {database}:\n{out}")
         yield database
     finally:
+        created = sorted(role_names(database) - roles_before)
+        for role in created:
+            psql(database, f'DROP OWNED BY "{role}";')
         subprocess.run(["dropdb", "--if-exists", database], stderr=subprocess.DEVNULL)
+        for role in created:
+            code, out = psql("postgres", f'DROP ROLE "{role}";')
+            if code != 0:
+                raise RuntimeError(f"cannot drop role {role}, made by the examples of {database}:\n{out}")
 
 
 def run_page(path, failures):
