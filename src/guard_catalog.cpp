@@ -8,6 +8,7 @@
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
+#include "transition.hpp"
 
 extern "C" {
 #include "access/relation.h"
@@ -70,7 +71,8 @@ std::string json_number(const std::string& text) {
 
 namespace {
 
-const GuardKind* const GUARD_KINDS[] = {&LOCK_VERSION_KIND, &IMMUTABLE_ONCE_SET_KIND, &RUNNING_BALANCE_KIND};
+const GuardKind* const GUARD_KINDS[] = {&LOCK_VERSION_KIND, &IMMUTABLE_ONCE_SET_KIND, &RUNNING_BALANCE_KIND,
+                                        &TRANSITION_KIND};
 
 // The guard a trigger function is, if it is one of raceguard's.
 const GuardKind* guard_kind_of(Oid function_oid) {
@@ -218,6 +220,10 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
                            ": the guard runs on rows applied by logical replication, where a row whose version "
                            "is NULL on the publisher gets a version, and the subscriber's copy then counts one "
                            "ahead of the publisher; " + keep_as_created);
+    if (&kind == &TRANSITION_KIND)
+        for (std::string& warning :
+             transition_warnings(describe_trigger(TRANSITION_GUARD, open.relation, open.trigger), open.relation))
+            problems.push_back(std::move(warning));
     if (&kind == &RUNNING_BALANCE_KIND) {
         for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
             const Trigger* other = &triggers->triggers[i];

@@ -69,6 +69,7 @@ const char* guard_name(Guard guard) {
         case Guard::immutable_once_set: return "immutable_once_set";
         case Guard::running_balance: return "running_balance";
         case Guard::claim: return "claim";
+        case Guard::transition: return "transition";
     }
     return "unknown";
 }

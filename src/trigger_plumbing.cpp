@@ -250,6 +250,15 @@ std::string value_text(Datum value, Oid type) {
     });
 }
 
+bool row_changed_while_waiting(HeapTuple old_row) {
+    const TransactionId creator = HeapTupleHeaderGetXmin(old_row->t_data);
+    return pg_call([&] {
+        if (!ActiveSnapshotSet() || TransactionIdIsCurrentTransactionId(creator))
+            return false;
+        return XidInMVCCSnapshot(creator, GetActiveSnapshot());
+    });
+}
+
 bool may_select_column(Relation relation, AttrNumber attnum) {
     const Oid relid = RelationGetRelid(relation);
     return pg_call([&] {

@@ -114,6 +114,11 @@ std::string value_text(Datum value, Oid type);
 // trigger. C-side: call it through pg_call.
 Oid trigger_table(Oid trigger_oid);
 
+// True when OLD is not in the statement's snapshot: at READ COMMITTED the
+// UPDATE waited for another transaction's row lock and now works on the
+// version that transaction committed after the statement began.
+bool row_changed_while_waiting(HeapTuple old_row);
+
 // Whether the current user may see the column's values in an error, by the
 // rules PostgreSQL applies to its own constraint errors (row-level security
 // hides everything; otherwise table or column SELECT privilege).
