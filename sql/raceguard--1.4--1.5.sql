@@ -49,4 +49,59 @@ WHERE t.tgfoid OPERATOR(pg_catalog.=) ANY (ARRAY['raceguard.lock_version()'::pg_
 COMMENT ON VIEW raceguard.guards IS
     'raceguard.guards (table_name regclass, trigger_name name, guard text, columns name[], options jsonb, timing text, events text[], enabled boolean, clone_of regclass) -- every raceguard trigger (lock_version, immutable_once_set, running_balance, transition) on a table the current user may see (owns, or holds a privilege on; superusers see all) with its columns and every option''s effective value (a transition guard''s edges under "edges"), partition clones included (clone_of names the table of the trigger they were cloned from); readable by every role; see docs/guards.md';
 
+-- raceguard.stats counts the transition guards too: rows_checked, and two
+-- columns of their own, transitions_refused (every refused row) and
+-- duplicates_caught (the duplicate transitions among them). The two columns
+-- come last, after stats_reset, from a function of their own, so that the
+-- view changes in place (CREATE OR REPLACE VIEW may only add columns at the
+-- end): its OID, the privileges a DBA set and the user's views over it
+-- stay, and nothing of the user's can block the update.
+
+CREATE FUNCTION raceguard.transition_stats(trigger_oid oid,
+    OUT transitions_refused bigint, OUT duplicates_caught bigint)
+    RETURNS SETOF record
+    LANGUAGE c STRICT VOLATILE ROWS 1
+    AS 'MODULE_PATHNAME', 'raceguard_transition_stats';
+
+COMMENT ON FUNCTION raceguard.transition_stats(oid) IS
+    'raceguard.transition_stats(trigger_oid oid) RETURNS SETOF record (transitions_refused bigint, duplicates_caught bigint) -- internal: the counters of one transition guard that raceguard.stats shows after stats_reset; no row when statistics are not collected; used by the view raceguard.stats; see docs/internals.md';
+
+CREATE OR REPLACE VIEW raceguard.stats AS
+SELECT t.tgrelid::pg_catalog.regclass AS table_name,
+       t.tgname AS trigger_name,
+       s.*,
+       x.transitions_refused,
+       x.duplicates_caught
+FROM pg_catalog.pg_trigger t
+CROSS JOIN LATERAL raceguard.guard_stats(
+    t.oid,
+    CASE t.tgfoid WHEN 'raceguard.lock_version()'::pg_catalog.regprocedure THEN 'lock_version'
+                  WHEN 'raceguard.immutable_once_set()'::pg_catalog.regprocedure THEN 'immutable_once_set'
+                  WHEN 'raceguard.transition()'::pg_catalog.regprocedure THEN 'transition'
+                  ELSE 'running_balance' END) s
+LEFT JOIN LATERAL (SELECT r.transitions_refused, r.duplicates_caught
+                     FROM raceguard.transition_stats(t.oid) r
+                    WHERE t.tgfoid OPERATOR(pg_catalog.=) 'raceguard.transition()'::pg_catalog.regprocedure) x
+       ON true
+WHERE t.tgfoid OPERATOR(pg_catalog.=) ANY (ARRAY['raceguard.lock_version()'::pg_catalog.regprocedure,
+                                                 'raceguard.immutable_once_set()'::pg_catalog.regprocedure,
+                                                 'raceguard.running_balance()'::pg_catalog.regprocedure,
+                                                 'raceguard.transition()'::pg_catalog.regprocedure])
+UNION ALL
+SELECT o.object_oid::pg_catalog.regclass,
+       NULL::pg_catalog.name,
+       s.*,
+       NULL::bigint,
+       NULL::bigint
+FROM raceguard.tracked_objects() o
+CROSS JOIN LATERAL raceguard.guard_stats(o.object_oid, 'claim') s
+WHERE o.guard OPERATOR(pg_catalog.=) 'claim'
+  AND EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) o.object_oid);
+
+COMMENT ON VIEW raceguard.stats IS
+    'raceguard.stats (table_name, trigger_name, guard, rows_checked, versions_bumped, stale_writes, blind_writes, overflows, violations, appends, appends_waited, total_wait_time, max_wait_time, serialization_failures, min_balance_rejections, updates_refused, deletes_refused, entries_restored, calls, rows_claimed, leases_taken, releases, releases_fenced, extends, extends_fenced, stats_reset, transitions_refused, duplicates_caught) -- cumulative statistics per guard trigger, and per table claimed from, since stats_reset (before PostgreSQL 17 with shared_preload_libraries = ''raceguard''); see docs/operations.md';
+
+COMMENT ON FUNCTION raceguard.guard_stats(oid, text) IS
+    'raceguard.guard_stats(object_oid oid, guard_name text) RETURNS SETOF record (guard text, then the counters and stats_reset, the columns of raceguard.stats after trigger_name but for transitions_refused and duplicates_caught) -- internal: the counters of one trigger, or for guard_name ''claim'' of the claim functions on one table; used by the view raceguard.stats; see docs/internals.md';
+
 -- End of Part 1.

@@ -54,6 +54,7 @@ RACEGUARD_ENTRY(raceguard_check_guard_ddl, raceguard::check_guard_ddl)
 
 // Statistics per guard (raceguard.stats).
 RACEGUARD_ENTRY(raceguard_guard_stats, raceguard::stats::guard_stats)
+RACEGUARD_ENTRY(raceguard_transition_stats, raceguard::stats::transition_stats)
 RACEGUARD_ENTRY(raceguard_tracked_objects, raceguard::stats::tracked_objects)
 RACEGUARD_ENTRY(raceguard_stats_reset, raceguard::stats::reset)
 RACEGUARD_ENTRY(raceguard_forget_dropped_stats, raceguard::stats::forget_dropped)

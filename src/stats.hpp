@@ -93,6 +93,7 @@ void initialize();
 
 // SQL-callable.
 Datum guard_stats(FunctionCallInfo fcinfo);
+Datum transition_stats(FunctionCallInfo fcinfo);
 Datum tracked_objects(FunctionCallInfo fcinfo);
 Datum reset(FunctionCallInfo fcinfo);
 Datum forget_dropped(FunctionCallInfo fcinfo);

@@ -121,6 +121,13 @@ size_t unquoted_separator(const std::string& argument, char separator) {
     return found;
 }
 
+bool quotes_balanced(const std::string& argument) {
+    size_t quotes = 0;
+    for (const char c : argument)
+        quotes += c == '"' ? 1 : 0;
+    return quotes % 2 == 0;
+}
+
 TransitionArguments parse_transition_arguments(const TriggerDefinition& definition) {
     const std::vector<std::string>& arguments = definition.arguments;
     if (arguments.empty() || arguments.front().empty())
@@ -134,6 +141,8 @@ TransitionArguments parse_transition_arguments(const TriggerDefinition& definiti
         if (argument.empty())
             throw definition_error(definition, ERRCODE_INVALID_PARAMETER_VALUE,
                                    "empty argument; after the column come edges 'from>to'");
+        if (!quotes_balanced(argument))
+            throw_malformed(definition, argument, "a double quote is not closed");
         const size_t separator = unquoted_separator(argument, '>');
         if (separator == SEVERAL)
             throw_malformed(definition, argument, "more than one > outside double quotes");
@@ -245,14 +254,30 @@ int state_index(const TransitionState* state, Datum value, bool is_null) {
     return -1;
 }
 
+// A value as errors show it: a quoted literal, so that the text 'NULL' and
+// NULL read apart.
+std::string literal(Datum value, Oid type) {
+    std::string text = "'";
+    for (const char c : value_text(value, type))
+        text += c == '\'' ? std::string("''") : std::string(1, c);
+    return text + "'";
+}
+
 std::string state_text(const TransitionState* state, int index) {
-    return index == state->state_count ? std::string("NULL") : value_text(state->states[index], state->type);
+    return index == state->state_count ? std::string("NULL") : literal(state->states[index], state->type);
 }
 
 }  // namespace
 
 const TransitionState* build_transition(const TriggerDefinition& definition, MemoryContext into) {
     check_firing(definition, TRANSITION_FIRING);
+    // Both events: on UPDATE alone any state could be inserted, on INSERT
+    // alone any change made.
+    if (!TRIGGER_FOR_INSERT(definition.trigger_type) || !TRIGGER_FOR_UPDATE(definition.trigger_type))
+        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                               std::string(definition.guard) + " must be fired on INSERT and UPDATE, not on " +
+                                   (TRIGGER_FOR_INSERT(definition.trigger_type) ? "INSERT" : "UPDATE") + " alone")
+            .with_hint("Create it BEFORE INSERT OR UPDATE ... FOR EACH ROW.");
     const TransitionArguments arguments = parse_transition_arguments(definition);
     const ResolvedColumn column = resolve_column(definition, arguments.column);
     const Form_pg_attribute attribute = TupleDescAttr(definition.columns, column.attnum - 1);
@@ -340,7 +365,7 @@ const char* column_name(const TriggerData* trigger_data, const TransitionState* 
 }
 
 std::string shown_value(const TransitionState* state, Datum value, bool is_null) {
-    return is_null ? std::string("NULL") : value_text(value, state->type);
+    return is_null ? std::string("NULL") : literal(value, state->type);
 }
 
 Error transition_error(const TriggerData* trigger_data, const TransitionState* state, int sqlstate,
@@ -386,10 +411,11 @@ Error transition_error(const TriggerData* trigger_data, const TransitionState* s
     Error error = transition_error(trigger_data, state, ERRCODE_CHECK_VIOLATION, "duplicate transition");
     if (may_select_column(trigger_data->tg_relation, state->attnum)) {
         const std::string now = shown_value(state, current, current_is_null);
+        const std::string written = current_is_null ? std::string("NULL") : value_text(current, state->type);
         error.with_detail("Another transaction changed it from " + shown_value(state, original, original_is_null) +
                           " to " + now + " after this statement began, and this update sets it to " + now +
                           " again: a duplicate transition (trigger \"" + trigger_data->tg_trigger->tgname +
-                          "\" does not declare the edge " + now + ">" + now + ").");
+                          "\" does not declare the self-edge " + written + ">" + written + ").");
     } else {
         error.with_detail("Another transaction changed it to the value this update sets after this statement "
                           "began: a duplicate transition.");
