@@ -288,6 +288,15 @@ BULK_VARIANTS = [
 ]
 
 
+def timed_on_compact_table(conn, table, sql):
+    """Times SQL on TABLE freshly compacted after a CHECKPOINT: every side of
+    a bulk case starts from the state a fresh table has."""
+    execute(conn, f"VACUUM FULL {table}")
+    execute(conn, f"VACUUM ANALYZE {table}")
+    execute(conn, "CHECKPOINT")
+    return timed(conn, sql)
+
+
 def bulk_update(conn, report, rows, rounds):
     # The fastest of the rounds: a bulk UPDATE is mostly WAL and buffer work,
     # and what the machine adds (another process, a WAL segment created) only
@@ -306,11 +315,7 @@ def bulk_update(conn, report, rows, rounds):
     names = [name for name, _ in BULK_VARIANTS]
     for round_number in range(rounds):
         for name in rotated(names, round_number):
-            # Every side starts from a compact table: the state a fresh one has.
-            execute(conn, f"VACUUM FULL bulk_{name}")
-            execute(conn, f"VACUUM ANALYZE bulk_{name}")
-            execute(conn, "CHECKPOINT")
-            times[name].append(timed(conn, f"UPDATE bulk_{name} SET payload = payload + 1"))
+            times[name].append(timed_on_compact_table(conn, f"bulk_{name}", f"UPDATE bulk_{name} SET payload = payload + 1"))
     median = {name: min(values) for name, values in times.items()}
     report.info("fastest: " + ", ".join(f"{name} {median[name]:.2f}s" for name in names))
     report.ratio("floor trigger (suppress_redundant_updates_trigger) / no trigger", median["floor"] / median["none"])
@@ -1194,10 +1199,8 @@ def transition_bulk(conn, report, rows, rounds):
     for round_number in range(rounds):
         target = "sent" if round_number % 2 == 0 else "pending"
         for name in rotated(names, round_number):
-            execute(conn, f"VACUUM FULL bulk_transition_{name}")
-            execute(conn, f"VACUUM ANALYZE bulk_transition_{name}")
-            execute(conn, "CHECKPOINT")
-            times[name].append(timed(conn, f"UPDATE bulk_transition_{name} SET status = '{target}'"))
+            table = f"bulk_transition_{name}"
+            times[name].append(timed_on_compact_table(conn, table, f"UPDATE {table} SET status = '{target}'"))
     fastest = {name: min(values) for name, values in times.items()}
     report.info("fastest: " + ", ".join(f"{name} {fastest[name]:.2f}s" for name in names))
     for name in names:
