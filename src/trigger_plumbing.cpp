@@ -66,6 +66,7 @@ TriggerDefinition describe_trigger(const char* guard, Relation relation, const T
     definition.schema_name = schema != nullptr ? schema : "";
     definition.table_name = RelationGetRelationName(relation);
     definition.trigger_type = trigger->tgtype;
+    definition.update_of_columns = trigger->tgnattr > 0;
     for (int i = 0; i < trigger->tgnargs; ++i)
         definition.arguments.emplace_back(trigger->tgargs[i]);
     definition.columns = RelationGetDescr(relation);

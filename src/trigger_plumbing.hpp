@@ -25,6 +25,7 @@ struct TriggerDefinition {
     std::string schema_name;
     std::string table_name;
     int16 trigger_type;  // pg_trigger.tgtype
+    bool update_of_columns;  // UPDATE OF column, ... (pg_trigger.tgattr not empty)
     std::vector<std::string> arguments;
     TupleDesc columns;  // the table's row type
 };
