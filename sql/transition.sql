@@ -150,6 +150,33 @@ SELECT sqlstate, detail FROM regress.error_of($$UPDATE levels SET level = 1$$);
 SELECT sqlstate, detail FROM regress.error_of($$UPDATE levels SET level = NULL$$);
 SELECT * FROM levels;
 
+-- A partitioned table: the guard on the parent is cloned onto each
+-- partition. An UPDATE that moves a row to another partition is checked
+-- once, as the UPDATE it is (PostgreSQL deletes it from its partition and
+-- inserts it into the other: the INSERT of that same row into another
+-- partition is not taken for a new row's start). Any other INSERT is one.
+CREATE TABLE orders (region text NOT NULL, id integer NOT NULL, status text NOT NULL, note text,
+                     PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE orders_eu PARTITION OF orders FOR VALUES IN ('eu');
+CREATE TABLE orders_us (note text, id integer NOT NULL, status text NOT NULL, region text NOT NULL, dropped integer);
+ALTER TABLE orders_us DROP COLUMN dropped;  -- another column order than the parent's
+ALTER TABLE orders ATTACH PARTITION orders_us FOR VALUES IN ('us');
+CREATE TRIGGER orders_status BEFORE INSERT OR UPDATE ON orders
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('status', '>cart', 'cart>paid', 'paid>shipped');
+INSERT INTO orders VALUES ('eu', 1, 'cart', NULL), ('eu', 2, 'cart', NULL), ('eu', 3, 'cart', NULL);
+UPDATE orders SET region = 'us', status = 'paid' WHERE id = 1;          -- moved along cart>paid
+UPDATE orders SET status = 'paid' WHERE id = 2;
+UPDATE orders SET region = 'us', note = 'moved' WHERE id = 2;           -- moved, status kept
+SELECT sqlstate, table_name, detail FROM regress.error_of($$UPDATE orders SET region = 'us', status = 'shipped' WHERE id = 3$$);
+UPDATE orders SET region = 'eu', status = 'shipped' WHERE id = 1;      -- and back, along paid>shipped
+-- An INSERT in the same command as an UPDATE that moved no row is a new
+-- row, and so is an INSERT of a row like one moved before.
+SELECT sqlstate, table_name, detail FROM regress.error_of($$
+    WITH u AS (UPDATE orders SET note = 'kept' WHERE id = 2 RETURNING *)
+    INSERT INTO orders SELECT 'eu', 4, status, note FROM u$$);
+SELECT sqlstate, table_name, detail FROM regress.error_of($$INSERT INTO orders VALUES ('us', 5, 'paid', 'moved')$$);
+SELECT tableoid::regclass AS partition, region, id, status, note FROM orders ORDER BY id;
+
 -- The checks of raceguard.check_guards(): a declared state no edge from a
 -- start state reaches, no start state at all, and a table without a primary
 -- key or replica identity index (the race's lookup cannot find the version

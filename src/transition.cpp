@@ -364,7 +364,121 @@ const TransitionState* build_transition(const TriggerDefinition& definition, Mem
 namespace {
 
 void* build_transition_state(const TriggerData* trigger_data, MemoryContext into) {
-    return const_cast<TransitionState*>(build_transition(describe_fired_trigger(trigger_data, TRANSITION_GUARD), into));
+    auto* state =
+        const_cast<TransitionState*>(build_transition(describe_fired_trigger(trigger_data, TRANSITION_GUARD), into));
+    // Only clones meet moved rows.
+    state->root_trigger = trigger_data->tg_trigger->tgisclone ? root_trigger(trigger_data).trigger_oid : InvalidOid;
+    return state;
+}
+
+// ---- rows moved between partitions ------------------------------------------
+//
+// An UPDATE that moves a row to another partition is a DELETE from its
+// partition and an INSERT into the other: the guard's clone fires BEFORE
+// UPDATE on the first (the edge is checked there) and BEFORE INSERT on the
+// second, where the row's state is no start state as a rule. So the last row
+// each root trigger's clones let through as an UPDATE is remembered, and an
+// INSERT the start check refuses is let through as that row's move when it
+// is on another partition, in the same transaction, with no relcache
+// invalidation since (no partition attached or detached), and is the same
+// row, every column matched by name: the same row cannot be inserted into
+// another partition otherwise, since the partition key routes it. Plain data
+// in a context of its own; only partitions pay for it.
+struct MovedRowMemo {
+    bool valid;
+    Oid root_trigger;
+    TransactionId transaction;
+    uint64 at_invalidation;
+    Oid source_relid;
+    HeapTuple row;
+    TupleDesc columns;  // a copy of the source partition's row type
+    Oid columns_relid;
+    uint64 columns_at_invalidation;
+};
+// One per root trigger (several transition guards on one table); past that,
+// the oldest gives way, and its move is refused, never let through.
+constexpr int MOVED_ROW_SLOTS = 8;
+MovedRowMemo moved_rows[MOVED_ROW_SLOTS];
+int next_moved_row_slot = 0;
+MemoryContext moved_row_context = nullptr;
+
+MovedRowMemo* moved_row_slot(Oid root_trigger) {
+    for (MovedRowMemo& memo : moved_rows)
+        if (memo.root_trigger == root_trigger)
+            return &memo;
+    MovedRowMemo* memo = &moved_rows[next_moved_row_slot];
+    next_moved_row_slot = (next_moved_row_slot + 1) % MOVED_ROW_SLOTS;
+    memo->valid = false;
+    memo->root_trigger = root_trigger;
+    return memo;
+}
+
+// Called on the per-row path of an UPDATE let through on a partition.
+void remember_update(const TriggerData* trigger_data, const TransitionState* state) {
+    Relation relation = trigger_data->tg_relation;
+    if (moved_row_context == nullptr)
+        moved_row_context = AllocSetContextCreate(TopMemoryContext, "raceguard transition moved rows",
+                                                  ALLOCSET_SMALL_SIZES);
+    MovedRowMemo* memo = moved_row_slot(state->root_trigger);
+    memo->valid = false;
+    if (memo->row != nullptr) {
+        heap_freetuple(memo->row);
+        memo->row = nullptr;
+    }
+    const MemoryContext caller = MemoryContextSwitchTo(moved_row_context);
+    if (memo->columns == nullptr || memo->columns_relid != RelationGetRelid(relation) ||
+        memo->columns_at_invalidation != trigger_state_invalidations()) {
+        if (memo->columns != nullptr)
+            FreeTupleDesc(memo->columns);
+        memo->columns = nullptr;
+        memo->columns = CreateTupleDescCopy(RelationGetDescr(relation));
+        memo->columns_relid = RelationGetRelid(relation);
+        memo->columns_at_invalidation = trigger_state_invalidations();
+    }
+    memo->row = heap_copytuple(trigger_data->tg_newtuple);
+    MemoryContextSwitchTo(caller);
+    memo->transaction = GetTopTransactionIdIfAny();
+    memo->at_invalidation = trigger_state_invalidations();
+    memo->source_relid = RelationGetRelid(relation);
+    memo->valid = true;
+}
+
+// Whether an INSERT on a partition is the second half of the last UPDATE
+// remembered for its root trigger; consumes the memo. C-side.
+bool is_moved_row(const TriggerData* trigger_data, const TransitionState* state) {
+    MovedRowMemo* memo = moved_row_slot(state->root_trigger);
+    if (!memo->valid || memo->transaction != GetTopTransactionIdIfAny() ||
+        memo->at_invalidation != trigger_state_invalidations() ||
+        memo->source_relid == RelationGetRelid(trigger_data->tg_relation))
+        return false;
+    memo->valid = false;
+    TupleDesc inserted_columns = RelationGetDescr(trigger_data->tg_relation);
+    TupleDesc updated_columns = memo->columns;
+    int matched = 0;
+    for (int i = 0; i < inserted_columns->natts; ++i) {
+        const Form_pg_attribute inserted = TupleDescAttr(inserted_columns, i);
+        if (inserted->attisdropped)
+            continue;
+        int j = 0;
+        while (j < updated_columns->natts && (TupleDescAttr(updated_columns, j)->attisdropped ||
+                                              strcmp(NameStr(TupleDescAttr(updated_columns, j)->attname),
+                                                     NameStr(inserted->attname)) != 0))
+            ++j;
+        if (j == updated_columns->natts)
+            return false;
+        bool inserted_null = false;
+        bool updated_null = false;
+        const Datum inserted_value = heap_getattr(trigger_data->tg_trigtuple, i + 1, inserted_columns, &inserted_null);
+        const Datum updated_value = heap_getattr(memo->row, j + 1, updated_columns, &updated_null);
+        if (inserted_null != updated_null ||
+            (!inserted_null && !datum_image_eq(inserted_value, updated_value, inserted->attbyval, inserted->attlen)))
+            return false;
+        ++matched;
+    }
+    int updated_count = 0;
+    for (int j = 0; j < updated_columns->natts; ++j)
+        updated_count += TupleDescAttr(updated_columns, j)->attisdropped ? 0 : 1;
+    return matched == updated_count;
 }
 
 const char* column_name(const TriggerData* trigger_data, const TransitionState* state) {
@@ -571,14 +685,19 @@ Datum on_update(const TriggerData* trigger_data, const TransitionState* state, s
     ++counters->n[stats::TR_ROWS];
     if (old_is_null == new_is_null && (old_is_null || equal_values(state, old_value, new_value))) {
         check_unchanged(trigger_data, state, counters, old_value, old_is_null);
+        if (OidIsValid(state->root_trigger))
+            remember_update(trigger_data, state);
         return PointerGetDatum(new_row);
     }
     const int from = state_index(state, old_value, old_is_null);
     const int to = state_index(state, new_value, new_is_null);
     const bool allowed = from >= 0 && to >= 0 &&
                          (state->allowed[from * (state->state_count + 1) + to] || (old_is_null && state->starts[to]));
-    if (likely(allowed))
+    if (likely(allowed)) {
+        if (OidIsValid(state->root_trigger))
+            remember_update(trigger_data, state);
         return PointerGetDatum(new_row);
+    }
     ++counters->n[stats::TR_REFUSED];
     throw_undeclared_edge(trigger_data, state, old_value, old_is_null, new_value, new_is_null);
 }
@@ -590,6 +709,9 @@ Datum on_insert(const TriggerData* trigger_data, const TransitionState* state, s
     ++counters->n[stats::TR_ROWS];
     const int index = state_index(state, value, is_null);
     if (likely(index >= 0 && state->starts[index]))
+        return PointerGetDatum(row);
+    // A row an UPDATE moves here from another partition, checked there.
+    if (OidIsValid(state->root_trigger) && pg_call([&] { return is_moved_row(trigger_data, state); }))
         return PointerGetDatum(row);
     ++counters->n[stats::TR_REFUSED];
     throw_undeclared_start(trigger_data, state, value, is_null);

@@ -26,6 +26,10 @@ struct TransitionState {
     // UPDATE may move from NULL to it (>to).
     bool* starts;
     bool declares_null;  // NULL appears in an edge
+    // On a partition: the trigger on the root partitioned table this one was
+    // cloned from (a row moved between partitions is checked once, as an
+    // UPDATE, and its INSERT into the other partition is recognized by it).
+    Oid root_trigger;
 };
 
 // Validates the definition and builds the state in `into`; throws the error

@@ -251,6 +251,34 @@ std::string value_text(Datum value, Oid type) {
     });
 }
 
+RootTrigger root_trigger(const TriggerData* trigger_data) {
+    const Oid firing_relid = RelationGetRelid(trigger_data->tg_relation);
+    const Oid fired_oid = trigger_data->tg_trigger->tgoid;
+    if (!trigger_data->tg_trigger->tgisclone)
+        return RootTrigger{fired_oid, firing_relid};
+    return pg_call([&] {
+        RootTrigger root{fired_oid, firing_relid};
+        Oid trigger_oid = fired_oid;
+        Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+        while (OidIsValid(trigger_oid)) {
+            ScanKeyData key;
+            ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger_oid));
+            SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
+            HeapTuple tuple = systable_getnext(scan);
+            if (HeapTupleIsValid(tuple)) {
+                const auto* form = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple));
+                root = RootTrigger{trigger_oid, form->tgrelid};
+                trigger_oid = form->tgparentid;
+            } else {
+                trigger_oid = InvalidOid;
+            }
+            systable_endscan(scan);
+        }
+        table_close(triggers, AccessShareLock);
+        return root;
+    });
+}
+
 bool row_changed_while_waiting(HeapTuple old_row) {
     const TransactionId creator = HeapTupleHeaderGetXmin(old_row->t_data);
     return pg_call([&] {

@@ -115,6 +115,14 @@ std::string value_text(Datum value, Oid type);
 // trigger. C-side: call it through pg_call.
 Oid trigger_table(Oid trigger_oid);
 
+// The trigger the user created (a partition clone's topmost parent) and its
+// table; the fired trigger and its table when it is no clone.
+struct RootTrigger {
+    Oid trigger_oid;
+    Oid relid;
+};
+RootTrigger root_trigger(const TriggerData* trigger_data);
+
 // True when OLD is not in the statement's snapshot: at READ COMMITTED the
 // UPDATE waited for another transaction's row lock and now works on the
 // version that transaction committed after the statement began.
