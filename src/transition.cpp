@@ -17,7 +17,9 @@
 // identity index, and the update chain from that version to OLD): if the
 // column changed to its present value in between, this write repeats that
 // transition and is refused, unless the self-edge X>X is declared. Only that
-// rare re-aimed row pays a lookup.
+// rare re-aimed row pays a lookup. On a partitioned table, a row an UPDATE
+// moves to another partition is checked as that UPDATE, and its INSERT into
+// the other partition recognized (below, "rows moved between partitions").
 #include "transition.hpp"
 
 #include "compat.hpp"
