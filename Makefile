@@ -2,7 +2,7 @@
 
 EXTENSION = raceguard
 MODULE_big = raceguard
-DATA = sql/raceguard--1.0.sql sql/raceguard--1.1.sql sql/raceguard--1.2.sql sql/raceguard--1.0--1.1.sql sql/raceguard--1.1--1.2.sql sql/raceguard--1.2--1.3.sql sql/raceguard--1.3--1.4.sql
+DATA = sql/raceguard--1.0.sql sql/raceguard--1.1.sql sql/raceguard--1.2.sql sql/raceguard--1.0--1.1.sql sql/raceguard--1.1--1.2.sql sql/raceguard--1.2--1.3.sql sql/raceguard--1.3--1.4.sql sql/raceguard--1.4--1.5.sql
 
 SOURCES = $(wildcard src/*.cpp)
 OBJS = $(SOURCES:.cpp=.o)
@@ -27,11 +27,11 @@ override with_llvm = no
 endif
 
 # pg_regress: sql/*.sql against expected/*.out
-REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim claim_names claim_expiry claim_plans claim_attempts claim_tokens guards running_balance_shapes running_balance_memory running_balance_restore running_balance_groups running_balance_routing generated_virtual stats orms comments privileges missing_library
+REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim claim_names claim_expiry claim_plans claim_attempts claim_tokens guards transition running_balance_shapes running_balance_memory running_balance_restore running_balance_groups running_balance_routing generated_virtual stats transition_stats orms comments privileges missing_library
 REGRESS_OPTS = --inputdir=. --load-extension=raceguard
 
 # isolationtester: test/isolation/specs/*.spec against test/isolation/expected/*.out
-ISOLATION = helpers lock_version_echo lock_version_prebump lock_version_blind lock_version_orm lock_version_waited_detail immutable_once_set_claim immutable_once_set_release immutable_once_set_deferred running_balance_same_group running_balance_other_groups running_balance_repeatable_read running_balance_memo_update running_balance_min_balance running_balance_idempotent claim_disjoint claim_nowait claim_lease_fencing claim_lease_poison running_balance_deadlock running_balance_routing stats_backends privileges_no_lock
+ISOLATION = helpers lock_version_echo lock_version_prebump lock_version_blind lock_version_orm lock_version_waited_detail immutable_once_set_claim immutable_once_set_release immutable_once_set_deferred running_balance_same_group running_balance_other_groups running_balance_repeatable_read running_balance_memo_update running_balance_min_balance running_balance_idempotent claim_disjoint claim_nowait claim_lease_fencing claim_lease_poison running_balance_deadlock running_balance_routing stats_backends privileges_no_lock transition_duplicate transition_undeclared transition_self_edge transition_other_columns transition_lock_version transition_partitioned transition_stats
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=raceguard
 
 EXTRA_CLEAN = results/ regression.diffs regression.out output_iso/ src/*.bc .build-mode

@@ -9,6 +9,7 @@ as a superuser: the durability settings are switched with ALTER SYSTEM):
     python3 bench/bench.py            # the full run (about 40 minutes on 2 cores)
     python3 bench/bench.py --quick    # smaller sizes, for development
     python3 bench/bench.py --only bulk_update,claims
+    python3 bench/bench.py --only transition
     python3 bench/bench.py --durability safe
 
 Every ledger case (running_balance, transfers, ledger_size, partitioned) is
@@ -287,6 +288,15 @@ BULK_VARIANTS = [
 ]
 
 
+def timed_on_compact_table(conn, table, sql):
+    """Times SQL on TABLE freshly compacted after a CHECKPOINT: every side of
+    a bulk case starts from the state a fresh table has."""
+    execute(conn, f"VACUUM FULL {table}")
+    execute(conn, f"VACUUM ANALYZE {table}")
+    execute(conn, "CHECKPOINT")
+    return timed(conn, sql)
+
+
 def bulk_update(conn, report, rows, rounds):
     # The fastest of the rounds: a bulk UPDATE is mostly WAL and buffer work,
     # and what the machine adds (another process, a WAL segment created) only
@@ -305,11 +315,7 @@ def bulk_update(conn, report, rows, rounds):
     names = [name for name, _ in BULK_VARIANTS]
     for round_number in range(rounds):
         for name in rotated(names, round_number):
-            # Every side starts from a compact table: the state a fresh one has.
-            execute(conn, f"VACUUM FULL bulk_{name}")
-            execute(conn, f"VACUUM ANALYZE bulk_{name}")
-            execute(conn, "CHECKPOINT")
-            times[name].append(timed(conn, f"UPDATE bulk_{name} SET payload = payload + 1"))
+            times[name].append(timed_on_compact_table(conn, f"bulk_{name}", f"UPDATE bulk_{name} SET payload = payload + 1"))
     median = {name: min(values) for name, values in times.items()}
     report.info("fastest: " + ", ".join(f"{name} {median[name]:.2f}s" for name in names))
     report.ratio("floor trigger (suppress_redundant_updates_trigger) / no trigger", median["floor"] / median["none"])
@@ -1141,9 +1147,81 @@ def claims(conn, report, clients, rows, rounds):
 
 
 # ---------------------------------------------------------------------------
+# transition: a bulk UPDATE of N rows along a declared edge
+# ---------------------------------------------------------------------------
+
+TRANSITION_PEERS = r"""
+DO $$ BEGIN
+    CREATE TYPE bench_status AS ENUM ('pending', 'sent', 'paid');
+EXCEPTION WHEN duplicate_object THEN NULL;
+END $$;
+
+-- transition written by hand for one table: the edges in the code.
+CREATE OR REPLACE FUNCTION bench_transition_table() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.status IS DISTINCT FROM 'pending' THEN
+            RAISE EXCEPTION 'undeclared start state' USING ERRCODE = 'check_violation';
+        END IF;
+    ELSIF NEW.status IS DISTINCT FROM OLD.status
+          AND NOT ((OLD.status = 'pending' AND NEW.status = 'sent') OR (OLD.status = 'sent' AND NEW.status = 'pending')
+                   OR (OLD.status = 'sent' AND NEW.status = 'paid')) THEN
+        RAISE EXCEPTION 'undeclared transition' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+"""
+
+# Each round moves every row along one edge: pending -> sent, then back.
+TRANSITION_EDGES = "'status', '>pending', 'pending>sent', 'sent>pending', 'sent>paid'"
+TRANSITION_VARIANTS = [
+    ("none", "bench_status", None),
+    ("floor", "bench_status", "suppress_redundant_updates_trigger()"),
+    ("transition", "bench_status", f"raceguard.transition({TRANSITION_EDGES})"),
+    ("transition_text", "text", f"raceguard.transition({TRANSITION_EDGES})"),
+    ("plpgsql_table", "bench_status", "bench_transition_table()"),
+]
 
 
-CASES = ["bulk_update", "running_balance", "transfers", "ledger_size", "partitioned", "stats_cost", "claims"]
+def transition_bulk(conn, report, rows, rounds):
+    report.heading(f"transition: bulk UPDATE of {rows:,} rows along a declared edge"
+                   f" (SET status = 'sent', then back), fastest of {rounds} rounds")
+    execute(conn, TRANSITION_PEERS)
+    names = [name for name, _, _ in TRANSITION_VARIANTS]
+    for name, status_type, trigger in TRANSITION_VARIANTS:
+        table = f"bulk_transition_{name}"
+        execute(conn, f"DROP TABLE IF EXISTS {table}")
+        execute(conn, f"CREATE TABLE {table} (id integer PRIMARY KEY, status {status_type} NOT NULL, payload integer)")
+        execute(conn, f"INSERT INTO {table} SELECT g, 'pending', g FROM generate_series(1, {rows}) g")
+        if trigger:
+            execute(conn, f"CREATE TRIGGER guard BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {trigger}")
+    times = {name: [] for name in names}
+    for round_number in range(rounds):
+        target = "sent" if round_number % 2 == 0 else "pending"
+        for name in rotated(names, round_number):
+            table = f"bulk_transition_{name}"
+            times[name].append(timed_on_compact_table(conn, table, f"UPDATE {table} SET status = '{target}'"))
+    fastest = {name: min(values) for name, values in times.items()}
+    report.info("fastest: " + ", ".join(f"{name} {fastest[name]:.2f}s" for name in names))
+    for name in names:
+        moved = execute(conn, f"SELECT count(*) FROM bulk_transition_{name} WHERE status::text ="
+                              f" '{'sent' if rounds % 2 == 1 else 'pending'}'")[0][0]
+        report.check(f"transition bulk: every row of {name} moved along the edge", moved == rows, f"({moved:,})")
+    report.ratio("transition (enum) / floor trigger", fastest["transition"] / fastest["floor"], "<=", 1.10)
+    report.ratio("transition (enum) / PL/pgSQL written for the table",
+                 fastest["transition"] / fastest["plpgsql_table"], "<=", 0.90)
+    report.ratio("transition (text) / floor trigger (enum table)", fastest["transition_text"] / fastest["floor"])
+    for name in names:
+        execute(conn, f"DROP TABLE bulk_transition_{name}")
+    execute(conn, "DROP FUNCTION bench_transition_table()")
+    execute(conn, "DROP TYPE bench_status")
+    return fastest
+
+
+# ---------------------------------------------------------------------------
+
+
+CASES = ["bulk_update", "transition", "running_balance", "transfers", "ledger_size", "partitioned", "stats_cost", "claims"]
 # Measured under each durability setting asked for; the others under fast.
 LEDGER_CASES = ["running_balance", "transfers", "ledger_size", "partitioned"]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
@@ -1209,6 +1287,9 @@ def main(argv):
         if "bulk_update" in only:
             durability.switch("fast")
             bulk_update(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5)
+        if "transition" in only:
+            durability.switch("fast")
+            transition_bulk(conn, report, rows=100_000 if quick else 1_000_000, rounds=3 if quick else 5)
         if "running_balance" in only:
             # Many short rounds rather than a few long ones: on a shared machine
             # the median of many interleaved rounds moves least between runs.

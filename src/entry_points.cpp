@@ -11,6 +11,7 @@
 #include "running_balance_restore.hpp"
 #include "running_balance_shared.hpp"
 #include "stats.hpp"
+#include "transition.hpp"
 
 // One SQL-callable symbol whose body is raceguard::body, run in the boundary.
 #define RACEGUARD_ENTRY(symbol, body)        \
@@ -38,6 +39,7 @@ void _PG_init(void) {
 RACEGUARD_ENTRY(raceguard_lock_version, raceguard::lock_version_trigger)
 RACEGUARD_ENTRY(raceguard_immutable_once_set, raceguard::immutable_once_set_trigger)
 RACEGUARD_ENTRY(raceguard_running_balance, raceguard::running_balance_trigger)
+RACEGUARD_ENTRY(raceguard_transition, raceguard::transition_trigger)
 
 // Claims and leases.
 RACEGUARD_ENTRY(raceguard_claim, raceguard::claim)
@@ -52,6 +54,7 @@ RACEGUARD_ENTRY(raceguard_check_guard_ddl, raceguard::check_guard_ddl)
 
 // Statistics per guard (raceguard.stats).
 RACEGUARD_ENTRY(raceguard_guard_stats, raceguard::stats::guard_stats)
+RACEGUARD_ENTRY(raceguard_transition_stats, raceguard::stats::transition_stats)
 RACEGUARD_ENTRY(raceguard_tracked_objects, raceguard::stats::tracked_objects)
 RACEGUARD_ENTRY(raceguard_stats_reset, raceguard::stats::reset)
 RACEGUARD_ENTRY(raceguard_forget_dropped_stats, raceguard::stats::forget_dropped)

@@ -8,6 +8,7 @@
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
 #include "running_balance.hpp"
+#include "transition.hpp"
 
 extern "C" {
 #include "access/relation.h"
@@ -70,7 +71,8 @@ std::string json_number(const std::string& text) {
 
 namespace {
 
-const GuardKind* const GUARD_KINDS[] = {&LOCK_VERSION_KIND, &IMMUTABLE_ONCE_SET_KIND, &RUNNING_BALANCE_KIND};
+const GuardKind* const GUARD_KINDS[] = {&LOCK_VERSION_KIND, &IMMUTABLE_ONCE_SET_KIND, &RUNNING_BALANCE_KIND,
+                                        &TRANSITION_KIND};
 
 // The guard a trigger function is, if it is one of raceguard's.
 const GuardKind* guard_kind_of(Oid function_oid) {
@@ -157,6 +159,23 @@ std::string problem_text(const Error& error, const OpenTrigger& open) {
 
 std::string argument_text(const Trigger* trigger, int index) { return trigger->tgargs[index]; }
 
+// The BEFORE ROW triggers on the guard's table, other than raceguard's own,
+// that fire after it (PostgreSQL fires them in name order) on one of EVENTS
+// (TriggerEvent bits): they could change a row after the guard checked it.
+std::vector<std::string> later_before_triggers(const OpenTrigger& open, unsigned events) {
+    std::vector<std::string> names;
+    const TriggerDesc* triggers = open.relation->trigdesc;
+    for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
+        const Trigger* other = &triggers->triggers[i];
+        const bool on_event = ((events & ON_INSERT) && TRIGGER_FOR_INSERT(other->tgtype)) ||
+                              ((events & ON_UPDATE) && TRIGGER_FOR_UPDATE(other->tgtype));
+        if (TRIGGER_FOR_ROW(other->tgtype) && TRIGGER_FOR_BEFORE(other->tgtype) && on_event &&
+            strcmp(other->tgname, open.trigger->tgname) > 0 && guard_kind_of(other->tgfoid) == nullptr)
+            names.emplace_back(other->tgname);
+    }
+    return names;
+}
+
 std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrigger& open) {
     std::vector<std::string> problems;
     try {
@@ -218,18 +237,20 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
                            ": the guard runs on rows applied by logical replication, where a row whose version "
                            "is NULL on the publisher gets a version, and the subscriber's copy then counts one "
                            "ahead of the publisher; " + keep_as_created);
-    if (&kind == &RUNNING_BALANCE_KIND) {
-        for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
-            const Trigger* other = &triggers->triggers[i];
-            const bool later_before_insert = TRIGGER_FOR_ROW(other->tgtype) && TRIGGER_FOR_BEFORE(other->tgtype) &&
-                                             TRIGGER_FOR_INSERT(other->tgtype) &&
-                                             strcmp(other->tgname, trigger->tgname) > 0;
-            if (later_before_insert && guard_kind_of(other->tgfoid) == nullptr)
-                problems.push_back("BEFORE INSERT trigger \"" + std::string(other->tgname) +
-                                   "\" fires after this one (names sort later) and could change the amount or a "
-                                   "group column after the balance was computed");
-        }
-    }
+    if (&kind == &TRANSITION_KIND)
+        for (std::string& warning :
+             transition_warnings(describe_trigger(TRANSITION_GUARD, open.relation, open.trigger), open.relation))
+            problems.push_back(std::move(warning));
+    if (&kind == &RUNNING_BALANCE_KIND)
+        for (const std::string& other : later_before_triggers(open, ON_INSERT))
+            problems.push_back("BEFORE INSERT trigger \"" + other +
+                               "\" fires after this one (names sort later) and could change the amount or a "
+                               "group column after the balance was computed");
+    if (&kind == &TRANSITION_KIND)
+        for (const std::string& other : later_before_triggers(open, ON_INSERT | ON_UPDATE))
+            problems.push_back("warning: BEFORE trigger \"" + other +
+                               "\" fires after this one (names sort later) and could change the status after it "
+                               "was checked; give the guard a name that sorts after it");
     return problems;
 }
 

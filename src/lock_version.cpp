@@ -88,17 +88,6 @@ HeapTuple with_version(HeapTuple row, TupleDesc columns, const LockVersionState*
     return pg_call([&] { return heap_modify_tuple_by_cols(row, columns, 1, &column, &value, &is_null); });
 }
 
-// True when OLD is not in the statement's snapshot: the UPDATE waited for a
-// row lock and now works on a version committed after the statement began.
-bool row_changed_while_waiting(HeapTuple old_row) {
-    const TransactionId creator = HeapTupleHeaderGetXmin(old_row->t_data);
-    return pg_call([&] {
-        if (!ActiveSnapshotSet() || TransactionIdIsCurrentTransactionId(creator))
-            return false;
-        return XidInMVCCSnapshot(creator, GetActiveSnapshot());
-    });
-}
-
 enum class StaleKind { mismatch, changed_while_waiting, blind_write };
 
 const char* column_name(const TriggerData* trigger_data, const LockVersionState* state) {

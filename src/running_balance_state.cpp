@@ -206,41 +206,6 @@ void parse_balance_option(const TriggerDefinition& definition, const char* key, 
     *numeric_value = parsed.stored;
 }
 
-// The trigger the user created (a clone's topmost parent) and its table,
-// the ledger's root, where a partitioned ledger keeps its chains.
-struct LedgerRoot {
-    Oid trigger_oid;
-    Oid relid;
-};
-
-LedgerRoot ledger_root(const TriggerData* trigger_data) {
-    const Oid firing_relid = RelationGetRelid(trigger_data->tg_relation);
-    const Oid fired_oid = trigger_data->tg_trigger->tgoid;
-    if (!trigger_data->tg_trigger->tgisclone)
-        return LedgerRoot{fired_oid, firing_relid};
-    return pg_call([&] {
-        LedgerRoot root{fired_oid, firing_relid};
-        Oid trigger_oid = fired_oid;
-        Relation triggers = table_open(TriggerRelationId, AccessShareLock);
-        while (OidIsValid(trigger_oid)) {
-            ScanKeyData key;
-            ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger_oid));
-            SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
-            HeapTuple tuple = systable_getnext(scan);
-            if (HeapTupleIsValid(tuple)) {
-                const auto* form = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple));
-                root = LedgerRoot{trigger_oid, form->tgrelid};
-                trigger_oid = form->tgparentid;
-            } else {
-                trigger_oid = InvalidOid;
-            }
-            systable_endscan(scan);
-        }
-        table_close(triggers, AccessShareLock);
-        return root;
-    });
-}
-
 struct PartColumns {
     Oid relid;
     char relkind;
@@ -739,7 +704,7 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
             pg_call([&] { fmgr_info_cxt(hash_function, &group.hash, into); });
     }
 
-    const LedgerRoot root = ledger_root(trigger_data);
+    const RootTrigger root = root_trigger(trigger_data);  // a partitioned ledger keeps its chains there
     if (root.trigger_oid != trigger_data->tg_trigger->tgoid) {
         // A partition's clone: the ledger's parts are the root trigger's,
         // found once for the whole ledger rather than once per partition;

@@ -29,7 +29,7 @@
 namespace raceguard::stats {
 
 // What a row of raceguard.stats describes.
-enum class Guard : uint8 { lock_version = 1, immutable_once_set, running_balance, claim };
+enum class Guard : uint8 { lock_version = 1, immutable_once_set, running_balance, claim, transition };
 
 // One guard's counters. What each slot counts depends on the guard. They
 // are laid out in shared memory too: a change here changes the layout
@@ -55,6 +55,10 @@ enum RunningBalanceSlot {
     RB_DELETES,
     RB_RESTORED
 };
+// TR_REFUSED counts every refused row (undeclared edges and start states,
+// duplicates, and the 40001 when the version read cannot be found);
+// TR_DUPLICATES the duplicate transitions among them.
+enum TransitionSlot { TR_ROWS, TR_REFUSED, TR_DUPLICATES };
 enum ClaimSlot { CL_CALLS, CL_ROWS, CL_LEASES, CL_RELEASES, CL_RELEASES_FENCED, CL_EXTENDS, CL_EXTENDS_FENCED };
 
 // Bumped whenever cached pointers to pending counters go stale (the
@@ -89,6 +93,7 @@ void initialize();
 
 // SQL-callable.
 Datum guard_stats(FunctionCallInfo fcinfo);
+Datum transition_stats(FunctionCallInfo fcinfo);
 Datum tracked_objects(FunctionCallInfo fcinfo);
 Datum reset(FunctionCallInfo fcinfo);
 Datum forget_dropped(FunctionCallInfo fcinfo);

@@ -69,12 +69,14 @@ const char* guard_name(Guard guard) {
         case Guard::immutable_once_set: return "immutable_once_set";
         case Guard::running_balance: return "running_balance";
         case Guard::claim: return "claim";
+        case Guard::transition: return "transition";
     }
     return "unknown";
 }
 
 bool guard_from_name(const char* name, Guard* guard) {
-    for (Guard candidate : {Guard::lock_version, Guard::immutable_once_set, Guard::running_balance, Guard::claim})
+    for (Guard candidate :
+         {Guard::lock_version, Guard::immutable_once_set, Guard::running_balance, Guard::claim, Guard::transition})
         if (std::strcmp(name, guard_name(candidate)) == 0) {
             *guard = candidate;
             return true;
@@ -84,6 +86,22 @@ bool guard_from_name(const char* name, Guard* guard) {
 
 void add_row(const Materialized& result, Datum* values, bool* nulls) {
     tuplestore_putvalues(result.store, result.descriptor, values, nulls);
+}
+
+// A copy of the guard's shared entry; false (and zero counters) when it is
+// not tracked. C-side: the caller has attached, and shared is set.
+bool read_entry(const Key& key, Guard guard, SharedEntry* entry) {
+    bool tracked = false;
+    LWLockAcquire(&directory->lock, LW_SHARED);
+    const int32 index = find_entry(shared, key);
+    if (index >= 0 && entries_of(shared)[index].guard == guard) {
+        *entry = entries_of(shared)[index];
+        tracked = true;
+    }
+    LWLockRelease(&directory->lock);
+    if (!tracked)
+        std::memset(&entry->counters, 0, sizeof(entry->counters));
+    return tracked;
 }
 
 }  // namespace
@@ -97,7 +115,7 @@ Datum guard_stats(FunctionCallInfo fcinfo) {
     Guard guard{};
     if (!guard_from_name(name, &guard))
         throw Error(ERRCODE_INVALID_PARAMETER_VALUE, "unknown guard \"" + std::string(name) + "\"")
-            .with_hint("One of lock_version, immutable_once_set, running_balance, claim.");
+            .with_hint("One of lock_version, immutable_once_set, running_balance, claim, transition.");
     const Key key{MyDatabaseId, object, guard == Guard::claim ? Kind::claim_table : Kind::trigger};
     pg_call([&] {
         attach();
@@ -110,25 +128,17 @@ Datum guard_stats(FunctionCallInfo fcinfo) {
                             errhint("Update the extension: ALTER EXTENSION raceguard UPDATE.")));
         if (shared == nullptr)
             return;
-        bool tracked = false;
         SharedEntry entry{};
-        LWLockAcquire(&directory->lock, LW_SHARED);
-        const int32 index = find_entry(shared, key);
-        if (index >= 0 && entries_of(shared)[index].guard == guard) {
-            entry = entries_of(shared)[index];
-            tracked = true;
-        }
-        LWLockRelease(&directory->lock);
-        if (!tracked)
-            std::memset(&entry.counters, 0, sizeof(entry.counters));
+        const bool tracked = read_entry(key, guard, &entry);
         Datum values[OUTPUT_COLUMNS];
         bool nulls[OUTPUT_COLUMNS];
         values[0] = CStringGetTextDatum(guard_name(guard));
         nulls[0] = false;
         for (int c = 0; c < COLUMN_COUNT; ++c) {
             const Column& column = COLUMNS[c];
-            // rows_checked is lock_version's and immutable_once_set's.
-            const bool applies = column.guard == guard || (c == 0 && guard == Guard::immutable_once_set);
+            // rows_checked is lock_version's, immutable_once_set's and transition's.
+            const bool applies =
+                column.guard == guard || (c == 0 && (guard == Guard::immutable_once_set || guard == Guard::transition));
             nulls[1 + c] = !applies;
             values[1 + c] = 0;
             if (!applies)
@@ -148,6 +158,27 @@ Datum guard_stats(FunctionCallInfo fcinfo) {
             std::memmove(&nulls[RESTORED_COLUMN], &nulls[RESTORED_COLUMN + 1],
                          sizeof(bool) * (OUTPUT_COLUMNS - RESTORED_COLUMN - 1));
         }
+        add_row(result, values, nulls);
+    });
+    return static_cast<Datum>(0);
+}
+
+// raceguard.transition_stats(trigger oid): a transition guard's counters
+// that raceguard.stats shows after stats_reset (1.5 added them at the end of
+// the view, so that the update changes it in place), as one row; no row
+// when statistics are not collected.
+Datum transition_stats(FunctionCallInfo fcinfo) {
+    const Oid trigger_oid = PG_GETARG_OID(0);
+    const Key key{MyDatabaseId, trigger_oid, Kind::trigger};
+    pg_call([&] {
+        attach();
+        const Materialized result = begin_materialized(fcinfo);
+        if (shared == nullptr)
+            return;
+        SharedEntry entry{};
+        read_entry(key, Guard::transition, &entry);
+        Datum values[2] = {Int64GetDatum(entry.counters.n[TR_REFUSED]), Int64GetDatum(entry.counters.n[TR_DUPLICATES])};
+        bool nulls[2] = {false, false};
         add_row(result, values, nulls);
     });
     return static_cast<Datum>(0);

@@ -66,6 +66,7 @@ TriggerDefinition describe_trigger(const char* guard, Relation relation, const T
     definition.schema_name = schema != nullptr ? schema : "";
     definition.table_name = RelationGetRelationName(relation);
     definition.trigger_type = trigger->tgtype;
+    definition.update_of_columns = trigger->tgnattr > 0;
     for (int i = 0; i < trigger->tgnargs; ++i)
         definition.arguments.emplace_back(trigger->tgargs[i]);
     definition.columns = RelationGetDescr(relation);
@@ -247,6 +248,43 @@ std::string value_text(Datum value, Oid type) {
         bool is_varlena = false;
         getTypeOutputInfo(type, &output_function, &is_varlena);
         return static_cast<const char*>(OidOutputFunctionCall(output_function, value));
+    });
+}
+
+RootTrigger root_trigger(const TriggerData* trigger_data) {
+    const Oid firing_relid = RelationGetRelid(trigger_data->tg_relation);
+    const Oid fired_oid = trigger_data->tg_trigger->tgoid;
+    if (!trigger_data->tg_trigger->tgisclone)
+        return RootTrigger{fired_oid, firing_relid};
+    return pg_call([&] {
+        RootTrigger root{fired_oid, firing_relid};
+        Oid trigger_oid = fired_oid;
+        Relation triggers = table_open(TriggerRelationId, AccessShareLock);
+        while (OidIsValid(trigger_oid)) {
+            ScanKeyData key;
+            ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(trigger_oid));
+            SysScanDesc scan = systable_beginscan(triggers, TriggerOidIndexId, true, nullptr, 1, &key);
+            HeapTuple tuple = systable_getnext(scan);
+            if (HeapTupleIsValid(tuple)) {
+                const auto* form = reinterpret_cast<Form_pg_trigger>(GETSTRUCT(tuple));
+                root = RootTrigger{trigger_oid, form->tgrelid};
+                trigger_oid = form->tgparentid;
+            } else {
+                trigger_oid = InvalidOid;
+            }
+            systable_endscan(scan);
+        }
+        table_close(triggers, AccessShareLock);
+        return root;
+    });
+}
+
+bool row_changed_while_waiting(HeapTuple old_row) {
+    const TransactionId creator = HeapTupleHeaderGetXmin(old_row->t_data);
+    return pg_call([&] {
+        if (!ActiveSnapshotSet() || TransactionIdIsCurrentTransactionId(creator))
+            return false;
+        return XidInMVCCSnapshot(creator, GetActiveSnapshot());
     });
 }
 

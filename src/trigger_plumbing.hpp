@@ -25,6 +25,7 @@ struct TriggerDefinition {
     std::string schema_name;
     std::string table_name;
     int16 trigger_type;  // pg_trigger.tgtype
+    bool update_of_columns;  // UPDATE OF column, ... (pg_trigger.tgattr not empty)
     std::vector<std::string> arguments;
     TupleDesc columns;  // the table's row type
 };
@@ -113,6 +114,19 @@ std::string value_text(Datum value, Oid type);
 // The table a trigger (by OID) is on; InvalidOid when there is no such
 // trigger. C-side: call it through pg_call.
 Oid trigger_table(Oid trigger_oid);
+
+// The trigger the user created (a partition clone's topmost parent) and its
+// table; the fired trigger and its table when it is no clone.
+struct RootTrigger {
+    Oid trigger_oid;
+    Oid relid;
+};
+RootTrigger root_trigger(const TriggerData* trigger_data);
+
+// True when OLD is not in the statement's snapshot: at READ COMMITTED the
+// UPDATE waited for another transaction's row lock and now works on the
+// version that transaction committed after the statement began.
+bool row_changed_while_waiting(HeapTuple old_row);
 
 // Whether the current user may see the column's values in an error, by the
 // rules PostgreSQL applies to its own constraint errors (row-level security

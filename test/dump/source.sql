@@ -32,6 +32,15 @@ INSERT INTO app.ledger (account_id, booked, amount)
     SELECT g % 3, date '2026-01-01' + (g % 50), g FROM generate_series(1, 300) g;
 ALTER TABLE app.ledger_2026_02 DISABLE TRIGGER ledger_balance;
 
+-- A status on an enum, whose states are parsed by the enum's input at the
+-- restore's CREATE TRIGGER, after its type and its rows.
+CREATE TYPE app.conversation_status AS ENUM ('open', 'assigned', 'closed');
+CREATE TABLE app.conversations (id integer PRIMARY KEY, status app.conversation_status NOT NULL, agent text);
+CREATE TRIGGER conversations_status BEFORE INSERT OR UPDATE ON app.conversations
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('status', '>open', 'open>assigned', 'assigned>closed');
+INSERT INTO app.conversations SELECT g, 'open' FROM generate_series(1, 20) g;
+UPDATE app.conversations SET status = 'assigned', agent = 'ann' WHERE id <= 10;
+
 -- Enabled for replication: always, and only there.
 CREATE TABLE app.cases (id integer PRIMARY KEY, owner integer, lock_version integer);
 CREATE TRIGGER cases_lock_version BEFORE INSERT OR UPDATE ON app.cases
@@ -70,4 +79,6 @@ CREATE TABLE app.broken_child (id integer PRIMARY KEY, broken_id integer REFEREN
 CREATE TRIGGER broken_child_gone BEFORE UPDATE ON app.broken_child
     FOR EACH ROW EXECUTE FUNCTION raceguard.immutable_once_set('gone');
 ALTER TABLE app.broken_child DROP COLUMN gone;
+CREATE TRIGGER conversations_typo BEFORE INSERT OR UPDATE ON app.conversations
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('status', '>open', 'open>asigned');
 ALTER EVENT TRIGGER raceguard_validate_guards ENABLE ALWAYS;

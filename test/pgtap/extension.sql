@@ -1,21 +1,23 @@
 -- The extension's objects, where they live and how they are declared.
 BEGIN;
-SELECT plan(16);
+SELECT plan(19);
 
 SELECT has_schema('raceguard');
--- Version 1.4, reachable from 1.3, 1.2, 1.1 and 1.0 by ALTER EXTENSION raceguard
--- UPDATE; it has no full script: CREATE EXTENSION runs 1.2's, then 1.2--1.3 and 1.3--1.4.
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.4', 'raceguard 1.4 is installed');
+-- Version 1.5, reachable from 1.4, 1.3, 1.2, 1.1 and 1.0 by ALTER EXTENSION raceguard
+-- UPDATE; it has no full script: CREATE EXTENSION runs 1.2's, then 1.2--1.3, 1.3--1.4 and 1.4--1.5.
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.5', 'raceguard 1.5 is installed');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.1'), '1.0--1.1',
           'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.1 by one script');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.1' AND target = '1.2'), '1.1--1.2',
           'ALTER EXTENSION raceguard UPDATE goes from 1.1 to 1.2 by one script');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.3' AND target = '1.4'), '1.3--1.4',
           'ALTER EXTENSION raceguard UPDATE goes from 1.3 to 1.4 by one script');
-SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.4'), '1.0--1.1--1.2--1.3--1.4',
-          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.4 through 1.1, 1.2 and 1.3');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.4' AND target = '1.5'), '1.4--1.5',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.4 to 1.5 by one script');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.5'), '1.0--1.1--1.2--1.3--1.4--1.5',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.5 through 1.1, 1.2, 1.3 and 1.4');
 SELECT is((SELECT array_agg(version::text ORDER BY version::text) FROM pg_available_extension_versions WHERE name = 'raceguard'),
-          ARRAY['1.0', '1.1', '1.2', '1.3', '1.4'], 'versions 1.0 to 1.4 are available');
+          ARRAY['1.0', '1.1', '1.2', '1.3', '1.4', '1.5'], 'versions 1.0 to 1.5 are available');
 SELECT has_function('raceguard', 'lock_version', ARRAY[]::name[]);
 SELECT function_returns('raceguard', 'lock_version', ARRAY[]::name[], 'trigger');
 SELECT function_lang_is('raceguard', 'lock_version', ARRAY[]::name[], 'c');
@@ -54,6 +56,8 @@ SELECT is_empty($$
 $$, 'C functions have no SET clause');
 SELECT is((SELECT proconfig FROM pg_proc WHERE oid = 'raceguard.lock_version()'::regprocedure),
           NULL, 'lock_version() has no SET search_path');
+SELECT has_function('raceguard', 'transition', ARRAY[]::name[]);
+SELECT function_returns('raceguard', 'transition', ARRAY[]::name[], 'trigger');
 
 -- No SECURITY DEFINER anywhere.
 SELECT is_empty($$

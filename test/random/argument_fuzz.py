@@ -1,13 +1,15 @@
-"""Fuzzes the trigger arguments of the three guards.
+"""Fuzzes the trigger arguments of the four trigger guards.
 
 Random argument lists (column names right and wrong, in odd case, quoted,
 padded, system columns; options with random keys and values; '=' in odd
 places; repeated options; numbers out of range; huge and odd unicode
-strings; many arguments) with random timing, events and level. Every
+strings; many arguments; for transition, edges with odd states, quotes,
+'>' and NULL in odd places) with random timing, events and level. Every
 CREATE TRIGGER (the migration-time check validates there) must either
 succeed with a guard that works on its first rows, or fail with a clear
-error: a proper SQLSTATE (never XX000), and for raceguard's own errors a
-message naming the trigger and the table. After every statement the same
+error: a proper SQLSTATE (never XX000; for a transition state its type's
+input rejects, the input function's own data exception), and for
+raceguard's own errors a message naming the trigger and the table. After every statement the same
 backend still answers.
 """
 import os
@@ -22,7 +24,7 @@ TRIGGER = "fz_guard"
 
 COLUMNS = ["lock_version", "v", "Mixed Case", "a=b", "ü", " sp", "amount", "bal", "seq", "acct", "txt", "ts", "f",
            "small"]
-GUARDS = ["lock_version", "immutable_once_set", "running_balance"]
+GUARDS = ["lock_version", "immutable_once_set", "running_balance", "transition"]
 OPTION_KEYS = ["strict", "sqlstate", "allow_unset", "seq", "min_balance", "initial"]
 # PostgreSQL's own errors a fuzzed definition may meet besides raceguard's:
 # a trigger protocol CREATE TRIGGER itself refuses (42809, 0A000), names.
@@ -53,6 +55,15 @@ def odd_string(rng):
     return "".join(chr(rng.choice([rng.randint(32, 126), rng.randint(0xa0, 0x2fff)])) for _ in range(rng.randint(1, 12)))
 
 
+def odd_edge(rng):
+    """A transition edge, sensible or not."""
+    if rng.random() < 0.5:
+        return rng.choice(["a>", ">", ">>", "a>b>c", '"a>b">c', '"a', 'a>"b"x', 'a"b>c', "NULL>NULL", "null>a",
+                           " a>b", "a> b", '>"NULL"', '""">a', '"">a', ">a", "a>b", "b>a", "a>a", "1>2", ">1",
+                           "2>1", "0>1.5", ">now", "now>infinity", ">0", "x=y>z", "a>x=y", ">" + "a" * 70000])
+    return odd_string(rng) + (rng.choice([">", ">>", "=", '">"']) if rng.random() < 0.8 else "") + odd_string(rng)
+
+
 def option(rng):
     key = rng.choice(OPTION_KEYS) if rng.random() < 0.8 else odd_string(rng)
     if rng.random() < 0.5:
@@ -71,11 +82,16 @@ def arguments(rng, guard):
             args = rng.choice([[], ["lock_version"], ["v"], ["small"]])
         elif guard == "immutable_once_set":
             args = [rng.choice(["txt", "acct", "f", "ts", "Mixed Case"])]
+        elif guard == "transition":
+            args = rng.choice([["txt", ">a", "a>b"], ["acct", ">1", "1>2", "2>1"], ["f", ">0", "0>1.5"],
+                               ["ts", ">now", "now>infinity"], ["Mixed Case", ">NULL", "NULL>1"]])
         else:
             args = ["amount", "bal"] + rng.choice([[], ["acct"], ["Mixed Case"]]) + ["seq=seq"]
     for _ in range(rng.choice([0, 1, 1, 2, 3, 5, 40])):
         roll = rng.random()
-        if roll < 0.3:
+        if guard == "transition" and roll < 0.4:
+            args.insert(rng.randint(min(1, len(args)), len(args)), odd_edge(rng))
+        elif roll < 0.3:
             args.insert(rng.randint(0, len(args)), rng.choice(COLUMNS))
         elif roll < 0.65:
             args.insert(rng.randint(0, len(args)), option(rng))
@@ -89,9 +105,10 @@ def arguments(rng, guard):
 def definition(rng, guard, args):
     if rng.random() < 0.8:
         timing = {"lock_version": "BEFORE", "immutable_once_set": rng.choice(["BEFORE", "AFTER"]),
-                  "running_balance": "BEFORE"}[guard]
+                  "running_balance": "BEFORE", "transition": "BEFORE"}[guard]
         events = {"lock_version": rng.choice(["INSERT OR UPDATE", "UPDATE"]),
-                  "immutable_once_set": "UPDATE", "running_balance": "INSERT OR UPDATE OR DELETE"}[guard]
+                  "immutable_once_set": "UPDATE", "running_balance": "INSERT OR UPDATE OR DELETE",
+                  "transition": "INSERT OR UPDATE"}[guard]
         level = "ROW"
     else:
         timing = rng.choice(["BEFORE", "AFTER"])
@@ -143,7 +160,14 @@ def run_case(index, rng, session):
         check_alive(session, log, short)
         if not out.ok:
             TEST.count("refused " + out.sqlstate)
-            if out.sqlstate == "XX000" or (out.sqlstate not in DEFINITION_SQLSTATES and out.sqlstate not in PG_SQLSTATES):
+            # A transition state its column's type rejects: the input function's own SQLSTATE.
+            state_refused = guard == "transition" and out.sqlstate.startswith("22") and "in edge" in out.message
+            if state_refused and not harness.names_trigger_and_table(out, TRIGGER, TABLE):
+                TEST.fail(index, "refusal without trigger/table name", "%s: %s\n  args: %r" % (guard, out, args[:20]),
+                          [short])
+            elif state_refused:
+                pass
+            elif out.sqlstate == "XX000" or (out.sqlstate not in DEFINITION_SQLSTATES and out.sqlstate not in PG_SQLSTATES):
                 TEST.fail(index, "unclear refusal SQLSTATE", "%s: %s\n  args: %r" % (guard, out, args[:20]),
                           [short])
             elif out.sqlstate in DEFINITION_SQLSTATES and not harness.names_trigger_and_table(out, TRIGGER, TABLE) \

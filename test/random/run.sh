@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the randomized tests (model-based tests of the three trigger guards,
+# Runs the randomized tests (model-based tests of the four trigger guards,
 # and the trigger-argument fuzzer) in a database of their own. Needs PG* set
 # (test/suites.sh runs it inside the throwaway cluster).
 #   RACEGUARD_SEED=n            replay a run (each test prints its seed)
@@ -14,7 +14,7 @@ db=raceguard_random
 dropdb --if-exists "$db" && createdb "$db" &&
     psql -qX -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION raceguard;" || exit 1
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(running_balance lock_version immutable_once_set argument_fuzz)
+[ ${#tests[@]} -gt 0 ] || tests=(running_balance lock_version immutable_once_set transition argument_fuzz)
 status=0
 for test in "${tests[@]}"; do
     echo "--- $test"

@@ -25,3 +25,9 @@ run_pgbench() {
 pgbench_number() {
     sed -n "s/^$2: \([0-9]*\).*/\1/p" "$work/$1.out"
 }
+
+# expect A OP B MESSAGE: unless [ A OP B ] (e.g. expect "$lost" -eq 0 "..."),
+# prints FAIL: MESSAGE and sets status=1.
+expect() {
+    [ "$1" "$2" "$3" ] || { echo "FAIL: $4"; status=1; }
+}
