@@ -1609,9 +1609,7 @@ def bypass_row(run, groups=None, pk=None):
         lower = [v for v in range(top - 12, top) if v not in used] or [top - 13]
         seq = rng.choice(lower)
     elif roll < 0.74:
-        # The type's last seq: the next append must fail with 22003 (not
-        # for bigint yet: see the commit that adds it).
-        seq = hi if s["seq_type"] != "bigint" else top + 1
+        seq = hi  # the type's last: the next append must fail with 22003
     else:
         seq = top + 1
     if seq is not None:
