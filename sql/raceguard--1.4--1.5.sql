@@ -105,3 +105,92 @@ COMMENT ON FUNCTION raceguard.guard_stats(oid, text) IS
     'raceguard.guard_stats(object_oid oid, guard_name text) RETURNS SETOF record (guard text, then the counters and stats_reset, the columns of raceguard.stats after trigger_name but for transitions_refused and duplicates_caught) -- internal: the counters of one trigger, or for guard_name ''claim'' of the claim functions on one table; used by the view raceguard.stats; see docs/internals.md';
 
 -- End of Part 1.
+
+-- Part 2: verify_running_balance() at the seq type's last value.
+-- It computed the previous seq + 1 in bigint, so a group whose row at seq
+-- 9223372036854775807 (written around the guard) was followed by another
+-- failed with 22003 instead of reporting the row. The seqs are now compared
+-- as numeric; nothing else changes.
+CREATE OR REPLACE FUNCTION raceguard.verify_running_balance(ledger regclass)
+    RETURNS TABLE (group_key text, seq bigint, problem text, expected numeric, stored numeric)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    guard_oids oid[];
+    layout record;
+    group_columns text;
+    window_clause text;
+BEGIN
+    IF NOT pg_catalog.has_any_column_privilege(ledger, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', (SELECT relname FROM pg_class WHERE oid = ledger)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'verify_running_balance() reads the ledger with your privileges: it needs SELECT on the amount, balance, seq and group columns.';
+    END IF;
+    SELECT pg_catalog.array_agg(t.oid) INTO guard_oids
+    FROM pg_catalog.pg_trigger t
+    WHERE t.tgrelid = ledger
+      AND t.tgfoid = 'raceguard.running_balance()'::pg_catalog.regprocedure
+      AND t.tgparentid = 0;  -- not the clones on partitions
+    IF guard_oids IS NULL THEN
+        RAISE EXCEPTION 'table % has no raceguard.running_balance() trigger', ledger
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'verify_running_balance() checks a ledger through its running_balance trigger (with seq=); on a partitioned ledger, name the table the trigger was created on.';
+    END IF;
+    IF pg_catalog.cardinality(guard_oids) > 1 THEN
+        RAISE EXCEPTION 'table % has % raceguard.running_balance() triggers; verify_running_balance() needs exactly one',
+            ledger, pg_catalog.cardinality(guard_oids)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The trigger's own parser reads the arguments (as raceguard.guards shows
+    -- them): columns = amount, balance, groups; options seq and initial.
+    SELECT d.columns, d.options::jsonb AS options INTO layout
+      FROM raceguard.guard_definition(guard_oids[1]) d;
+    IF layout.columns IS NULL THEN  -- the privileges changed meanwhile
+        RAISE EXCEPTION 'permission denied for table %', (SELECT relname FROM pg_class WHERE oid = ledger)
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF layout.options ? 'invalid' THEN
+        RAISE EXCEPTION '%', format('trigger "%s" on table "%s": %s',
+                                    (SELECT tgname FROM pg_trigger WHERE oid = guard_oids[1]),
+                                    (SELECT relname FROM pg_class WHERE oid = ledger),
+                                    layout.options ->> 'invalid')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(g), ', ' ORDER BY o)
+      INTO group_columns
+      FROM pg_catalog.unnest(layout.columns[3:]) WITH ORDINALITY AS u(g, o);
+    window_clause := CASE WHEN group_columns IS NULL THEN '' ELSE 'PARTITION BY ' || group_columns END
+                     || ' ORDER BY ' || pg_catalog.quote_ident(layout.options ->> 'seq');
+
+    RETURN QUERY EXECUTE pg_catalog.format($query$
+        WITH entries AS (
+            SELECT ROW(%1$s)::text AS group_key,
+                   %2$I::bigint AS seq,
+                   %3$I::numeric AS amount,
+                   %4$I::numeric AS balance,
+                   lag(%4$I::numeric) OVER w AS previous_balance,
+                   lag(%2$I::numeric) OVER w AS previous_seq
+            FROM %5$s
+            WINDOW w AS (%6$s)
+        )
+        SELECT group_key, seq, 'balance'::text, coalesce(previous_balance, $1) + amount, balance
+        FROM entries
+        WHERE balance IS DISTINCT FROM coalesce(previous_balance, $1) + amount
+        UNION ALL
+        SELECT group_key, seq, 'seq'::text, coalesce(previous_seq, 0) + 1, seq::numeric
+        FROM entries
+        WHERE seq::numeric IS DISTINCT FROM coalesce(previous_seq, 0) + 1
+        ORDER BY 1, 2, 3
+        $query$,
+        coalesce(group_columns, ''), layout.options ->> 'seq', layout.columns[1], layout.columns[2], ledger,
+        window_clause)
+    USING (layout.options ->> 'initial')::numeric;
+END
+$function$;
+
+COMMENT ON FUNCTION raceguard.verify_running_balance(regclass) IS
+    'raceguard.verify_running_balance(ledger regclass) RETURNS TABLE (group_key text, seq bigint, problem text, expected numeric, stored numeric) -- checks a running_balance ledger, read with the caller''s privileges (42501 without SELECT): one row per entry whose balance is not the previous balance (or initial) plus its amount, and per seq that is not the previous seq + 1; no rows means consistent; see docs/running_balance.md';
+
+-- End of Part 2.

@@ -137,6 +137,12 @@ INSERT INTO seq_limit VALUES (0, 0, 9223372036854775807);
 ALTER TABLE seq_limit ENABLE TRIGGER seq_limit_balance;
 SELECT sqlstate, column_name FROM regress.error_of($$INSERT INTO seq_limit (amount) VALUES (1)$$);
 SELECT count(*) AS rows, min(seq), max(seq) FROM seq_limit;
+-- verify_running_balance() reports a row that follows the last seq value
+-- (written around the guard) instead of failing with 22003 itself.
+ALTER TABLE seq_limit DISABLE TRIGGER seq_limit_balance;
+INSERT INTO seq_limit VALUES (1, 1, NULL);
+ALTER TABLE seq_limit ENABLE TRIGGER seq_limit_balance;
+SELECT * FROM raceguard.verify_running_balance('seq_limit');
 
 -- A partitioned ledger (by month): one chain per account across partitions.
 CREATE TABLE entries (account_id integer, booked date, amount bigint, balance bigint, entry_no bigint)
