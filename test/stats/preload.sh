@@ -6,7 +6,7 @@
 # (sql/stats.sql, test/isolation/specs/stats_backends.spec: each counter by
 # a known amount, across backends) and the bound (sql/stats_bounded.sql,
 # with raceguard.max_tracked_guards = 10, and prepared transactions for its
-# DROPs in them).   PG_CONFIG=... bash test/stats/preload.sh
+# DROPs in them), after the shared helpers (sql/setup.sql).   PG_CONFIG=... bash test/stats/preload.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -18,7 +18,7 @@ status=0
 # settings directory the outer one exported.
 env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT \
     pg_virtualenv -t -v "$major" -o shared_preload_libraries=raceguard -o raceguard.max_tracked_guards=10 -o max_prepared_transactions=2 \
-        make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="stats transition_stats stats_bounded" ISOLATION="helpers stats_backends transition_stats" || status=1
+        make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="setup stats transition_stats stats_bounded" ISOLATION="helpers stats_backends transition_stats" || status=1
 if [ $status -ne 0 ]; then
     for diffs in regression.diffs output_iso/regression.diffs; do
         [ -f "$diffs" ] && cat "$diffs"
