@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# raceguard-django's suite: builds the package from source, installs the
+# built wheel into a virtualenv that sees Debian's Django, and runs a real
+# project against the cluster in PGHOST/PGPORT (PGUSER a superuser, raceguard
+# installed in that PostgreSQL): makemigrations, migrate as an application
+# role (CREATEDB only) on a database copied from a template that holds
+# raceguard, the guards' reversal, `manage.py raceguard check`, and
+# `manage.py test` (races, leases, bad inputs, docs/django.md's examples).
+# Randomized parts are seeded by RACEGUARD_SEED (printed).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+package=$(dirname "$here")
+repo=$(cd "$package/../.." && pwd)
+python=/usr/bin/python3
+
+if ! "$python" -c 'import django' 2>/dev/null; then
+    if [ "${RACEGUARD_INTEGRATIONS_OPTIONAL:-0}" = 1 ]; then
+        echo "skipped: Django is not installed here"
+        exit 0
+    fi
+    echo "FAIL: Django is not importable by $python (install the packages in integrations/django/debian-packages)" >&2
+    exit 1
+fi
+
+export RACEGUARD_SEED=${RACEGUARD_SEED:-$RANDOM}
+echo "seed: RACEGUARD_SEED=$RACEGUARD_SEED"
+suffix=$$_$RANDOM
+app_user=rg_django_app_$suffix
+app_password=pw_$RANDOM$RANDOM
+template=rg_django_tpl_$suffix
+app_db=rg_django_db_$suffix
+test_db=rg_django_test_$suffix
+work=$(mktemp -d)
+passed=0
+failed=0
+failures=()
+
+superuser_psql() { psql -qAtX -v ON_ERROR_STOP=1 -d postgres "$@"; }
+
+cleanup() {
+    for db in "$test_db" "$app_db" "$template"; do
+        superuser_psql -c "ALTER DATABASE \"$db\" IS_TEMPLATE false" >/dev/null 2>&1
+        dropdb --if-exists --force "$db" >/dev/null 2>&1 || dropdb --if-exists "$db" >/dev/null 2>&1
+    done
+    superuser_psql -c "DROP ROLE IF EXISTS \"$app_user\"" >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+check() {
+    local name=$1
+    shift
+    echo
+    echo "--- $name"
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "ok: $name"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "FAILED: $name"
+    fi
+}
+
+build_and_install() {
+    mkdir -p "$work/src" "$work/dist" &&
+        cp -r "$package/pyproject.toml" "$package/README.md" "$package/raceguard_django" "$work/src/" &&
+        (cd "$work/src" && "$python" -m pip wheel --no-index --no-build-isolation --no-deps -q -w "$work/dist" .) &&
+        "$python" -m venv --system-site-packages "$work/venv" &&
+        "$work/venv/bin/python" -m pip install -q --no-index --no-deps "$work"/dist/raceguard_django-*.whl &&
+        (cd / && "$work/venv/bin/python" -c 'import raceguard_django, sys; sys.exit(0 if "/venv/" in raceguard_django.__file__ else 1)')
+}
+
+setup_databases() {
+    superuser_psql <<SQL
+CREATE ROLE "$app_user" LOGIN CREATEDB PASSWORD '$app_password';
+CREATE DATABASE "$template";
+\c "$template"
+CREATE EXTENSION raceguard;
+\c postgres
+ALTER DATABASE "$template" IS_TEMPLATE true;
+SQL
+}
+
+manage() {
+    (cd "$work/project" && APP_DB=$app_db APP_USER=$app_user APP_PASSWORD=$app_password \
+        APP_TEST_DB=$test_db APP_TEMPLATE=$template RACEGUARD_DOCS=$repo/docs/django.md \
+        "$work/venv/bin/python" manage.py "$@")
+}
+
+app_psql() { PGUSER=$app_user PGPASSWORD=$app_password psql -qAtX -v ON_ERROR_STOP=1 -d "$app_db" "$@"; }
+
+make_migrations() {
+    cp -r "$here/project" "$work/project" &&
+        manage makemigrations shop &&
+        grep -q "raceguard_django.fields.VersionField\|raceguard_django.VersionField" "$work/project/shop/migrations/0001_initial.py" &&
+        cp "$work/project/shop/guards_migration.py" "$work/project/shop/migrations/0002_guards.py" &&
+        manage makemigrations --check --dry-run shop
+}
+
+migrate_as_app_role() {
+    PGUSER=$app_user PGPASSWORD=$app_password createdb -T "$template" "$app_db" &&
+        manage migrate -v 0 &&
+        [ "$(app_psql -c "SELECT string_agg(trigger_name || ':' || guard, ' ' ORDER BY trigger_name) FROM raceguard.guards")" = \
+            "conversation_agent_assignment:immutable_once_set shop_entry_running_balance:running_balance shop_order_lock_version:lock_version" ]
+}
+
+reverse_and_reapply() {
+    local before after
+    before=$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")
+    manage migrate -v 0 shop 0001 &&
+        [ "$(app_psql -c "SELECT count(*) FROM raceguard.guards")" = 0 ] &&
+        [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = $((before - 3)) ] &&
+        [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'raceguard'")" = 1 ] &&
+        manage migrate -v 0 shop &&
+        after=$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal") &&
+        [ "$after" = "$before" ]
+}
+
+raceguard_check() {
+    local output
+    manage raceguard check || return 1
+    app_psql -c "ALTER TABLE shop_conversation DISABLE TRIGGER conversation_agent_assignment" || return 1
+    if output=$(manage raceguard check 2>&1); then
+        echo "a disabled guard passed the check: $output"
+        return 1
+    fi
+    echo "$output"
+    app_psql -c "ALTER TABLE shop_conversation ENABLE TRIGGER conversation_agent_assignment" &&
+        echo "$output" | grep -q "conversation_agent_assignment"
+}
+
+test_database_without_template() {
+    local output
+    if output=$(cd "$work/project" && APP_DB=$app_db APP_USER=$app_user APP_PASSWORD=$app_password \
+        APP_TEST_DB=${test_db}_plain APP_TEMPLATE= "$work/venv/bin/python" manage.py test --noinput shop.tests.VersionTests 2>&1); then
+        echo "manage.py test without the template succeeded as an application role"
+        return 1
+    fi
+    dropdb --if-exists "${test_db}_plain" >/dev/null 2>&1
+    echo "$output" | grep 'permission denied to create extension "raceguard"'
+}
+
+run_tests() {
+    manage test --noinput -v 2 shop
+}
+
+summary() {
+    echo
+    echo "raceguard-django: $passed passed, $failed failed${failures[*]:+ (${failures[*]})}"
+    [ "$failed" = 0 ]
+}
+
+# The steps after a failed set-up step could only fail for the same reason.
+check "build the wheel and install it into a virtualenv" build_and_install &&
+    check "roles and the template database" setup_databases &&
+    check "makemigrations" make_migrations &&
+    check "migrate as the application role (database from the template)" migrate_as_app_role || { summary; exit 1; }
+check "each guard's reversal removes exactly its trigger" reverse_and_reapply
+check "manage.py raceguard check" raceguard_check
+check "manage.py test without the template: the clear permission error" test_database_without_template
+check "manage.py test (races, leases, errors, bad inputs, docs examples)" run_tests
+summary
+
