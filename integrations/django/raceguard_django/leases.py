@@ -19,6 +19,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import F
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 
+try:  # Django 4.2 and later: a WHERE that matches everything
+    from django.core.exceptions import FullResultSet
+except ImportError:  # Django 3.2 compiles it to an empty string instead
+    class FullResultSet(Exception):
+        pass
+
 from ._sql import quote_ident
 from .errors import map_errors, side_connection
 from .exceptions import GuardDeclarationError, NotInTransactionError
@@ -68,7 +74,10 @@ def _filter_and_order(queryset, wrapper):
         if len(query.alias_map) <= 1:
             # The WHERE alone: it names the table as "<db_table>"."<column>",
             # which is how raceguard's statement exposes it.
-            sql, params = compiler.compile(query.where)
+            try:
+                sql, params = compiler.compile(query.where)
+            except FullResultSet:
+                sql, params = "", []
         else:
             # A filter across relations: the primary keys it selects.
             inner = queryset.order_by().values("pk")

@@ -5,12 +5,10 @@ model state (db_table, each field's column), so a renamed table or a field
 with db_column is named right. Trigger names are explicit and stable,
 because a guard's 23514 error carries the trigger's name as its CONSTRAINT.
 """
-from decimal import Decimal, InvalidOperation
-
-from django.core.exceptions import FieldDoesNotExist
 from django.db import router
 from django.db.migrations.operations.base import Operation
 
+from . import guards
 from ._sql import quote_ident, quote_literal
 from .exceptions import GuardDeclarationError
 
@@ -57,32 +55,6 @@ class CreateRaceguardExtension(Operation):
         return (self.__class__.__name__, [], {})
 
 
-def _boolean(operation, option, value):
-    if not isinstance(value, bool):
-        raise GuardDeclarationError("%s: %s must be True or False, not %r" % (operation, option, value))
-    return "true" if value else "false"
-
-
-def _number(operation, option, value):
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
-        raise GuardDeclarationError(
-            "%s: %s must be an int, a Decimal or a numeric string, not %r" % (operation, option, value)
-        )
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise GuardDeclarationError("%s: %s is not a number: %r" % (operation, option, value)) from None
-    if not number.is_finite():
-        raise GuardDeclarationError("%s: %s must be a finite number, not %r" % (operation, option, value))
-    return str(number)
-
-
-def _field_names(operation, option, value):
-    if isinstance(value, str) or not all(isinstance(name, str) and name for name in value):
-        raise GuardDeclarationError("%s: %s must be a list of field names, not %r" % (operation, option, value))
-    return list(value)
-
-
 class GuardOperation(Operation):
     """The shared part: a CREATE TRIGGER on the model's table forwards, a
     DROP TRIGGER of exactly that trigger backwards."""
@@ -125,28 +97,17 @@ class GuardOperation(Operation):
                 "%s: no model %r in app %r at this migration" % (self.__class__.__name__, self.model_name, app_label)
             ) from None
 
-    def _column(self, model, field_name, option):
-        try:
-            field = model._meta.get_field(field_name)
-        except FieldDoesNotExist:
-            raise GuardDeclarationError(
-                "%s: model %s has no field %r (given as %s)"
-                % (self.__class__.__name__, model._meta.label, field_name, option)
-            ) from None
-        if field.column is None:
-            raise GuardDeclarationError(
-                "%s: field %r of %s has no column" % (self.__class__.__name__, field_name, model._meta.label)
-            )
-        return field.column
+    def column_of(self, model):
+        return guards.column_resolver(self.__class__.__name__, model)
+
+    def arguments(self, model):
+        """The trigger's arguments as strings, in the guard's order."""
+        return self.spec.arguments(self.column_of(model))
 
     def trigger_name(self, model):
         name = self.name or "%s_%s" % (model._meta.db_table, self.default_suffix)
         self._check_length(name)
         return name
-
-    def arguments(self, model):
-        """The trigger's arguments as strings, in the guard's order."""
-        raise NotImplementedError
 
     def create_sql(self, model):
         arguments = ", ".join(quote_literal(argument) for argument in self.arguments(model))
@@ -199,24 +160,8 @@ class AddLockVersionGuard(GuardOperation):
 
     def __init__(self, model_name, field="lock_version", strict=False, sqlstate=None, name=None):
         super().__init__(model_name, name)
-        if not isinstance(field, str) or not field:
-            raise GuardDeclarationError("AddLockVersionGuard: field must be a field name, not %r" % (field,))
-        self.field = field
-        self.strict = strict
-        self._strict = _boolean("AddLockVersionGuard", "strict", strict)
-        if sqlstate not in (None, "40001", "23514"):
-            raise GuardDeclarationError(
-                "AddLockVersionGuard: sqlstate must be '40001' (the default) or '23514', not %r" % (sqlstate,)
-            )
-        self.sqlstate = sqlstate
-
-    def arguments(self, model):
-        arguments = [self._column(model, self.field, "field")]
-        if self.strict:
-            arguments.append("strict=true")
-        if self.sqlstate:
-            arguments.append("sqlstate=%s" % self.sqlstate)
-        return arguments
+        self.spec = guards.LockVersionArguments("AddLockVersionGuard", field, strict, sqlstate)
+        self.field, self.strict, self.sqlstate = field, strict, sqlstate
 
     def _kwargs(self):
         kwargs = super()._kwargs()
@@ -241,11 +186,8 @@ class AddImmutableOnceSetGuard(GuardOperation):
 
     def __init__(self, model_name, fields, allow_unset=False, timing="BEFORE", name=None):
         super().__init__(model_name, name)
-        self.fields = _field_names("AddImmutableOnceSetGuard", "fields", fields)
-        if not self.fields:
-            raise GuardDeclarationError("AddImmutableOnceSetGuard: fields must name at least one field")
-        self.allow_unset = allow_unset
-        self._allow_unset = _boolean("AddImmutableOnceSetGuard", "allow_unset", allow_unset)
+        self.spec = guards.ImmutableOnceSetArguments("AddImmutableOnceSetGuard", fields, allow_unset)
+        self.fields, self.allow_unset = self.spec.fields, allow_unset
         if timing not in ("BEFORE", "AFTER"):
             raise GuardDeclarationError("AddImmutableOnceSetGuard: timing must be 'BEFORE' or 'AFTER', not %r" % (timing,))
         self.timing = timing
@@ -253,16 +195,11 @@ class AddImmutableOnceSetGuard(GuardOperation):
     def trigger_name(self, model):
         if self.name:
             return self.name
-        columns = [self._column(model, field, "fields") for field in self.fields]
+        column_of = self.column_of(model)
+        columns = [column_of(field, "fields") for field in self.fields]
         name = "%s_%s_once_set" % (model._meta.db_table, "_".join(columns))
         self._check_length(name)
         return name
-
-    def arguments(self, model):
-        arguments = [self._column(model, field, "fields") for field in self.fields]
-        if self.allow_unset:
-            arguments.append("allow_unset=true")
-        return arguments
 
     def _kwargs(self):
         kwargs = super()._kwargs()
@@ -289,25 +226,11 @@ class AddRunningBalanceGuard(GuardOperation):
 
     def __init__(self, model_name, amount, balance, seq, group=(), min_balance=None, initial=None, name=None):
         super().__init__(model_name, name)
-        for option, value in (("amount", amount), ("balance", balance), ("seq", seq)):
-            if not isinstance(value, str) or not value:
-                raise GuardDeclarationError("AddRunningBalanceGuard: %s must be a field name, not %r" % (option, value))
-        self.amount, self.balance, self.seq = amount, balance, seq
-        self.group = _field_names("AddRunningBalanceGuard", "group", group)
-        self.min_balance = min_balance
-        self.initial = initial
-        self._min_balance = None if min_balance is None else _number("AddRunningBalanceGuard", "min_balance", min_balance)
-        self._initial = None if initial is None else _number("AddRunningBalanceGuard", "initial", initial)
-
-    def arguments(self, model):
-        arguments = [self._column(model, self.amount, "amount"), self._column(model, self.balance, "balance")]
-        arguments += [self._column(model, field, "group") for field in self.group]
-        arguments.append("seq=%s" % self._column(model, self.seq, "seq"))
-        if self._min_balance is not None:
-            arguments.append("min_balance=%s" % self._min_balance)
-        if self._initial is not None:
-            arguments.append("initial=%s" % self._initial)
-        return arguments
+        self.spec = guards.RunningBalanceArguments(
+            "AddRunningBalanceGuard", amount, balance, seq, group, min_balance, initial
+        )
+        self.amount, self.balance, self.seq, self.group = amount, balance, seq, self.spec.group
+        self.min_balance, self.initial = min_balance, initial
 
     def _kwargs(self):
         kwargs = super()._kwargs()

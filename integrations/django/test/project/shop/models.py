@@ -32,3 +32,4 @@ class Job(models.Model):
     claim_token = models.BigIntegerField(null=True)
     claimed_until = models.DateTimeField(null=True)
     attempts = models.IntegerField(default=0)
+    parent = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="children")

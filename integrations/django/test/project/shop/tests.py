@@ -13,7 +13,6 @@ from django.db.migrations.state import ProjectState
 from django.db.utils import IntegrityError, OperationalError, ProgrammingError
 from django.test import TransactionTestCase
 
-import raceguard_django
 from raceguard_django import StaleObjectError, lease, complete, release, extend, claim, map_errors
 from raceguard_django.exceptions import GuardDeclarationError, NotInTransactionError
 from raceguard_django.operations import (
@@ -362,6 +361,12 @@ class LeaseTests(TransactionTestCase):
         from django.db.models import Q
         leased = lease(Job.objects.filter(Q(status="failed") | Q(payload="zzz")))
         self.assertEqual([j.payload for j in leased], ["b"])
+        child = Job.objects.create(payload="child", parent=Job.objects.get(payload="a"))
+        # Across a relation (a join): compiled as the primary keys it selects.
+        leased = lease(Job.objects.filter(parent__payload="a", parent__status="pending"), batch=10)
+        self.assertEqual([j.pk for j in leased], [child.pk])
+        # No filter at all.
+        self.assertEqual([j.payload for j in lease(Job.objects.all(), batch=10)], ["a"])
 
 
 class MigrationInputTests(TransactionTestCase):
