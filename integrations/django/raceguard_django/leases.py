@@ -57,7 +57,8 @@ def _render(raw_connection, sql, params):
         text = psycopg.ClientCursor(raw_connection).mogrify(sql, params)
     else:
         text = raw_connection.cursor().mogrify(sql, params)
-    return text.decode(raw_connection.encoding if hasattr(raw_connection, "encoding") else "utf-8") if isinstance(text, bytes) else text
+    # Django sets the client encoding to UTF8.
+    return text.decode("utf-8") if isinstance(text, bytes) else text
 
 
 def _filter_and_order(queryset, wrapper):

@@ -46,6 +46,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 
 check() {
     local name=$1
@@ -115,12 +116,12 @@ make_migrations() {
 }
 
 shop_guards="SELECT string_agg(trigger_name || ':' || guard, ' ' ORDER BY trigger_name) FROM raceguard.guards
-    WHERE table_name::text IN ('shop_order', 'shop_conversation', 'shop_entry')"
+    WHERE table_name::text IN ('shop_order', 'shop_conversation', 'shop_entry', 'shop_job', 'shop_note')"
 
 migrate_as_app_role() {
     manage migrate -v 0 &&
         [ "$(app_psql -c "$shop_guards")" = \
-            "conversation_agent_assignment:immutable_once_set shop_entry_running_balance:running_balance shop_order_lock_version:lock_version" ]
+            "conversation_agent_assignment:immutable_once_set note_version_check:lock_version shop_entry_running_balance:running_balance shop_job_lock_version:lock_version shop_order_lock_version:lock_version" ]
 }
 
 reverse_and_reapply() {
@@ -128,7 +129,7 @@ reverse_and_reapply() {
     before=$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal") &&
         manage migrate -v 0 shop 0001 &&
         [ -z "$(app_psql -c "$shop_guards")" ] &&
-        [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = $((before - 3)) ] &&
+        [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = $((before - 5)) ] &&
         [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'raceguard'")" = 1 ] &&
         manage migrate -v 0 shop &&
         [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = "$before" ] || return 1
@@ -138,6 +139,53 @@ reverse_and_reapply() {
             manage migrate -v 0 shop_pgtrigger &&
             [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = "$before" ]
     fi
+}
+
+# A migration with a bad guard fails as it runs, with a clear error, and the
+# database keeps exactly the triggers it had (the good operation before the
+# bad one is rolled back with it).
+bad_migration() {
+    local operation=$1 expected=$2 before output status=0
+    before=$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")
+    cat >"$work/project/shop/migrations/0003_bad.py" <<PY
+from django.db import migrations
+from raceguard_django.operations import AddImmutableOnceSetGuard, AddLockVersionGuard, AddRunningBalanceGuard
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shop", "0002_guards")]
+    operations = [
+        AddImmutableOnceSetGuard("conversation", fields=["topic"], name="conversation_topic_once"),
+        $operation,
+    ]
+PY
+    if output=$(manage migrate -v 0 shop 2>&1); then
+        echo "migrated with $operation"
+        status=1
+    elif ! echo "$output" | grep -F -- "$expected"; then
+        echo "$output" | tail -5
+        echo "expected: $expected"
+        status=1
+    fi
+    rm -f "$work/project/shop/migrations/0003_bad.py"
+    [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = "$before" ] &&
+        [ -z "$(app_psql -c "SELECT 1 FROM django_migrations WHERE name = '0003_bad'")" ] &&
+        return $status
+}
+
+bad_migrations() {
+    bad_migration 'AddLockVersionGuard("order", field="version")' \
+        "GuardDeclarationError: AddLockVersionGuard: model shop.Order has no field 'version' (given as field)" &&
+        bad_migration 'AddLockVersionGuard("nosuch")' \
+            "GuardDeclarationError: AddLockVersionGuard: no model 'nosuch' in app 'shop' at this migration" &&
+        bad_migration 'AddRunningBalanceGuard("entry", amount="amount", balance="balance", seq="seq", group=["acount"], name="e2")' \
+            "model shop.Entry has no field 'acount' (given as group)" &&
+        bad_migration 'AddLockVersionGuard("order", strict="yes", name="o2")' \
+            "GuardDeclarationError: AddLockVersionGuard: strict must be True or False, not 'yes'" &&
+        bad_migration 'AddRunningBalanceGuard("entry", amount="amount", balance="balance", seq="seq", initial="ten", name="e3")' \
+            "AddRunningBalanceGuard: initial is not a number: 'ten'" &&
+        bad_migration 'AddLockVersionGuard("order", field="memo", name="o3")' \
+            'column "memo" has type text; raceguard.lock_version() needs smallint, integer or bigint'
 }
 
 raceguard_check() {
@@ -184,6 +232,7 @@ check "build the wheel and install it into a virtualenv" build_and_install &&
     check "makemigrations" make_migrations &&
     check "migrate as the application role (database from the template)" migrate_as_app_role || { summary; exit 1; }
 check "each guard's reversal removes exactly its trigger" reverse_and_reapply
+check "bad guards fail the migration with clear errors, nothing created" bad_migrations
 check "manage.py raceguard check" raceguard_check
 check "manage.py test without the template: the clear permission error" test_database_without_template
 check "manage.py test (races, leases, errors, bad inputs, docs examples)" run_tests

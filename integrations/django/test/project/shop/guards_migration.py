@@ -19,4 +19,6 @@ class Migration(migrations.Migration):
         AddImmutableOnceSetGuard("conversation", fields=["agent"], name="conversation_agent_assignment"),
         AddRunningBalanceGuard("entry", amount="amount", balance="balance", group=["account"], seq="seq",
                                min_balance=0),
+        AddLockVersionGuard("job", field="version"),
+        AddLockVersionGuard("note", field="version", sqlstate="23514", name="note_version_check"),
     ]

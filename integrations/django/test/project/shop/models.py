@@ -33,3 +33,9 @@ class Job(models.Model):
     claimed_until = models.DateTimeField(null=True)
     attempts = models.IntegerField(default=0)
     parent = models.ForeignKey("self", null=True, on_delete=models.CASCADE, related_name="children")
+    version = raceguard_django.VersionField()  # lock_version in its default mode
+
+
+class Note(models.Model):
+    text = models.TextField(default="")
+    version = raceguard_django.VersionField()  # lock_version with sqlstate=23514

@@ -21,7 +21,7 @@ from raceguard_django.operations import (
     AddRunningBalanceGuard,
 )
 
-from .models import Conversation, Entry, Job, Order
+from .models import Conversation, Entry, Job, Note, Order
 
 SEED = int(os.environ.get("RACEGUARD_SEED", "1"))
 
@@ -133,6 +133,44 @@ class VersionTests(TransactionTestCase):
         self.assertEqual(stored.counter, 2 * rounds)
         self.assertEqual(stored.lock_version, 1 + 2 * rounds)
         print("version race: %d rounds, %d stale saves retried, nothing lost" % (rounds, stale_total))
+
+
+class OtherVersionModeTests(TransactionTestCase):
+    """VersionField with lock_version in its default mode (Job) and with
+    sqlstate=23514 (Note)."""
+
+    def test_default_mode(self):
+        job = Job.objects.create(payload="v")
+        job.save()
+        job.save()
+        self.assertEqual((job.version, Job.objects.get(pk=job.pk).version), (3, 3))
+        stale = Job.objects.get(pk=job.pk)
+        job.save()
+        with self.assertRaises(StaleObjectError):
+            stale.save()
+        # claim_lease's UPDATE leaves the version out: the guard bumps it, and
+        # the leased instance holds the bumped version.
+        leased = lease(Job.objects.filter(pk=job.pk))[0]
+        self.assertEqual(leased.version, 5)
+        leased.done_by = "worker"
+        leased.save()
+        self.assertEqual(Job.objects.get(pk=job.pk).version, 6)
+        self.assertTrue(complete(leased, status="done"))  # a relative increment
+        self.assertEqual((leased.version, Job.objects.get(pk=job.pk).version), (7, 7))
+
+    def test_check_violation_mode(self):
+        note = Note.objects.create(text="a")
+        note.save()
+        self.assertEqual(note.version, 2)
+        with self.assertRaises(StaleObjectError) as caught:
+            with map_errors():
+                Note.objects.filter(pk=note.pk).update(text="b", version=7)
+        self.assertIsInstance(caught.exception.__cause__, IntegrityError)
+        stale = Note.objects.get(pk=note.pk)
+        note.save()
+        with self.assertRaises(StaleObjectError):
+            stale.save()
+        self.assertEqual(Note.objects.get(pk=note.pk).version, 3)
 
 
 class WriteOnceTests(TransactionTestCase):
