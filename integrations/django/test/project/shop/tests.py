@@ -455,6 +455,35 @@ class MigrationInputTests(TransactionTestCase):
             self.apply(AddRunningBalanceGuard("entry", amount="amount", balance="balance", seq="seq", name="entry_no_index"))
         self.assertEqual(trigger_count(), before)
 
+    def test_each_operation_reverses_exactly_its_trigger(self):
+        import importlib
+        from django.apps import apps
+
+        def triggers():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT tgrelid::regclass::text, tgname FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")
+                return set(cursor.fetchall())
+
+        operations = importlib.import_module("shop.migrations.0002_guards").Migration.operations
+        state = ProjectState.from_apps(apps)
+        reversed_ = 0
+        for operation in operations:
+            if not hasattr(operation, "trigger_name"):
+                continue  # CreateRaceguardExtension: backwards it does nothing
+            model = state.apps.get_model("shop", operation.model_name)
+            expected = (model._meta.db_table, operation.trigger_name(model))
+            before = triggers()
+            self.assertIn(expected, before)
+            with connection.schema_editor() as editor:
+                operation.database_backwards("shop", editor, state, state)
+            self.assertEqual(before - triggers(), {expected})
+            self.assertEqual(triggers() - before, set())
+            with connection.schema_editor() as editor:
+                operation.database_forwards("shop", editor, state, state)
+            self.assertEqual(triggers(), before)
+            reversed_ += 1
+        self.assertEqual(reversed_, 5)
+
     def test_quoted_names(self):
         operation = AddImmutableOnceSetGuard("conversation", fields=["agent"], name='odd "name" \'here\'')
         before = trigger_count()
