@@ -45,8 +45,11 @@ class VersionField(models.IntegerField):
             cls._do_update = _versioned_do_update(cls._do_update)
 
 
-def version_field(model):
-    for field in model._meta.concrete_fields:
+def version_field(model, local=False):
+    """The model's VersionField; with local=True only one stored in the
+    model's own table (not a multi-table parent's)."""
+    fields = model._meta.local_concrete_fields if local else model._meta.concrete_fields
+    for field in fields:
         if isinstance(field, VersionField):
             return field
     return None
@@ -54,7 +57,9 @@ def version_field(model):
 
 def _versioned_do_update(original):
     def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update, *args, **kwargs):
-        field = version_field(type(self))
+        # base_qs is the table being written: with multi-table inheritance,
+        # each parent's table, then the model's own.
+        field = version_field(base_qs.model, local=True)
         if field is None:
             return original(self, base_qs, using, pk_val, values, update_fields, forced_update, *args, **kwargs)
         read = getattr(self, field.attname)

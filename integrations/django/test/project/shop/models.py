@@ -10,6 +10,12 @@ class Order(raceguard_django.GuardedModel):
     lock_version = raceguard_django.VersionField()
 
 
+class RushOrder(Order):
+    """Multi-table inheritance: the version lives in the parent's table."""
+
+    deadline = models.IntegerField(null=True)
+
+
 class Conversation(raceguard_django.GuardedModel):
     topic = models.TextField(default="")
     agent = models.IntegerField(null=True, db_column="agent_ref")

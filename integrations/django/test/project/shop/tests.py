@@ -21,7 +21,7 @@ from raceguard_django.operations import (
     AddRunningBalanceGuard,
 )
 
-from .models import Conversation, Entry, Job, Note, Order
+from .models import Conversation, Entry, Job, Note, Order, RushOrder
 
 SEED = int(os.environ.get("RACEGUARD_SEED", "1"))
 
@@ -70,6 +70,21 @@ class VersionTests(TransactionTestCase):
         order.save(update_fields=["memo"])  # the version is written too: a checked write
         self.assertEqual(Order.objects.get(pk=order.pk).lock_version, 5)
         self.assertEqual(order.lock_version, 5)
+
+    def test_inherited_version_is_checked_in_the_parents_table(self):
+        rush = RushOrder.objects.create(billing="a", deadline=1)
+        rush.deadline = 2
+        rush.save()
+        rush.billing = "b"
+        rush.save()
+        stored = RushOrder.objects.get(pk=rush.pk)
+        self.assertEqual((stored.lock_version, stored.deadline, stored.billing), (3, 2, "b"))
+        stale = RushOrder.objects.get(pk=rush.pk)
+        rush.save()
+        stale.deadline = 9
+        with self.assertRaises(StaleObjectError):
+            stale.save()
+        self.assertEqual(RushOrder.objects.get(pk=rush.pk).deadline, 2)
 
     def test_stale_instance_raises_and_writes_nothing(self):
         order = Order.objects.create(billing="a")
