@@ -103,8 +103,8 @@ def _field_name(model, column):
 def translate(error, using=DEFAULT_DB_ALIAS, model=None):
     """The Django error a raceguard guard's database error stands for, or
     None when `error` is not a guard's."""
-    if not isinstance(error, DatabaseError):
-        return None
+    if not isinstance(error, DatabaseError) or isinstance(error, StaleObjectError):
+        return None  # not a database error, or already mapped (nested map_errors)
     cause = _driver_error(error)
     code = _sqlstate(cause)
     diag = getattr(cause, "diag", None)

@@ -110,9 +110,11 @@ class VersionTests(TransactionTestCase):
 
     def test_stale_echo_from_trigger_maps_to_stale(self):
         order = Order.objects.create()
-        with self.assertRaises(StaleObjectError):
+        with self.assertRaises(StaleObjectError) as caught:
             with map_errors():
-                Order.objects.filter(pk=order.pk).update(memo="x", lock_version=7)
+                with map_errors():  # mapped once: the cause stays the database error
+                    Order.objects.filter(pk=order.pk).update(memo="x", lock_version=7)
+        self.assertIs(type(caught.exception.__cause__), OperationalError)
         # Not a guard's error: passes through unchanged.
         with self.assertRaises(IntegrityError) as caught:
             with map_errors():
