@@ -242,3 +242,42 @@ class AddRunningBalanceGuard(GuardOperation):
         if self.initial is not None:
             kwargs["initial"] = self.initial
         return kwargs
+
+
+class RemoveGuard(Operation):
+    """Drops the guard an Add...Guard operation attached, forwards; attaches
+    it again, backwards. raceguard refuses to rename, drop or retype a
+    guarded column while its guard is attached, so a migration that renames
+    one drops the guard first and attaches it again after:
+
+        RemoveGuard(AddLockVersionGuard("order", field="version")),
+        migrations.RenameField("order", "version", "lock_version"),
+        AddLockVersionGuard("order", field="lock_version", name="shop_order_lock_version"),
+    """
+
+    reversible = True
+    reduces_to_sql = True
+
+    def __init__(self, guard):
+        if not isinstance(guard, GuardOperation):
+            raise GuardDeclarationError("RemoveGuard takes the Add...Guard operation that attached the guard, not %r" % (guard,))
+        self.guard = guard
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        self.guard.database_backwards(app_label, schema_editor, to_state, from_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        self.guard.database_forwards(app_label, schema_editor, to_state, from_state)
+
+    def describe(self):
+        return "Removes raceguard.%s guard from %s" % (self.guard.guard, self.guard.model_name)
+
+    @property
+    def migration_name_fragment(self):
+        return "remove_%s" % self.guard.migration_name_fragment
+
+    def deconstruct(self):
+        return (self.__class__.__name__, [self.guard], {})

@@ -188,6 +188,44 @@ bad_migrations() {
             'column "memo" has type text; raceguard.lock_version() needs smallint, integer or bigint'
 }
 
+# Renaming a guarded field: raceguard refuses it while the guard is attached;
+# RemoveGuard before the RenameField and the guard again after it (the
+# example of docs/django.md) works, and migrating back restores the guard on
+# the old column.
+rename_guarded_field() {
+    local migration=$work/project/shop/migrations/0003_rename.py output
+    cat >"$migration" <<'PY'
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shop", "0002_guards")]
+    operations = [migrations.RenameField("note", "version", "revision")]
+PY
+    if output=$(manage migrate -v 0 shop 2>&1); then
+        echo "a guarded column was renamed under its guard"
+        rm -f "$migration"
+        return 1
+    fi
+    rm -f "$migration"
+    echo "$output" | grep "a raceguard guard cannot work: trigger \"note_version_check\"" || return 1
+    # The migration is docs/django.md's example.
+    "$python" - "$repo/docs/django.md" >"$migration" <<'PY' || return 1
+import re, sys
+fences = re.findall(r"^```python\n(.*?)^```$", open(sys.argv[1], encoding="utf-8").read(), re.S | re.M)
+print([fence for fence in fences if "RemoveGuard(" in fence][0], end="")
+PY
+    cat "$migration"
+    local guard="SELECT columns::text FROM raceguard.guards WHERE trigger_name = 'note_version_check'"
+    manage migrate -v 0 shop &&
+        [ "$(app_psql -c "$guard")" = "{revision}" ] &&
+        manage migrate -v 0 shop 0002 &&
+        [ "$(app_psql -c "$guard")" = "{version}" ]
+    local status=$?
+    rm -f "$migration"
+    return $status
+}
+
 raceguard_check() {
     local output
     manage raceguard check || return 1
@@ -233,6 +271,7 @@ check "build the wheel and install it into a virtualenv" build_and_install &&
     check "migrate as the application role (database from the template)" migrate_as_app_role || { summary; exit 1; }
 check "each guard's reversal removes exactly its trigger" reverse_and_reapply
 check "bad guards fail the migration with clear errors, nothing created" bad_migrations
+check "renaming a guarded field: RemoveGuard, RenameField, the guard again" rename_guarded_field
 check "manage.py raceguard check" raceguard_check
 check "manage.py test without the template: the clear permission error" test_database_without_template
 check "manage.py test (races, leases, errors, bad inputs, docs examples)" run_tests

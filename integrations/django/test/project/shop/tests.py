@@ -19,6 +19,7 @@ from raceguard_django.operations import (
     AddImmutableOnceSetGuard,
     AddLockVersionGuard,
     AddRunningBalanceGuard,
+    RemoveGuard,
 )
 
 from .models import Conversation, Entry, Job, Note, Order, RushOrder
@@ -443,6 +444,7 @@ class MigrationInputTests(TransactionTestCase):
             lambda: AddRunningBalanceGuard("entry", amount="amount", balance="balance", seq="seq", initial=float("nan")),
             lambda: AddRunningBalanceGuard("entry", amount="amount", balance="balance", seq="seq", initial="NaN"),
             lambda: AddLockVersionGuard("order", name="x" * 64),
+            lambda: RemoveGuard("shop_order_lock_version"),
         ):
             with self.assertRaises(GuardDeclarationError):
                 make()
