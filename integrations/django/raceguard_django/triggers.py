@@ -27,6 +27,13 @@ from ._sql import quote_literal
 from .exceptions import GuardDeclarationError
 
 EXTENSION_MIGRATION_APP = "raceguard_django"
+
+try:  # Django 5.1 and later: dependencies are named tuples
+    from django.db.migrations.autodetector import OperationDependency
+
+    EXTENSION_DEPENDENCY = OperationDependency(EXTENSION_MIGRATION_APP, None, None, OperationDependency.Type.CREATE)
+except ImportError:
+    EXTENSION_DEPENDENCY = (EXTENSION_MIGRATION_APP, None, None, True)
 NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -132,7 +139,7 @@ def _add_operation(self, app_label, operation, dependencies=None, beginning=Fals
     # creates the extension (an operation dependency on another app becomes
     # a migration dependency).
     if _is_guard(operation):
-        dependencies = list(dependencies or []) + [(EXTENSION_MIGRATION_APP, None, None, True)]
+        dependencies = list(dependencies or []) + [EXTENSION_DEPENDENCY]
     return super(pgtrigger_migrations.MigrationAutodetectorMixin, self).add_operation(
         app_label, operation, dependencies=dependencies, beginning=beginning
     )
