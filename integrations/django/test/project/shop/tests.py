@@ -109,6 +109,19 @@ class VersionTests(TransactionTestCase):
         self.assertIsInstance(caught.exception.__cause__, OperationalError)
         self.assertEqual(Order.objects.get(pk=order.pk).memo, "")
 
+    def test_map_errors_as_a_decorator(self):
+        conversation = Conversation.objects.create(agent=1)
+
+        @map_errors()
+        def reassign(pk, agent):
+            Conversation.objects.filter(pk=pk).update(agent=agent)
+
+        with self.assertRaises(ValidationError) as caught:
+            reassign(conversation.pk, 2)
+        self.assertEqual(list(caught.exception.message_dict), ["agent"])
+        self.assertIsInstance(caught.exception.__cause__, IntegrityError)
+        self.assertEqual(Conversation.objects.get(pk=conversation.pk).agent, 1)
+
     def test_stale_echo_from_trigger_maps_to_stale(self):
         order = Order.objects.create()
         with self.assertRaises(StaleObjectError) as caught:
