@@ -49,6 +49,11 @@ def _render(raw_connection, sql, params):
     """sql with its parameters rendered as literals by the driver."""
     if not params:
         return sql.replace("%%", "%")
+    for param in params:
+        # Refused the same way whichever driver renders it (psycopg2 raises
+        # ValueError, psycopg 3 DataError).
+        if isinstance(param, str) and "\x00" in param:
+            raise ValueError("a PostgreSQL string cannot hold a NUL character: %r" % (param,))
     try:
         import psycopg  # psycopg 3 (Django 4.2 and later)
     except ImportError:
