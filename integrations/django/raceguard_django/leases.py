@@ -15,7 +15,7 @@ completion commits or rolls back with the work it records.
 """
 import datetime
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import F
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 
@@ -139,6 +139,13 @@ def _call_returning_rows(wrapper, model, using, function, arguments_sql, params)
     return _instances(model, using, wrapper, rows)
 
 
+def _write_database(queryset):
+    # Leasing and claiming write: the database the QuerySet was pinned to
+    # with using(), else the router's database for writes (QuerySet.db is
+    # the one for reads).
+    return queryset._db or router.db_for_write(queryset.model)
+
+
 def _interval(value, option):
     if isinstance(value, datetime.timedelta):
         return value
@@ -164,7 +171,7 @@ def lease(queryset, batch=1, lease=datetime.timedelta(minutes=5), attempts=None,
         raise ValueError("max_attempts needs attempts=, the field that counts a row's leases")
     columns = LeaseColumns(_field(model, token_field, "token_field").column, _field(model, until_field, "until_field").column)
     attempts_column = None if attempts is None else _field(model, attempts, "attempts").column
-    using = queryset.db
+    using = _write_database(queryset)
     side = side_connection(using)
     try:
         filtered = _filter_and_order(queryset, side)
@@ -261,7 +268,7 @@ def claim(queryset, batch=1):
     transaction.atomic()."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError("batch must be a positive int, not %r" % (batch,))
-    using = queryset.db
+    using = _write_database(queryset)
     wrapper = connections[using]
     if not wrapper.in_atomic_block:
         raise NotInTransactionError(
