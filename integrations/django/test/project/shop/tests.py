@@ -35,13 +35,16 @@ def in_threads(count, work):
     """Runs work(index) in `count` threads at once; returns their results
     (an exception counts as the result). Each thread closes its connection."""
     results = [None] * count
-    barrier = threading.Barrier(count)
+    # A worker that fails breaks the barrier for the others (the timeout
+    # is for one that hangs), rather than leaving them waiting forever.
+    barrier = threading.Barrier(count, timeout=120)
 
     def run(index):
         try:
             results[index] = work(index, barrier)
         except BaseException as error:  # noqa: B902 the thread's outcome is checked by the test
             results[index] = error
+            barrier.abort()  # the others stop waiting for this one
         finally:
             connections.close_all()
 
