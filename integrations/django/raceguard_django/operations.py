@@ -19,13 +19,14 @@ class CreateRaceguardExtension(Operation):
     """CREATE EXTENSION IF NOT EXISTS raceguard.
 
     A no-op where raceguard is already installed, as in a database created
-    from a template that holds it: then an application role without the
-    right to create the (untrusted) extension can run the migration.
-    Reversing it does nothing: dropping the extension would drop every
-    guard of the database with it."""
+    from a template that holds it: PostgreSQL finds the extension before it
+    checks who may create it, so an application role without the right to
+    create the (untrusted) extension can run the migration. Reversing it
+    does nothing: dropping the extension would drop every guard of the
+    database with it."""
 
     reversible = True
-    reduces_to_sql = False
+    reduces_to_sql = True
 
     def state_forwards(self, app_label, state):
         pass
@@ -33,13 +34,8 @@ class CreateRaceguardExtension(Operation):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             raise GuardDeclarationError("raceguard runs on PostgreSQL only")
-        if not router.allow_migrate(schema_editor.connection.alias, app_label):
-            return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'raceguard'")
-            if cursor.fetchone():
-                return
-        schema_editor.execute("CREATE EXTENSION IF NOT EXISTS raceguard")
+        if router.allow_migrate(schema_editor.connection.alias, app_label):
+            schema_editor.execute("CREATE EXTENSION IF NOT EXISTS raceguard")
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         pass

@@ -119,6 +119,13 @@ shop_guards="SELECT string_agg(trigger_name || ':' || guard, ' ' ORDER BY trigge
     WHERE table_name::text IN ('shop_order', 'shop_conversation', 'shop_entry', 'shop_job', 'shop_note')"
 
 migrate_as_app_role() {
+    local sql
+    sql=$(manage sqlmigrate shop 0002) && echo "$sql" &&
+        echo "$sql" | grep -qxF "CREATE EXTENSION IF NOT EXISTS raceguard;" &&
+        echo "$sql" | grep -qxF "CREATE TRIGGER \"shop_order_lock_version\" BEFORE INSERT OR UPDATE ON \"shop_order\" FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version(E'lock_version', E'strict=true');" &&
+        echo "$sql" | grep -qxF "CREATE TRIGGER \"shop_entry_running_balance\" BEFORE INSERT OR UPDATE OR DELETE ON \"shop_entry\" FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance(E'amount', E'balance', E'account', E'seq=seq', E'min_balance=0');" &&
+        sql=$(manage sqlmigrate --backwards shop 0002) &&
+        echo "$sql" | grep -qxF 'DROP TRIGGER "conversation_agent_assignment" ON "shop_conversation";' || return 1
     manage migrate -v 0 &&
         [ "$(app_psql -c "$shop_guards")" = \
             "conversation_agent_assignment:immutable_once_set note_version_check:lock_version shop_entry_running_balance:running_balance shop_job_lock_version:lock_version shop_order_lock_version:lock_version" ]
