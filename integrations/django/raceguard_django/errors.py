@@ -119,8 +119,7 @@ def translate(error, using=DEFAULT_DB_ALIAS, model=None):
     if code == "40001":
         if not _table_guards(using, schema, table, "lock_version"):
             return None
-        stale = StaleObjectError(message, model=table_model)
-        return stale
+        return StaleObjectError(message, model=table_model)
     guard = _find_guard(using, schema, table, diag.constraint_name)
     if guard is None:
         return None
@@ -128,7 +127,11 @@ def translate(error, using=DEFAULT_DB_ALIAS, model=None):
         return StaleObjectError(message, model=table_model)
     column = diag.column_name or (guard.columns[1] if guard.guard == "running_balance" else guard.columns[0])
     field = _field_name(table_model, column)
-    return ValidationError({field: [ValidationError(message, code=guard.guard, params={"constraint": guard.trigger})]})
+    # ValidationError formats its message with its params: a "%" from a
+    # table or column name must stay a "%".
+    return ValidationError(
+        {field: [ValidationError(message.replace("%", "%%"), code=guard.guard, params={"constraint": guard.trigger})]}
+    )
 
 
 class map_errors(contextlib.ContextDecorator):

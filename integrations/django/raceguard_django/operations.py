@@ -119,15 +119,17 @@ class GuardOperation(Operation):
     def drop_sql(self, model):
         return "DROP TRIGGER %s ON %s" % (quote_ident(self.trigger_name(model)), quote_ident(model._meta.db_table))
 
+    # The statements are run with params=None: with parameters (even none)
+    # the driver would read a "%" in a name or an argument as a placeholder.
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = self._model(app_label, to_state)
         if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.execute(self.create_sql(model))
+            schema_editor.execute(self.create_sql(model), params=None)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         model = self._model(app_label, from_state)
         if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.execute(self.drop_sql(model))
+            schema_editor.execute(self.drop_sql(model), params=None)
 
     def describe(self):
         return "Adds raceguard.%s guard to %s" % (self.guard, self.model_name)

@@ -520,6 +520,20 @@ class MigrationInputTests(TransactionTestCase):
             reversed_ += 1
         self.assertEqual(reversed_, 5)
 
+    def test_percent_in_a_guards_message(self):
+        operation = AddImmutableOnceSetGuard("conversation", fields=["topic"], name="topic 100%s once")
+        self.apply(operation)
+        try:
+            conversation = Conversation.objects.create(topic="set")
+            conversation.topic = "changed"
+            with self.assertRaises(ValidationError) as caught:
+                conversation.save()
+            self.assertIn('trigger "topic 100%s once"', caught.exception.message_dict["topic"][0])
+        finally:
+            state = ProjectState.from_apps(__import__("django.apps", fromlist=["apps"]).apps)
+            with connection.schema_editor() as editor:
+                operation.database_backwards("shop", editor, state, state)
+
     def test_quoted_names(self):
         operation = AddImmutableOnceSetGuard("conversation", fields=["agent"], name='odd "name" \'here\'')
         before = trigger_count()
