@@ -190,8 +190,10 @@ def lease(queryset, batch=1, lease=datetime.timedelta(minutes=5), attempts=None,
 
 
 def _lease_fields(obj, token_field, until_field):
-    if token_field is None or until_field is None:
-        token_field, until_field = getattr(obj, "_raceguard_lease", ("claim_token", "claimed_until"))
+    # The columns the object was leased with, unless named here.
+    leased_token, leased_until = getattr(obj, "_raceguard_lease", ("claim_token", "claimed_until"))
+    token_field = token_field or leased_token
+    until_field = until_field or leased_until
     model = type(obj)
     token = _field(model, token_field, "token_field")
     until = _field(model, until_field, "until_field")
