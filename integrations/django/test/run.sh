@@ -233,6 +233,36 @@ PY
     return $status
 }
 
+# django-pgtrigger: a guarded field replaced by another in the model
+# (makemigrations without input: RemoveField and AddField). The generated
+# migration drops the guard before the column and attaches it after the new
+# one; it applies, and reverses.
+pgtrigger_field_change() {
+    local models=$work/project/shop_pgtrigger/models.py generated status
+    local guard="SELECT columns::text FROM raceguard.guards WHERE trigger_name = 'invoice_version'"
+    cp "$models" "$work/models.py.orig" &&
+        sed -i -e 's/    version = raceguard_django.VersionField()/    revision = raceguard_django.VersionField()/' \
+            -e 's/field="version"/field="revision"/' "$models" &&
+        manage makemigrations --noinput shop_pgtrigger &&
+        generated=$(ls "$work"/project/shop_pgtrigger/migrations/0002_*.py) &&
+        cat "$generated" &&
+        "$python" - "$generated" <<'PY' &&
+import re, sys
+kinds = re.findall(r"^        (?:migrations|pgtrigger\.migrations)\.(\w+)\(", open(sys.argv[1]).read(), re.M)
+print("operations:", kinds)
+assert kinds.index("RemoveTrigger") < kinds.index("RemoveField"), kinds
+assert kinds.index("AddField") < kinds.index("AddTrigger"), kinds
+PY
+        manage migrate -v 0 shop_pgtrigger &&
+        [ "$(app_psql -c "$guard")" = "{revision}" ] &&
+        manage migrate -v 0 shop_pgtrigger 0001 &&
+        [ "$(app_psql -c "$guard")" = "{version}" ]
+    status=$?
+    cp "$work/models.py.orig" "$models"
+    rm -f "$work"/project/shop_pgtrigger/migrations/0002_*.py
+    return $status
+}
+
 raceguard_check() {
     local output
     manage raceguard check || return 1
@@ -279,6 +309,7 @@ check "build the wheel and install it into a virtualenv" build_and_install &&
 check "each guard's reversal removes exactly its trigger" reverse_and_reapply
 check "bad guards fail the migration with clear errors, nothing created" bad_migrations
 check "renaming a guarded field: RemoveGuard, RenameField, the guard again" rename_guarded_field
+has_pgtrigger && check "django-pgtrigger: a guarded field replaced, migrated and reversed" pgtrigger_field_change
 check "manage.py raceguard check" raceguard_check
 check "manage.py test without the template: the clear permission error" test_database_without_template
 check "manage.py test (races, leases, errors, bad inputs, docs examples)" run_tests
