@@ -697,6 +697,162 @@ class DoubleInvoice(Race):
 
 
 # ---------------------------------------------------------------------------
+# Races 5 and 6: a status changed twice along the same edge
+# (raceguard.transition)
+# ---------------------------------------------------------------------------
+
+
+class DuplicateTransition(Race):
+    """Two workers read a row in state FROM, act on it (the action's record
+    is written in the same transaction) and move it to TO. Each checked the
+    status first, in its own statement, as application code does."""
+
+    table = ""
+    FROM = ""
+    TO = ""
+    actors = ("A", "B")
+    action_table = ""  # one row per action taken (an e-mail, a notification)
+    edges = ()  # the guard's declared edges
+
+    @property
+    def guard(self):
+        edges = ", ".join("'" + edge + "'" for edge in self.edges)
+        return (
+            f"CREATE TRIGGER {self.table}_status BEFORE INSERT OR UPDATE ON {self.table}"
+            f" FOR EACH ROW EXECUTE FUNCTION raceguard.transition('status', {edges})"
+        )
+
+    def act(self, session):
+        """The side effect, recorded in the worker's transaction."""
+        raise NotImplementedError
+
+    def move(self, session):
+        """The worker's UPDATE to TO; returns the rows it changed."""
+        raise NotImplementedError
+
+    def run(self, guarded):
+        details = []
+        errors = []
+        observer = Observer()
+        a = Session(self.actors[0])
+        b = Session(self.actors[1])
+        try:
+            # 1. Both read the row and see FROM, so both go on.
+            seen_a = a.fetch_one(f"SELECT status FROM {self.table} WHERE id = 7")[0]
+            seen_b = b.fetch_one(f"SELECT status FROM {self.table} WHERE id = 7")[0]
+            details.append(f"{a.label} and {b.label} read row 7: status {seen_a!r} and {seen_b!r}")
+            # 2. A acts and moves the row (not committed yet).
+            self.act(a)
+            self.move(a)
+            # 3. B does the same: its UPDATE waits for A's row lock.
+            self.act(b)
+            b.start(lambda: self.move(b))
+            wait_event = observer.wait_until_blocked(b, a)
+            details.append(
+                f"{a.label} moved it to {self.TO!r} (not committed); {b.label}'s UPDATE waits"
+                f" (wait_event={wait_event})" if wait_event else f"{b.label}'s UPDATE did NOT wait"
+            )
+            # 4. A commits; B's UPDATE goes on against A's row.
+            a.conn.commit()
+            try:
+                b.finish()
+                b.conn.commit()
+                details.append(f"{b.label}'s UPDATE went through against the row {a.label} moved")
+            except psycopg2.Error as error:
+                b.conn.rollback()
+                errors.append(error)
+                details.append(f"{b.label}'s UPDATE was refused; it rolled back its work:")
+                details.extend("  " + line for line in describe_error(error))
+            actions, status = observer.fetch_one(
+                f"SELECT (SELECT count(*) FROM {self.action_table}),"
+                f" (SELECT status FROM {self.table} WHERE id = 7)"
+            )
+        finally:
+            a.close()
+            b.close()
+            observer.close()
+        verdict = self.verdict(actions)
+        details.append(f"{actions} {self.action_table} rows, status now {status!r} -> {verdict}")
+        return Outcome(
+            result=verdict,
+            details=details,
+            facts={"actions": actions, "status": status, "errors": [e.pgcode for e in errors]},
+        )
+
+    def check(self, outcome, guarded):
+        facts = outcome.facts
+        if facts["status"] != self.TO:
+            return False
+        if not guarded:
+            return facts["actions"] == 2 and not facts["errors"]
+        return facts["actions"] == 1 and facts["errors"] == ["23514"]
+
+
+@register
+class DoubleSend(DuplicateTransition):
+    name = "double send"
+    title = "two servers send the same invoice"
+    story = (
+        "Servers A and B both pick up invoice 7: each checks that it is still"
+        " 'pending', e-mails it, and sets it to 'sent' (the e-mail is recorded"
+        " in the same transaction)."
+    )
+    table = "invoices_outbox"
+    FROM, TO = "pending", "sent"
+    actors = ("server A", "server B")
+    action_table = "invoice_emails"
+    edges = (">pending", "pending>sent", "sent>paid")
+    tables = ("invoices_outbox", "invoice_emails")
+    schema = (
+        "CREATE TABLE invoices_outbox (id int PRIMARY KEY, status text NOT NULL)",
+        "INSERT INTO invoices_outbox VALUES (7, 'pending')",
+        "CREATE TABLE invoice_emails (invoice_id int, server text)",
+    )
+
+    def act(self, session):
+        session.execute("INSERT INTO invoice_emails VALUES (7, %s)", (session.label,))
+
+    def move(self, session):
+        return session.execute("UPDATE invoices_outbox SET status = 'sent' WHERE id = 7")
+
+    def verdict(self, emails):
+        return "invoice e-mailed TWICE" if emails > 1 else "invoice e-mailed once"
+
+
+@register
+class DoubleAssignment(DuplicateTransition):
+    name = "double assignment"
+    title = "two agents take the same conversation"
+    story = (
+        "Agents A and B both click 'take' on open conversation 7: each checks"
+        " that it is still 'open', assigns it to themselves and is notified"
+        " that it is theirs (in the same transaction)."
+    )
+    table = "conversations"
+    FROM, TO = "open", "assigned"
+    actors = ("agent A", "agent B")
+    action_table = "assignment_notices"
+    edges = (">open", "open>assigned", "assigned>closed", "assigned>open")
+    tables = ("conversations", "assignment_notices")
+    schema = (
+        "CREATE TABLE conversations (id int PRIMARY KEY, status text NOT NULL, agent text)",
+        "INSERT INTO conversations VALUES (7, 'open', NULL)",
+        "CREATE TABLE assignment_notices (conversation_id int, agent text)",
+    )
+
+    def act(self, session):
+        session.execute("INSERT INTO assignment_notices VALUES (7, %s)", (session.label,))
+
+    def move(self, session):
+        return session.execute(
+            "UPDATE conversations SET status = 'assigned', agent = %s WHERE id = 7", (session.label,)
+        )
+
+    def verdict(self, notices):
+        return "TWO agents told it is theirs" if notices > 1 else "one agent owns it"
+
+
+# ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
 
