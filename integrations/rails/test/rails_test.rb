@@ -245,7 +245,8 @@ class RailsTest < Minitest::Test
     body.lines(chomp: true).each.with_index(first_line) do |line, number|
       where = "docs/rails.md:#{number}: #{line.strip}"
       if (m = line.match(/\A(.*?)\s+# => (.*)\z/))
-        assert_equal scope.eval(m[2]), scope.eval(m[1]), where
+        expected = scope.eval(m[2])
+        expected.nil? ? assert_nil(scope.eval(m[1]), where) : assert_equal(expected, scope.eval(m[1]), where)
       elsif (m = line.match(/\A(.*?)\s+# raises (\S+)\s*\z/))
         assert_raises(Object.const_get(m[2]), where) { scope.eval(m[1]) }
       else
