@@ -848,4 +848,34 @@ class RailsTest < Minitest::Test
     assert_equal [{ error: :transition, from: "null", to: nil }], odd.errors.details[:"odd \"col\" >="]
     assert_equal ["Odd \"col\" >= cannot change from 'null' to NULL"], odd.errors.full_messages
   end
+
+  # A role that may update the status but not read it: PostgreSQL leaves the
+  # DETAIL out; the error is still the validation error its message names,
+  # with from and to unknown (nil in the details would read as NULL: absent).
+  def test_19_transition_error_without_detail
+    app!
+    blind = "#{PREFIX}_blind"
+    Cluster.admin do |c|
+      c.exec("CREATE ROLE #{c.quote_ident(blind)} LOGIN PASSWORD #{c.escape_literal(PASSWORD)}")
+    end
+    Cluster.admin(DEV_DB) { |c| c.exec("GRANT SELECT (id), UPDATE (status) ON tickets TO #{c.quote_ident(blind)}") }
+    ticket = Ticket.create!(status: "open")
+    blind_model = Class.new(ActiveRecord::Base) do
+      self.table_name = "tickets"
+      def self.name
+        "BlindTicket"
+      end
+    end
+    config = ActiveRecord::Base.connection_db_config.configuration_hash.merge(username: blind, password: PASSWORD)
+    blind_model.establish_connection(config)
+    record = blind_model.instantiate("id" => ticket.id, "status" => "open")
+    refute record.update(status: "closed")
+    assert_equal [{ error: :transition }], record.errors.details[:status]
+    assert_equal ["Status cannot change from ? to ?"], record.errors.full_messages
+    assert_equal "open", ticket.reload.status
+  ensure
+    blind_model&.remove_connection
+    Cluster.admin(DEV_DB) { |c| c.exec("REVOKE ALL ON tickets FROM #{c.quote_ident(blind)}") } rescue nil
+    Cluster.admin { |c| c.exec("DROP ROLE IF EXISTS #{c.quote_ident(blind)}") }
+  end
 end

@@ -852,6 +852,33 @@ def test_transitions(database):
                   "a start in closed: refusal 'undeclared_start', to_state 'closed', no from_state")
         check(session.get(Ticket, 1).status == "open" and session.get(Ticket, 2) is None, "nothing was written")
 
+    # A role that may update the status but not read it: PostgreSQL leaves
+    # the DETAIL out, and the GuardViolation still says which refusal, with
+    # UNKNOWN_STATE (false, and not None, which is the NULL state).
+    blind = PREFIX + "_blind"
+    with admin.connect() as connection:
+        connection.execute(text("CREATE ROLE \"%s\" LOGIN PASSWORD '%s'" % (blind, APP_PASSWORD)))
+    admin_app = sa.create_engine(url(database), isolation_level="AUTOCOMMIT")
+    engines.append(admin_app)
+    with admin_app.connect() as connection:
+        connection.execute(text('GRANT SELECT (id), UPDATE (status) ON tickets TO "%s"' % blind))
+    blind_engine = rg.map_errors(sa.create_engine(url(database, blind, APP_PASSWORD)))
+    engines.append(blind_engine)
+    try:
+        with blind_engine.begin() as connection:
+            connection.execute(sa.update(Ticket.__table__).where(Ticket.__table__.c.id == 1).values(status="closed"))
+        check(False, "open -> closed by a role that cannot read the status is refused")
+    except rg.GuardViolation as error:
+        check(error.orig.diag.message_detail is None and
+              (error.refusal, error.from_state, error.to_state, error.column) ==
+              ("undeclared_transition", rg.UNKNOWN_STATE, rg.UNKNOWN_STATE, "status") and not error.from_state,
+              "without DETAIL: refusal 'undeclared_transition', both states UNKNOWN_STATE")
+    blind_engine.dispose()
+    with admin_app.connect() as connection:
+        connection.execute(text('REVOKE ALL ON tickets FROM "%s"' % blind))
+    with admin.connect() as connection:
+        connection.execute(text('DROP ROLE "%s"' % blind))
+
     # The race: several agents take the same open ticket. The first one's
     # UPDATE holds the row until the others' UPDATEs wait for it; each of
     # them is re-aimed at the assigned row and refused as a duplicate.

@@ -99,7 +99,9 @@ module Raceguard
           states = violation.states
           shown = states.transform_values { |literal| literal || "?" }
           message = I18n.t("errors.messages.#{violation.type}", **shown)
-          details = states.transform_values { |literal| literal && unliteral(literal) }
+          # A state the error does not show is left out of the details (nil
+          # there is the NULL state).
+          details = states.compact.transform_values { |literal| unliteral(literal) }
           errors.add(attribute, violation.type, message: message, **details)
         end
 
