@@ -134,9 +134,23 @@ EXPECTED_GUARDS = [
    '{"strict": false, "sqlstate": "40001"}', "BEFORE", "{INSERT,UPDATE}", "t"],
   ["entries", "entries_balance_running_balance", "running_balance", "{amount,balance,account_id}",
    '{"seq": "entry_no", "initial": 0, "min_balance": 0}', "BEFORE", "{INSERT,UPDATE,DELETE}", "t"],
+  ["invoices", "invoices_status_transition", "transition", "{status}",
+   '{"edges": [">NULL", ">pending", "pending>sent", "sent>paid", "sent>pending"]}', "BEFORE", "{INSERT,UPDATE}", "t"],
   ["orders", "orders_lock_version_guard", "lock_version", "{lock_version}",
-   '{"strict": true, "sqlstate": "40001"}', "BEFORE", "{INSERT,UPDATE}", "t"]
+   '{"strict": true, "sqlstate": "40001"}', "BEFORE", "{INSERT,UPDATE}", "t"],
+  ["tickets", "tickets_status_transition", "transition", "{status}",
+   '{"edges": [">open", "open>assigned", "assigned>closed", "assigned>open"]}', "BEFORE", "{INSERT,UPDATE}", "t"]
 ].freeze
+
+# States a transition guard must take exactly as written: quotes, the
+# guard's own syntax (>, =, "), blanks at either end, the text NULL in any
+# case beside the NULL state, SQL and unicode; and a few random ones.
+def hostile_states
+  fixed = ["it's", 'say "hi"', "a>b", "x=y", '">"', "NULL", "null", " lead", "trail ", "\ttab", "line\nbreak",
+           "", "back\\slash", "ünïcödé 🚀", "'); DROP TABLE tickets; --", "%{to}", "\#{1}", ">", "=", '"']
+  random = Random.new(SEED)
+  (fixed + Array.new(4) { Array.new(random.rand(1..10)) { random.rand(32..0x24f).chr(Encoding::UTF_8) }.join }).uniq
+end
 
 class RailsTest < Minitest::Test
   def self.test_order
@@ -201,7 +215,7 @@ class RailsTest < Minitest::Test
   end
 
   def test_02_each_rollback_removes_exactly_its_trigger
-    expected_order = %w[entries_balance_running_balance conversations_texter_id_write_once
+    expected_order = %w[invoices_status_transition tickets_status_transition entries_balance_running_balance conversations_texter_id_write_once
                         documents_revision_guard orders_lock_version_guard]
     expected_order.each do |trigger|
       before = Cluster.triggers(DEV_DB)
@@ -231,7 +245,8 @@ class RailsTest < Minitest::Test
     body.lines(chomp: true).each.with_index(first_line) do |line, number|
       where = "docs/rails.md:#{number}: #{line.strip}"
       if (m = line.match(/\A(.*?)\s+# => (.*)\z/))
-        assert_equal scope.eval(m[2]), scope.eval(m[1]), where
+        expected = scope.eval(m[2])
+        expected.nil? ? assert_nil(scope.eval(m[1]), where) : assert_equal(expected, scope.eval(m[1]), where)
       elsif (m = line.match(/\A(.*?)\s+# raises (\S+)\s*\z/))
         assert_raises(Object.const_get(m[2]), where) { scope.eval(m[1]) }
       else
@@ -260,7 +275,23 @@ class RailsTest < Minitest::Test
       -> { connection.add_running_balance_guard :entries, amount: :amount, seq: :entry_no } => ArgumentError,
       -> { connection.remove_write_once_guard :orders, :billing } => ArgumentError,
       -> { connection.remove_lock_version_guard :conversations, column: :texter_id, name: "conversations_texter_id_write_once" } => ArgumentError,
-      -> { connection.add_lock_version_guard :no_such_table } => ActiveRecord::StatementInvalid
+      -> { connection.add_lock_version_guard :no_such_table } => ActiveRecord::StatementInvalid,
+      -> { connection.add_transition_guard :tickets, :stauts, start: ["open"], name: "t_bad" } => ActiveRecord::StatementInvalid,
+      # a state the column's type rejects: a word for an integer
+      -> { connection.add_transition_guard :orders, :total, start: [0], edges: { 0 => "one" } } => ActiveRecord::StatementInvalid,
+      -> { connection.add_transition_guard :tickets, :status, name: "t_bad" } => ArgumentError,
+      -> { connection.add_transition_guard :tickets, :status, edges: {}, start: [], name: "t_bad" } => ArgumentError,
+      -> { connection.add_transition_guard :tickets, :status, edges: { "open" => [] }, name: "t_bad" } => ArgumentError,
+      -> { connection.add_transition_guard :tickets, :status, edges: [%w[open closed]], name: "t_bad" } => ArgumentError,
+      -> { connection.add_transition_guard :tickets, :status, start: [1.5], name: "t_bad" } => ArgumentError,
+      -> { connection.add_transition_guard :tickets, :status, start: ["a\0b"], name: "t_bad" } => ArgumentError,
+      -> { connection.add_transition_guard :tickets, "", start: ["open"], name: "t_bad" } => ArgumentError,
+      -> { connection.add_transition_guard :tickets, :status, start: ["open"], stat: 1 } => ArgumentError,
+      # the same edge twice (raceguard's 22023)
+      -> { connection.add_transition_guard :tickets, :status, edges: { "open" => %w[closed closed] }, name: "t_bad" } => ActiveRecord::StatementInvalid,
+      -> { connection.remove_transition_guard :orders, :lock_version, start: [0], name: "orders_lock_version_guard" } => ArgumentError,
+      # other edges than the guard's: not the guard the helper describes
+      -> { connection.remove_transition_guard :tickets, :status, start: ["open"] } => ArgumentError
     }
     bad.each_with_index do |(call, error), i|
       raised = assert_raises(error, "bad input #{i}") { connection.transaction { call.call } }
@@ -272,6 +303,13 @@ class RailsTest < Minitest::Test
     end
     assert_kind_of PG::UndefinedColumn, unknown.cause
     assert_match(/column "nope" does not exist/, unknown.message)
+    typo = assert_raises(ActiveRecord::StatementInvalid) do
+      connection.transaction { connection.add_transition_guard :orders, :total, start: [0], edges: { 0 => "one" } }
+    end
+    assert_kind_of PG::InvalidTextRepresentation, typo.cause
+    assert_match(/state "one" in edge "0>one" is not a value of column "total"/, typo.message)
+    empty = assert_raises(ArgumentError) { connection.add_transition_guard :tickets, :status }
+    assert_match(/at least one start state or edge/, empty.message)
 
     # A migration with a misspelt column fails as a whole and is not recorded.
     path = File.join(APP, "db/migrate/20260101000099_misspelt_guard.rb")
@@ -322,13 +360,25 @@ class RailsTest < Minitest::Test
     connection.execute(%(ALTER TABLE legacy DISABLE TRIGGER "legacy ""odd"" name"))
     connection.add_running_balance_guard :ledger, amount: :amount, balance: :balance, group: "Currency", seq: :n,
                                                   initial: BigDecimal("12.50"), min_balance: -100
+    # A chain through every hostile state, from NULL and back to NULL; and a
+    # transition guard written by hand in a form the helper does not write.
+    states = hostile_states
+    connection.create_table(:hostile) { |t| t.text :status; t.text :"odd \"col\" >=" }
+    connection.add_transition_guard :hostile, :status, start: [nil], name: %(hostile "status"),
+                                                       edges: ([nil] + states).zip(states + [nil]).to_h
+    connection.add_transition_guard :hostile, %(odd "col" >=), start: ["NULL", nil], edges: { "NULL" => ["null", nil] },
+                                                               name: "hostile  odd\tname"
+    connection.execute(<<~SQL)
+      CREATE TRIGGER legacy_by_hand BEFORE INSERT OR UPDATE ON legacy
+          FOR EACH ROW EXECUTE FUNCTION raceguard.transition('note', '>null', 'null>"a"', '"a">b');
+    SQL
   end
 
   def test_06_schema_rb_keeps_every_guard
     app!
     add_hand_made_guards
     source = Cluster.guards(DEV_DB)
-    assert_equal 8, source.size
+    assert_equal 13, source.size
     rake!("db:schema:dump")
     schema = File.read(File.join(APP, "db/schema.rb"))
     documented = docs_fences.find { |kind, _, _, _| kind == "schema" }
@@ -337,6 +387,9 @@ class RailsTest < Minitest::Test
     assert_includes schema, %(add_running_balance_guard "ledger", amount: "amount", balance: "balance", group: ["Currency"], seq: "n", min_balance: -100, initial: "12.5", name: "ledger_balance_running_balance")
     assert_match(/^  execute "CREATE TRIGGER legacy_lock_version /, schema)
     assert_match(/^  execute "CREATE TRIGGER legacy_owner_constraint AFTER UPDATE/, schema)
+    assert_match(/^  add_transition_guard "hostile", "status", start: \[nil\], edges: \{ nil => \["it's"\], "it's" => \["say \\"hi\\""\], /, schema)
+    assert_includes schema, %(add_transition_guard "hostile", "odd \\"col\\" >=", start: ["NULL", nil], edges: { "NULL" => ["null", nil] }, name: "hostile  odd\\tname")
+    assert_match(/^  execute "CREATE TRIGGER legacy_by_hand /, schema)
     assert_match(/^  execute "ALTER TABLE \\"legacy\\" DISABLE TRIGGER \\"legacy \\"\\"odd\\"\\" name\\""/, schema)
 
     loaded = "#{PREFIX}_schema_rb"
@@ -678,5 +731,151 @@ class RailsTest < Minitest::Test
     Job.where(status: pair).update_all(claim_token: nil, claimed_until: nil)
     assert_equal 4, Job.where(status: pair).where.not(status: "x'y").lease(batch: 10, lease: 60).size
     assert_equal hostile.size * 2, Job.count
+  end
+
+  # The backends of this test's application role waiting for a lock on
+  # table's rows, seen from the superuser's connection.
+  def lock_waiters(table)
+    Cluster.values(DEV_DB, <<~SQL, [ROLE, "UPDATE \"#{table}\"%"]).first.first.to_i
+      SELECT count(*) FROM pg_stat_activity
+       WHERE usename = $1 AND wait_event_type = 'Lock' AND query LIKE $2
+    SQL
+  end
+
+  def wait_for_lock_waiters(table, count)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 60
+    until lock_waiters(table) >= count
+      flunk "#{count} UPDATE(s) of #{table} never waited for the row lock" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      sleep 0.01
+    end
+  end
+
+  # Workers load the same open ticket and all save it as assigned. One
+  # (chosen by the seed) saves first in a transaction it holds open until
+  # every other worker's UPDATE waits for its row lock: then it commits.
+  # Each other UPDATE is re-aimed at the assigned row and refused as a
+  # duplicate transition: a validation error, not a second owner.
+  def test_17_transition_race_has_one_winner_and_validation_errors
+    app!
+    5.times do |round|
+      workers = RANDOM.rand(2..4)
+      first = RANDOM.rand(workers)
+      bang = RANDOM.rand(2).zero?
+      ticket = Ticket.create!(status: "open")
+      copies = Array.new(workers) { Ticket.find(ticket.id) }
+      saved = Queue.new
+      commit = Queue.new
+      save = ->(i) { bang ? copies[i].update!(status: "assigned", agent: "agent #{i}") : copies[i].update(status: "assigned", agent: "agent #{i}") }
+      threads = Array.new(workers) do |i|
+        Thread.new do
+          ActiveRecord::Base.connection_pool.with_connection do
+            if i == first
+              Ticket.transaction do
+                result = save.call(i)
+                saved << true
+                commit.pop
+                result
+              end
+            else
+              saved.pop.then { saved << true } # start only once the first one saved
+              save.call(i)
+            end
+          rescue StandardError => e
+            e
+          end
+        end
+      end
+      wait_for_lock_waiters("tickets", workers - 1)
+      commit << true
+      results = threads.map(&:value)
+      assert_equal [true], results.values_at(first), "round #{round}: the first save wins"
+      (results.each_index.to_a - [first]).each do |i|
+        if bang
+          assert_kind_of ActiveRecord::RecordInvalid, results[i], "round #{round} worker #{i}"
+        else
+          assert_equal false, results[i], "round #{round} worker #{i}"
+        end
+        assert_equal [{ error: :duplicate_transition, from: "open", to: "assigned" }], copies[i].errors.details[:status]
+        assert_equal ["Status was already changed from 'open' to 'assigned' by another transaction"], copies[i].errors.full_messages
+      end
+      assert_equal ["assigned", "agent #{first}"], Ticket.where(id: ticket.id).pick(:status, :agent)
+    end
+
+    # With ActiveRecord's optimistic locking (invoices): every loser of a
+    # free race is a StaleObjectError, whenever its save came.
+    5.times do |round|
+      workers = RANDOM.rand(2..5)
+      invoice = Invoice.create!(status: "pending", billing: "round #{round}")
+      _, results, winner = race_on_copies(invoice, workers) { |copy, i| copy.update(status: "sent", billing: "by #{i}") }
+      (results.each_index.to_a - [winner]).each { |i| assert_kind_of ActiveRecord::StaleObjectError, results[i] }
+      assert_equal ["sent", "by #{winner}", 1], Invoice.where(id: invoice.id).pick(:status, :billing, :lock_version)
+    end
+  end
+
+  # The hostile chain of test_06: every state reached through ActiveRecord
+  # along its edge, every skipped edge refused with exactly its two states
+  # in the error's details (read back from the guard's DETAIL).
+  def test_18_transition_with_hostile_states
+    app!
+    states = hostile_states
+    hostile = Class.new(ApplicationRecord) do
+      self.table_name = "hostile"
+      def self.name
+        "Hostile"
+      end
+    end
+    row = hostile.create!(status: nil)
+    chain = [nil] + states + [nil]
+    chain.each_cons(2).with_index do |(from, to), i|
+      skip_to = chain[i + 2]
+      if i + 2 < chain.size && skip_to != to && !(from.nil? && skip_to.nil?)
+        refute row.update(status: skip_to), "#{from.inspect} -> #{skip_to.inspect} is not an edge"
+        assert_equal [{ error: :transition, from: from, to: skip_to }], row.errors.details[:status]
+        row.reload
+      end
+      assert row.update(status: to), "#{from.inspect} -> #{to.inspect}: #{row.errors.full_messages}"
+      to.nil? ? assert_nil(hostile.find(row.id).status) : assert_equal(to, hostile.find(row.id).status)
+    end
+    started = hostile.create(status: states.last)
+    refute started.persisted?
+    assert_equal [{ error: :start_state, to: states.last }], started.errors.details[:status]
+    assert_equal 1, hostile.count
+
+    # The text NULL and the NULL state are two states of the odd column.
+    odd = hostile.create!(status: nil, "odd \"col\" >=": "NULL")
+    assert odd.update("odd \"col\" >=": "null")
+    refute odd.update("odd \"col\" >=": nil)
+    assert_equal [{ error: :transition, from: "null", to: nil }], odd.errors.details[:"odd \"col\" >="]
+    assert_equal ["Odd \"col\" >= cannot change from 'null' to NULL"], odd.errors.full_messages
+  end
+
+  # A role that may update the status but not read it: PostgreSQL leaves the
+  # DETAIL out; the error is still the validation error its message names,
+  # with from and to unknown (nil in the details would read as NULL: absent).
+  def test_19_transition_error_without_detail
+    app!
+    blind = "#{PREFIX}_blind"
+    Cluster.admin do |c|
+      c.exec("CREATE ROLE #{c.quote_ident(blind)} LOGIN PASSWORD #{c.escape_literal(PASSWORD)}")
+    end
+    Cluster.admin(DEV_DB) { |c| c.exec("GRANT SELECT (id), UPDATE (status) ON tickets TO #{c.quote_ident(blind)}") }
+    ticket = Ticket.create!(status: "open")
+    blind_model = Class.new(ActiveRecord::Base) do
+      self.table_name = "tickets"
+      def self.name
+        "BlindTicket"
+      end
+    end
+    config = ActiveRecord::Base.connection_db_config.configuration_hash.merge(username: blind, password: PASSWORD)
+    blind_model.establish_connection(config)
+    record = blind_model.instantiate("id" => ticket.id, "status" => "open")
+    refute record.update(status: "closed")
+    assert_equal [{ error: :transition }], record.errors.details[:status]
+    assert_equal ["Status cannot change from ? to ?"], record.errors.full_messages
+    assert_equal "open", ticket.reload.status
+  ensure
+    blind_model&.remove_connection
+    Cluster.admin(DEV_DB) { |c| c.exec("REVOKE ALL ON tickets FROM #{c.quote_ident(blind)}") } rescue nil
+    Cluster.admin { |c| c.exec("DROP ROLE IF EXISTS #{c.quote_ident(blind)}") }
   end
 end

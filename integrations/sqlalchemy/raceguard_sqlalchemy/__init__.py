@@ -8,9 +8,9 @@
   GuardViolation.
 - lease() / complete() / release() / extend(): leases over a select.
 """
-from .errors import GuardViolation, StaleDataError, map_errors
-from .guards import (ImmutableOnceSetGuard, LockVersionGuard, RunningBalanceGuard, declared_guards,
-                     immutable_once_set_guard, lock_version_guard, running_balance_guard)
+from .errors import UNKNOWN_STATE, GuardViolation, StaleDataError, map_errors
+from .guards import (ImmutableOnceSetGuard, LockVersionGuard, RunningBalanceGuard, TransitionGuard, declared_guards,
+                     immutable_once_set_guard, lock_version_guard, running_balance_guard, transition_guard)
 from .leases import Lease, complete, extend, lease, release
 
 try:
@@ -23,8 +23,8 @@ else:
 __version__ = "0.1.0"
 
 __all__ = [
-    "GuardViolation", "StaleDataError", "map_errors",
-    "LockVersionGuard", "ImmutableOnceSetGuard", "RunningBalanceGuard",
-    "lock_version_guard", "immutable_once_set_guard", "running_balance_guard", "declared_guards",
+    "GuardViolation", "StaleDataError", "map_errors", "UNKNOWN_STATE",
+    "LockVersionGuard", "ImmutableOnceSetGuard", "RunningBalanceGuard", "TransitionGuard",
+    "lock_version_guard", "immutable_once_set_guard", "running_balance_guard", "transition_guard", "declared_guards",
     "Lease", "lease", "complete", "release", "extend", "process_revision_directives",
 ]

@@ -10,13 +10,16 @@
   serialization failures keeps working);
 - a guard's 23514 becomes GuardViolation, a subclass of
   sqlalchemy.exc.IntegrityError carrying the table, column, trigger and
-  guard.
+  guard; for a transition guard also what it refused (refusal) and the
+  states (from_state, to_state), read from the error's DETAIL.
 
 A guard is recognized by the error's fields (table, column, CONSTRAINT =
 the trigger's name) matched against raceguard.guards, read once per
 database connection (and again after an error names a trigger it did not
 know yet). Every other error passes through unchanged.
 """
+import re
+
 from sqlalchemy import event, exc as sa_exc
 from sqlalchemy.orm import exc as orm_exc
 
@@ -31,6 +34,53 @@ SELECT n.nspname, c.relname, g.trigger_name, g.guard, g.columns::text[]
 """
 
 
+# The transition guard's DETAIL shows each state as a SQL literal ('it''s')
+# or NULL, so any text reads back exactly; without DETAIL (a role that may
+# not read the column) the message still says which refusal it was.
+_LITERAL = r"('(?:[^']|'')*'|NULL)"
+TRANSITION_REFUSALS = (
+    ("undeclared_transition", "undeclared transition ",
+     re.compile(r"The update changes it from %s to %s, which trigger " % (_LITERAL, _LITERAL))),
+    ("duplicate_transition", "duplicate transition ",
+     re.compile(r"Another transaction changed it from %s to %s after this statement began" % (_LITERAL, _LITERAL))),
+    ("undeclared_start", "undeclared start state ",
+     re.compile(r"The new row's state is %s; trigger " % _LITERAL)),
+)
+
+def _state(literal):
+    """The state a literal of the DETAIL shows: None for NULL."""
+    return None if literal == "NULL" else literal[1:-1].replace("''", "'")
+
+
+def transition_refusal(orig):
+    """(refusal, from_state, to_state) of a transition guard's error; a
+    state that the error does not show is UNKNOWN_STATE, and so is
+    from_state of an undeclared start (an INSERT has none)."""
+    diag = getattr(orig, "diag", None)
+    detail = (getattr(diag, "message_detail", None) or "") if diag is not None else ""
+    message = (getattr(diag, "message_primary", None) or "") if diag is not None else ""
+    for refusal, prefix, pattern in TRANSITION_REFUSALS:
+        found = pattern.match(detail)
+        if found is None and not message.startswith(prefix):
+            continue
+        states = [_state(s) for s in found.groups()] if found else []
+        if refusal == "undeclared_start":
+            return refusal, UNKNOWN_STATE, states[0] if states else UNKNOWN_STATE
+        return (refusal,) + (tuple(states) if states else (UNKNOWN_STATE, UNKNOWN_STATE))
+    return None, UNKNOWN_STATE, UNKNOWN_STATE
+
+
+class _UnknownState:
+    def __repr__(self):
+        return "UNKNOWN_STATE"
+
+    def __bool__(self):
+        return False
+
+
+UNKNOWN_STATE = _UnknownState()
+
+
 class _GuardError:
     def _describe(self, guard, schema, table, column, trigger):
         self.guard = guard
@@ -38,6 +88,8 @@ class _GuardError:
         self.table = table
         self.column = column
         self.trigger = trigger
+        self.refusal = None
+        self.from_state = self.to_state = UNKNOWN_STATE
 
 
 class StaleDataError(orm_exc.StaleDataError, sa_exc.OperationalError, _GuardError):
@@ -55,16 +107,23 @@ class StaleDataError(orm_exc.StaleDataError, sa_exc.OperationalError, _GuardErro
 
 class GuardViolation(sa_exc.IntegrityError, _GuardError):
     """A guard refused a row with 23514: a write-once column changed, a
-    running balance would cross its minimum or a ledger row was changed, or
-    (with sqlstate=23514) a stale write. Attributes: table, schema, column
-    (None where the error names none), trigger (= the CONSTRAINT name),
-    guard, orig."""
+    running balance would cross its minimum or a ledger row was changed,
+    (with sqlstate=23514) a stale write, or a status moved along an edge
+    its transition guard does not declare. Attributes: table, schema,
+    column (None where the error names none), trigger (= the CONSTRAINT
+    name), guard, orig; for a transition guard refusal
+    ('undeclared_transition', 'duplicate_transition' or 'undeclared_start'),
+    from_state and to_state (None is the NULL state; UNKNOWN_STATE where the
+    error does not show it: the start of a row, or a role that may not
+    read the column)."""
 
     def __init__(self, wrapped, guard, schema, table, column, trigger):
         sa_exc.IntegrityError.__init__(self, wrapped.statement, wrapped.params, wrapped.orig,
                                        hide_parameters=wrapped.hide_parameters,
                                        connection_invalidated=wrapped.connection_invalidated)
         self._describe(guard, schema, table, column, trigger)
+        if guard == "transition":
+            self.refusal, self.from_state, self.to_state = transition_refusal(wrapped.orig)
 
 
 def map_errors(engine):

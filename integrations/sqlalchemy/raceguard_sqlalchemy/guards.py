@@ -5,6 +5,8 @@ One class per raceguard guard. The same objects serve the Alembic
 operations, the declarations on a Table and the autogenerate comparison, so
 a guard is rendered in one place only.
 """
+import json
+import re
 import weakref
 from decimal import Decimal, InvalidOperation
 
@@ -292,7 +294,123 @@ class RunningBalanceGuard(Guard):
                 "min_balance": self.min_balance, "initial": self.initial}
 
 
-GUARD_CLASSES = {cls.guard: cls for cls in (LockVersionGuard, ImmutableOnceSetGuard, RunningBalanceGuard)}
+# A state the transition guard would misread unquoted: holding >, = or ",
+# empty, beginning or ending with one of its blanks, or spelling NULL.
+_NEEDS_QUOTES = re.compile(r'[>="]|\A[ \t\n\r\f\v]|[ \t\n\r\f\v]\Z|\A\Z')
+
+
+def transition_state(state):
+    """A state as raceguard.transition() parses it: None is the NULL state
+    (an unquoted NULL); text the guard would misread is double-quoted, with
+    "" for ". Text, int and bool states are written in the column's text
+    form."""
+    if state is None:
+        return "NULL"
+    if isinstance(state, bool):
+        text = "true" if state else "false"
+    elif isinstance(state, (str, int)):
+        text = str(state)
+    else:
+        raise ValueError("a state must be a str, int, bool or None, not %r" % (state,))
+    if "\x00" in text:
+        raise ValueError("state %r contains a NUL character" % text)
+    if _NEEDS_QUOTES.search(text) or text.lower() == "null" and text.isascii():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def parse_transition_edge(argument):
+    """(from, to) of an edge argument as the guard reads it, from being
+    START for a start state ('>to'); ValueError where the guard would
+    refuse it."""
+    separators, quoted = [], False
+    for i, char in enumerate(argument):
+        if char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            separators.append(i)
+    if len(separators) != 1 or quoted:
+        raise ValueError("not one edge: %r" % argument)
+    source, target = argument[:separators[0]], argument[separators[0] + 1:]
+    return (START if source == "" else _parse_state(source)), _parse_state(target)
+
+
+START = object()
+
+
+def _parse_state(text):
+    if text.startswith('"'):
+        inner = text[1:-1]
+        if len(text) < 2 or not text.endswith('"') or '"' in inner.replace('""', ""):
+            raise ValueError("malformed state %r" % text)
+        return inner.replace('""', '"')
+    if text == "" or '"' in text:
+        raise ValueError("malformed state %r" % text)
+    return None if text.isascii() and text.lower() == "null" else text
+
+
+class TransitionGuard(Guard):
+    """raceguard.transition(column, '>start', ..., 'from>to', ...): start is
+    the states a row may start in, edges maps each state to the state (or
+    list of states) it may change to; None is the NULL state."""
+
+    guard = "transition"
+    events = ("INSERT", "UPDATE")
+
+    def __init__(self, table_name, column, edges=None, start=(), name=None, schema=None):
+        self.column = _name(column, "column")
+        if edges is None:
+            edges = {}
+        if not isinstance(edges, dict):
+            raise ValueError("edges must be a dict of from-state: to-state(s), not %r" % (edges,))
+        starts = list(start) if isinstance(start, (list, tuple)) else [start]
+        self.start = starts
+        self.edges = {}
+        for source, targets in edges.items():
+            targets = list(targets) if isinstance(targets, (list, tuple)) else [targets]
+            if not targets:
+                raise ValueError("edges: %r lists no state to change to" % (source,))
+            self.edges[source] = targets
+        if not self.start and not self.edges:
+            raise ValueError("a transition guard needs at least one start state or edge")
+        self._arguments = [self.column] + [">" + transition_state(state) for state in self.start] + [
+            transition_state(source) + ">" + transition_state(target)
+            for source, targets in self.edges.items() for target in targets]
+        super().__init__(table_name, name, schema)
+
+    @classmethod
+    def from_trigger_arguments(cls, table_name, arguments, name=None, schema=None):
+        """The guard whose trigger has these arguments (ValueError where
+        they are not an edge list this class writes)."""
+        start, edges = [], {}
+        for argument in arguments[1:]:
+            source, target = parse_transition_edge(argument)
+            if source is START:
+                start.append(target)
+            else:
+                edges.setdefault(source, []).append(target)
+        return cls(table_name, arguments[0], edges=edges, start=start, name=name, schema=schema)
+
+    def default_name(self):
+        return "%s_%s_transition" % (self.table_name, self.column)
+
+    def arguments(self):
+        return list(self._arguments)
+
+    def columns(self):
+        return [self.column]
+
+    def options(self):
+        # raceguard.guards shows the edges as written, in order.
+        return {"edges": json.dumps(self._arguments[1:])}
+
+    def keywords(self):
+        # An empty start renders as its default, ().
+        return {"column": self.column, "start": list(self.start) or (), "edges": dict(self.edges)}
+
+
+GUARD_CLASSES = {cls.guard: cls for cls in (LockVersionGuard, ImmutableOnceSetGuard, RunningBalanceGuard,
+                                            TransitionGuard)}
 
 
 def from_database(schema, table_name, trigger_name, guard, columns, options, timing):
@@ -312,6 +430,9 @@ def from_database(schema, table_name, trigger_name, guard, columns, options, tim
                                        min_balance=options.get("min_balance"),
                                        initial=None if initial in (None, "0") else initial,
                                        name=trigger_name, schema=schema)
+        if guard == "transition":
+            edges = json.loads(options.get("edges") or "[]")
+            return TransitionGuard.from_trigger_arguments(table_name, columns + edges, name=trigger_name, schema=schema)
     except (ValueError, IndexError):
         return None  # a broken guard (check_guards() reports it): left alone
     return None
@@ -348,6 +469,12 @@ def running_balance_guard(table, amount, balance, seq, group=(), min_balance=Non
     table = _table(table)
     return declare(table, RunningBalanceGuard, amount=amount, balance=balance, seq=seq, group=group,
                    min_balance=min_balance, initial=initial, name=name)
+
+
+def transition_guard(table, column, edges=None, start=(), name=None):
+    """Declares a transition guard on a Table (or a mapped class)."""
+    table = _table(table)
+    return declare(table, TransitionGuard, column=column, edges=edges, start=start, name=name)
 
 
 def declared_guards(table):

@@ -54,8 +54,10 @@ cleanup() {
             psql -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 ||
                 echo "warning: could not drop database $db" >&2
         done
-    psql -X -q -d postgres -c "DROP ROLE IF EXISTS \"$RACEGUARD_TEST_APP_ROLE\"" >/dev/null 2>&1 ||
-        echo "warning: could not drop role $RACEGUARD_TEST_APP_ROLE" >&2
+    for role in "$RACEGUARD_TEST_APP_ROLE" "${RACEGUARD_TEST_PREFIX}_blind"; do
+        psql -X -q -d postgres -c "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 ||
+            echo "warning: could not drop role $role" >&2
+    done
     rm -rf "$work"
     exit "$status"
 }

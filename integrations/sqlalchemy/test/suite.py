@@ -3,12 +3,14 @@ from its wheel. Each part prints its checks; the summary counts them and
 the exit status is non-zero when one failed."""
 import datetime
 import glob
+import json
 import os
 import random
 import re
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from decimal import Decimal
 
@@ -119,6 +121,16 @@ def guards(engine):
             "  FROM raceguard.guards ORDER BY 1, 2")))
 
 
+def models_states():
+    """The hostile states test/project/models.py declares."""
+    namespace = {}
+    with open(os.path.join(PROJECT, "models.py")) as f:
+        source = f.read()
+    exec(compile(source[source.index("HOSTILE_STATES = "):source.index("hostile = Table")], "models.py", "exec"),
+         namespace)
+    return namespace["HOSTILE_STATES"]
+
+
 def position(operations, needle):
     for n, operation in enumerate(operations):
         if needle in operation:
@@ -166,24 +178,38 @@ def test_migrations():
                                             " name='conversation_assignment_constraint')"),
                           ("payments", "op.add_running_balance_guard('payments', amount='amount', "
                                        "balance='balance', seq='entry_no', group=['account_id'], min_balance='0',"
-                                       " initial='0.00', name='payments_running_balance')")):
+                                       " initial='0.00', name='payments_running_balance')"),
+                          ("tickets", "op.add_transition_guard('tickets', column='status', start=['open'], "
+                                      "edges={'open': ['assigned'], 'assigned': ['closed', 'open']}, "
+                                      "name='tickets_status_transition')"),
+                          ("hostile", "op.add_transition_guard('hostile', column='state', start=[None], "
+                                      "edges={None: [\"it's\"], \"it's\": ['say \"hi\"'], 'say \"hi\"': ['a>b'], ")):
         created, added = position(up1, "op.create_table('%s'" % table), position(up1, needle)
         check(created is not None and added is not None and created < added,
               "%s: the guard is added after its create_table (%s, %s)" % (table, created, added))
     index, guard = position(up1, "payments_chain"), position(up1, "add_running_balance_guard")
     check(index is not None and guard is not None and index < guard, "the ledger's index comes before its guard")
-    check([o for o in down1 if "guard" in o][:1] == ["op.drop_running_balance_guard('payments', amount='amount', "
-                                                     "balance='balance', seq='entry_no', group=['account_id'], "
-                                                     "min_balance='0', initial='0.00', "
-                                                     "name='payments_running_balance')"] and
-          position(down1, "drop_lock_version_guard") < position(down1, "drop_table('orders')"),
+    check("op.drop_running_balance_guard('payments', amount='amount', balance='balance', seq='entry_no', "
+          "group=['account_id'], min_balance='0', initial='0.00', name='payments_running_balance')" in down1 and
+          all(position(down1, "drop_%s_guard('%s'" % (kind, table)) < position(down1, "drop_table('%s')" % table)
+              for kind, table in (("lock_version", "orders"), ("running_balance", "payments"),
+                                  ("transition", "tickets"), ("transition", "hostile"))),
           "the downgrade drops the guards before their tables")
 
     alembic(database, "upgrade", "head")
     engine = engine_for(database)
     after1 = guards(engine)
-    check([g[1] for g in after1] == ["conversation_assignment_constraint", "orders_lock_version",
-                                     "payments_running_balance"], "upgrade as the role made the three guards")
+    check([g[1] for g in after1] == ["conversation_assignment_constraint", "hostile_state_transition",
+                                     "orders_lock_version", "payments_running_balance", "tickets_status_transition"],
+          "upgrade as the role made the five guards")
+    check(("tickets", "tickets_status_transition", "transition", ["status"],
+           '{"edges": [">open", "open>assigned", "assigned>closed", "assigned>open"]}', "BEFORE") in after1,
+          "tickets' transition guard as declared")
+    hostile_edges = json.loads([g for g in after1 if g[1] == "hostile_state_transition"][0][4])["edges"]
+    check(hostile_edges[:2] == [">NULL", "NULL>it's"] and
+          [rg.guards.parse_transition_edge(e) for e in hostile_edges[1:]] ==
+          list(zip([None] + models_states(), models_states() + [None])),
+          "every hostile state reads back from raceguard.guards as the state declared")
     check(("orders", "orders_lock_version", "lock_version", ["version"], '{"strict": true, "sqlstate": "40001"}',
            "BEFORE") in after1, "orders' guard as declared: version, strict")
     with engine.connect() as connection:
@@ -208,8 +234,8 @@ def test_migrations():
                                 "EXECUTE FUNCTION audit()"))
     path, up, down = autogenerate(database, "entities", stage=1, extra={"RACEGUARD_TEST_ENTITY_COMPARATOR": "1",
                                                                        "RACEGUARD_TEST_NO_DIRECTIVES": "1"})
-    check(len([o for o in up if o.startswith("op.drop_entity")]) == 5,
-          "without the hook, the entity comparator proposes dropping the 4 guards and the audit trigger: %r" % up)
+    check(len([o for o in up if o.startswith("op.drop_entity")]) == 7,
+          "without the hook, the entity comparator proposes dropping the 6 guards and the audit trigger: %r" % up)
     os.remove(path)
     path, up, down = autogenerate(database, "entities", stage=1, extra={"RACEGUARD_TEST_ENTITY_COMPARATOR": "1"})
     check(up == ["op.drop_entity('PGTrigger: public.orders_audit orders')"] and
@@ -242,8 +268,14 @@ def test_migrations():
     rb_add = position(up2, "op.add_running_balance_guard('payments'")
     check(None not in (rb_drop, rb_alter, rb_add) and rb_drop < rb_alter < rb_add,
           "the ledger's seq retyped: drop guard -> alter column -> add guard (%s %s %s)" % (rb_drop, rb_alter, rb_add))
-    check(len([o for o in up2 if "drop_" in o and "guard" in o]) == 3 and
-          len([o for o in up2 if "add_" in o and "guard" in o]) == 4, "exactly three guard drops, all re-added")
+    tr_drop = position(up2, "op.drop_transition_guard('tickets'")
+    tr_alter = position(up2, "op.alter_column('tickets', 'status'")
+    tr_add = position(up2, "op.add_transition_guard('tickets'")
+    check(None not in (tr_drop, tr_alter, tr_add) and tr_drop < tr_alter < tr_add,
+          "the tickets' status retyped: drop transition guard -> alter column -> add it (%s %s %s)" % (
+              tr_drop, tr_alter, tr_add))
+    check(len([o for o in up2 if "drop_" in o and "guard" in o]) == 4 and
+          len([o for o in up2 if "add_" in o and "guard" in o]) == 5, "exactly four guard drops, all re-added")
 
     alembic(database, "upgrade", "head", stage=2)
     after2 = guards(engine)
@@ -295,8 +327,9 @@ def test_migrations():
     with plain_engine.connect() as connection:
         operations = produce_migrations(MigrationContext.configure(connection), models.metadata).upgrade_ops.ops
     names = [type(o).__name__ for o in operations]
-    check(names[0] == "CreateRaceguardExtensionOp" and names[-3:] == [
-        "AddImmutableOnceSetGuardOp", "AddLockVersionGuardOp", "AddRunningBalanceGuardOp"],
+    check(names[0] == "CreateRaceguardExtensionOp" and names[-5:] == [
+        "AddImmutableOnceSetGuardOp", "AddTransitionGuardOp", "AddLockVersionGuardOp", "AddRunningBalanceGuardOp",
+        "AddTransitionGuardOp"],
         "without raceguard in the database: create_raceguard_extension first, the guards last: %r" % names)
     from alembic import op
     from alembic.operations import Operations
@@ -327,7 +360,16 @@ def test_bad_operations(database):
             (lambda: rg.RunningBalanceGuard("p", "amount", "balance", seq="seq", initial=1.5),
              "a float initial (inexact)"),
             (lambda: rg.lock_version_guard(sa.Table("x", sa.MetaData(), sa.Column("id", sa.Integer)), "version"),
-             "a declared guard on a column the table lacks")):
+             "a declared guard on a column the table lacks"),
+            (lambda: rg.TransitionGuard("t", "status"), "a transition guard without start states or edges"),
+            (lambda: rg.TransitionGuard("t", "status", edges={}, start=[]), "empty edges and start"),
+            (lambda: rg.TransitionGuard("t", "status", edges=[("open", "closed")]), "edges that are not a dict"),
+            (lambda: rg.TransitionGuard("t", "status", edges={"open": []}), "an edge to no state"),
+            (lambda: rg.TransitionGuard("t", "status", start=[1.5]), "a float state"),
+            (lambda: rg.TransitionGuard("t", "status", start=["a\x00b"]), "a state with a NUL"),
+            (lambda: rg.TransitionGuard("t", "", start=["open"]), "a transition guard without a column"),
+            (lambda: rg.transition_guard(sa.Table("y", sa.MetaData(), sa.Column("id", sa.Integer)), "status",
+                                         start=["open"]), "a declared transition guard on a column the table lacks")):
         expect_error(call, ValueError, what)
     # A migration whose guard names a missing column: PostgreSQL refuses it
     # (42703 from raceguard's DDL check) and nothing of the revision stays.
@@ -360,6 +402,26 @@ def downgrade():
         check(connection.execute(text("SELECT to_regclass('bad_table')")).scalar() is None and
               guards(engine) == before, "nothing of the failed revision was created")
     os.remove(bad)
+
+    # What only the database knows: a misspelt column, a state the column's
+    # type rejects, an edge twice. Each fails at CREATE TRIGGER with
+    # raceguard's SQLSTATE and nothing is made.
+    from alembic import op
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    for kwargs, sqlstate, what in (
+            (dict(table_name="tickets", column="stauts", start=["open"]), "42703", "a misspelt column"),
+            (dict(table_name="orders", column="total", start=[0], edges={0: "one"}), "22P02",
+             "a word as a state of an integer column"),
+            (dict(table_name="tickets", column="status", edges={"open": ["closed", "closed"]}), "22023",
+             "the same edge twice")):
+        try:
+            with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+                op.add_transition_guard(name="t_bad", **kwargs)
+            check(False, "%s: add_transition_guard raised nothing" % what)
+        except sa.exc.DBAPIError as error:
+            check(error.orig.pgcode == sqlstate and guards(engine) == before,
+                  "%s: %s, nothing made (%s)" % (what, error.orig.pgcode, str(error.orig).splitlines()[0][:100]))
 
     # Quoting: odd names go through as written.
     odd = 'we"ird: tab\'le'
@@ -682,6 +744,294 @@ def test_errors_and_races(database):
         connection.execute(text("DELETE FROM invoices"))
 
 
+def lock_waiters(table):
+    """How many of the application role's statements UPDATE table while
+    waiting for a lock, seen from the superuser's connection."""
+    with admin.connect() as connection:
+        return connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = :role AND wait_event_type = 'Lock'"
+            " AND query LIKE :update"), {"role": APP_ROLE, "update": "UPDATE %s %%" % table}).scalar()
+
+
+def held_race(first, others, table):
+    """Runs first(saved, commit) and then each of others in its own thread:
+    first writes and sets `saved`, then holds its transaction open until
+    `commit` is set; each other one starts once `saved` is set, and
+    `commit` is set once all their UPDATEs wait for first's row lock. So
+    the others' UPDATEs began before first's commit: the race the guards
+    see, every round. Returns what each returned or raised."""
+    saved, commit = threading.Event(), threading.Event()
+    results = [None] * (1 + len(others))
+
+    def run(n, work):
+        try:
+            results[n] = ("ok", work())
+        except Exception as error:  # noqa: BLE001 - the caller inspects it
+            results[n] = ("error", error)
+
+    def later(work):
+        def started():
+            saved.wait(60)
+            return work()
+        return started
+    threads = [threading.Thread(target=run, args=(0, lambda: first(saved, commit)))] + [
+        threading.Thread(target=run, args=(n + 1, later(work))) for n, work in enumerate(others)]
+    for thread in threads:
+        thread.start()
+    saved.wait(60)
+    deadline = time.monotonic() + 60
+    while lock_waiters(table) < len(others) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    commit.set()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    id = sa.Column(sa.Integer, primary_key=True)
+    status = sa.Column(sa.Text, nullable=False)
+    agent = sa.Column(sa.Text)
+
+
+def walk_chain(engine, model, states, what):
+    """Moves one row from NULL through each state and back to NULL along
+    the chain's edges, trying each skipped edge first: each refused with
+    exactly its two states in the GuardViolation."""
+    chain = [None] + states + [None]
+    walked = refused = 0
+    with Session(engine) as session:
+        row = model(state=None)
+        session.add(row)
+        session.commit()
+        for n in range(len(chain) - 1):
+            if n + 2 < len(chain) and chain[n + 2] != chain[n + 1]:
+                row.state = chain[n + 2]
+                try:
+                    session.commit()
+                except rg.GuardViolation as error:
+                    session.rollback()
+                    refused += (error.refusal, error.from_state, error.to_state) == (
+                        "undeclared_transition", chain[n], chain[n + 2])
+            row.state = chain[n + 1]
+            session.commit()
+            walked += session.execute(sa.select(model.state).where(model.id == row.id)).scalar() == chain[n + 1]
+    check(walked == len(chain) - 1 and refused == len(chain) - 2,
+          "%s: %d states reached along their edges, %d skipped edges refused naming exactly their states" % (
+              what, walked, refused))
+
+
+def test_transitions(database):
+    part["name"] = "transitions"
+    engine = rg.map_errors(engine_for(database, pool_size=8))
+
+    # An undeclared edge and an undeclared start: GuardViolation with the states.
+    with Session(engine) as session:
+        session.add(Ticket(id=1, status="open"))
+        session.commit()
+        ticket = session.get(Ticket, 1)
+        ticket.status = "closed"
+        try:
+            session.commit()
+            check(False, "open -> closed is refused")
+        except rg.GuardViolation as error:
+            session.rollback()
+            check((error.table, error.column, error.trigger, error.guard, error.refusal, error.from_state,
+                   error.to_state) == ("tickets", "status", "tickets_status_transition", "transition",
+                                       "undeclared_transition", "open", "closed"),
+                  "open -> closed: GuardViolation naming the column, trigger and both states")
+        session.add(Ticket(id=2, status="closed"))
+        try:
+            session.commit()
+            check(False, "a ticket starting closed is refused")
+        except rg.GuardViolation as error:
+            session.rollback()
+            check((error.refusal, error.from_state, error.to_state) == ("undeclared_start", rg.UNKNOWN_STATE,
+                                                                        "closed"),
+                  "a start in closed: refusal 'undeclared_start', to_state 'closed', no from_state")
+        check(session.get(Ticket, 1).status == "open" and session.get(Ticket, 2) is None, "nothing was written")
+
+    # A role that may update the status but not read it: PostgreSQL leaves
+    # the DETAIL out, and the GuardViolation still says which refusal, with
+    # UNKNOWN_STATE (false, and not None, which is the NULL state).
+    blind = PREFIX + "_blind"
+    with admin.connect() as connection:
+        connection.execute(text("CREATE ROLE \"%s\" LOGIN PASSWORD '%s'" % (blind, APP_PASSWORD)))
+    admin_app = sa.create_engine(url(database), isolation_level="AUTOCOMMIT")
+    engines.append(admin_app)
+    with admin_app.connect() as connection:
+        connection.execute(text('GRANT SELECT (id), UPDATE (status) ON tickets TO "%s"' % blind))
+    blind_engine = rg.map_errors(sa.create_engine(url(database, blind, APP_PASSWORD)))
+    engines.append(blind_engine)
+    try:
+        with blind_engine.begin() as connection:
+            connection.execute(sa.update(Ticket.__table__).where(Ticket.__table__.c.id == 1).values(status="closed"))
+        check(False, "open -> closed by a role that cannot read the status is refused")
+    except rg.GuardViolation as error:
+        check(error.orig.diag.message_detail is None and
+              (error.refusal, error.from_state, error.to_state, error.column) ==
+              ("undeclared_transition", rg.UNKNOWN_STATE, rg.UNKNOWN_STATE, "status") and not error.from_state,
+              "without DETAIL: refusal 'undeclared_transition', both states UNKNOWN_STATE")
+    blind_engine.dispose()
+    with admin_app.connect() as connection:
+        connection.execute(text('REVOKE ALL ON tickets FROM "%s"' % blind))
+    with admin.connect() as connection:
+        connection.execute(text('DROP ROLE "%s"' % blind))
+
+    # The race: several agents take the same open ticket. The first one's
+    # UPDATE holds the row until the others' UPDATEs wait for it; each of
+    # them is re-aimed at the assigned row and refused as a duplicate.
+    rounds = random.randint(3, 6)
+    good = 0
+    for round_ in range(rounds):
+        workers = random.randint(2, 4)
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM tickets"))
+            connection.execute(text("INSERT INTO tickets (id, status) VALUES (1, 'open')"))
+
+        def first(saved, commit):
+            with Session(engine) as session:
+                ticket = session.get(Ticket, 1)
+                ticket.status, ticket.agent = "assigned", "agent 0"
+                session.flush()
+                saved.set()
+                commit.wait(60)
+                session.commit()
+                return "agent 0"
+
+        def other(n):
+            def work():
+                with Session(engine) as session:
+                    ticket = session.get(Ticket, 1)
+                    ticket.status, ticket.agent = "assigned", "agent %d" % n
+                    try:
+                        session.commit()
+                        return "agent %d" % n
+                    except rg.GuardViolation:
+                        session.rollback()
+                        raise
+            return work
+        # The others read the ticket after the first one's UPDATE, before its
+        # commit: they see it open.
+        results = held_race(first, [other(n) for n in range(1, workers)], "tickets")
+        errors = [r[1] for r in results if r[0] == "error"]
+        with engine.connect() as connection:
+            stored = tuple(connection.execute(text("SELECT status, agent FROM tickets WHERE id = 1")).one())
+        if (results[0] == ("ok", "agent 0") and len(errors) == workers - 1 and stored == ("assigned", "agent 0")
+                and all(isinstance(e, rg.GuardViolation) and (e.refusal, e.from_state, e.to_state, e.column) ==
+                        ("duplicate_transition", "open", "assigned", "status") for e in errors)):
+            good += 1
+        else:
+            print("    round %d: %r, stored %r" % (round_, results, stored))
+    check(good == rounds, "in each of %d rounds of 2-4 agents the first kept the ticket and every other got "
+                          "GuardViolation 'duplicate_transition' from 'open' to 'assigned'" % rounds)
+
+    # With version_id_col on the same table, a free race: every loser is
+    # SQLAlchemy's StaleDataError (its WHERE version = v found no row).
+    from alembic import op
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+    with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        op.create_table("bills", sa.Column("id", sa.Integer, primary_key=True), sa.Column("status", sa.Text),
+                        sa.Column("version", sa.Integer, nullable=False))
+        op.add_transition_guard("bills", "status", start=["pending"], edges={"pending": "sent", "sent": "paid"})
+
+    class Bill(Base):
+        __tablename__ = "bills"
+        id = sa.Column(sa.Integer, primary_key=True)
+        status = sa.Column(sa.Text)
+        version = sa.Column(sa.Integer, nullable=False)
+        __mapper_args__ = {"version_id_col": version}
+    rounds = random.randint(3, 6)
+    good = 0
+    for round_ in range(rounds):
+        workers = random.randint(2, 4)
+        with Session(engine) as session:
+            session.add(Bill(id=round_ + 1, status="pending"))
+            session.commit()
+
+        def sender(n, bill_id=round_ + 1):
+            def work(barrier):
+                with Session(engine) as session:
+                    bill = session.get(Bill, bill_id)
+                    barrier.wait()
+                    bill.status = "sent"
+                    try:
+                        session.commit()
+                        return n
+                    except orm_exc.StaleDataError:
+                        session.rollback()
+                        raise
+            return work
+        results = race([sender(n) for n in range(workers)])
+        errors = [r[1] for r in results if r[0] == "error"]
+        if (len(errors) == workers - 1 and all(isinstance(e, orm_exc.StaleDataError)
+                                               and not isinstance(e, rg.StaleDataError) for e in errors)):
+            good += 1
+        else:
+            print("    round %d: %r" % (round_, results))
+    check(good == rounds, "version_id_col: in each of %d free races one save won, every other got SQLAlchemy's "
+                          "StaleDataError" % rounds)
+
+    # Where the version read cannot be found (no primary key), the guard's
+    # 40001 passes through: an OperationalError to retry, no StaleDataError.
+    with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        op.create_table("loose", sa.Column("id", sa.Integer), sa.Column("status", sa.Text))
+        op.add_transition_guard("loose", "status", start=["open"], edges={"open": "assigned"})
+        connection.execute(text("INSERT INTO loose VALUES (1, 'open')"))
+
+    def loose_first(saved, commit):
+        with engine.connect() as connection:
+            with connection.begin():
+                connection.execute(text("UPDATE loose SET status = 'assigned' WHERE id = 1"))
+                saved.set()
+                commit.wait(60)
+            return "first"
+
+    def loose_second():
+        with engine.connect() as connection:
+            with connection.begin():
+                connection.execute(text("UPDATE loose SET status = 'assigned' WHERE id = 1"))
+            return "second"
+    results = held_race(loose_first, [loose_second], "loose")
+    error = results[1][1]
+    check(results[0] == ("ok", "first") and isinstance(error, sa.exc.OperationalError)
+          and not isinstance(error, rg.StaleDataError) and error.orig.pgcode == "40001",
+          "no primary key: the re-aimed write is the guard's 40001, an OperationalError (%r)" % (results,))
+
+    # Hostile states: the chain models.py declares (made by the autogenerated
+    # revision), and a random one made with op.add_transition_guard.
+    class Hostile(Base):
+        __tablename__ = "hostile"
+        id = sa.Column(sa.Integer, primary_key=True)
+        state = sa.Column(sa.Text)
+    walk_chain(engine, Hostile, models_states(), "the declared hostile chain")
+    alphabet = [chr(c) for c in range(32, 0x250)] + ['"', ">", "=", "'", " ", "\t", "\n"] * 20
+    states = list(dict.fromkeys("".join(random.choice(alphabet) for _ in range(random.randint(0, 8)))
+                                for _ in range(random.randint(8, 16))))
+    print("    random states: %r" % states)
+    with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        op.create_table("hostile_random", sa.Column("id", sa.Integer, primary_key=True), sa.Column("state", sa.Text))
+        op.add_transition_guard("hostile_random", "state", start=[None],
+                                edges=dict(zip([None] + states, states + [None])))
+    engine.dispose()  # connections made from now on read the new guard
+
+    class HostileRandom(Base):
+        __tablename__ = "hostile_random"
+        id = sa.Column(sa.Integer, primary_key=True)
+        state = sa.Column(sa.Text)
+    walk_chain(engine, HostileRandom, states, "a random chain of %d states" % len(states))
+    with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        op.drop_transition_guard("hostile_random", "state", start=[None],
+                                 edges=dict(zip([None] + states, states + [None])))
+        left = connection.execute(text("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'hostile_random'::regclass"
+                                       " AND NOT tgisinternal")).scalar()
+        for table in ("hostile_random", "loose", "bills"):
+            op.drop_table(table)
+    check(left == 0, "drop_transition_guard removed it")
+
+
 def test_leases(database):
     part["name"] = "leases"
     engine = engine_for(database)
@@ -827,6 +1177,7 @@ def main():
         database = test_migrations()
         test_bad_operations(database)
         test_errors_and_races(database)
+        test_transitions(database)
         test_leases(database)
         part["name"] = "docs/sqlalchemy.md"
         if check(os.path.exists(DOCS), "docs/sqlalchemy.md exists"):

@@ -8,7 +8,8 @@ module Raceguard
       PAIRS = {
         add_lock_version_guard: :remove_lock_version_guard,
         add_write_once_guard: :remove_write_once_guard,
-        add_running_balance_guard: :remove_running_balance_guard
+        add_running_balance_guard: :remove_running_balance_guard,
+        add_transition_guard: :remove_transition_guard
       }.freeze
 
       (PAIRS.keys + PAIRS.values).each do |method|

@@ -7,11 +7,26 @@ module Raceguard
     # guard, or its 23514 with sqlstate=23514) as ActiveRecord::StaleObjectError;
     # a write-once or ledger violation (23514) as a validation error on the
     # column (save returns false, save! raises ActiveRecord::RecordInvalid,
-    # destroy returns false). The guard is found by the error's table and
+    # destroy returns false); a transition guard's 23514 (an undeclared start
+    # state or edge, or a duplicate transition) as a validation error on the
+    # status column whose details carry the states from the error's DETAIL.
+    # The guard is found by the error's table and
     # constraint name (for a stale write, which has no constraint: its table
     # and column). Any other error passes through unchanged.
     module ErrorMapping
-      Violation = Struct.new(:guard, :column, :type, keyword_init: true)
+      Violation = Struct.new(:guard, :column, :type, :states, keyword_init: true)
+
+      # The transition guard's DETAIL shows each state as a SQL literal
+      # ('it''s') or NULL, so a state holding any text reads back exactly.
+      LITERAL = "('(?:[^']|'')*'|NULL)"
+      TRANSITION_DETAILS = {
+        transition: /\AThe update changes it from #{LITERAL} to #{LITERAL}, which trigger /,
+        duplicate_transition: /\AAnother transaction changed it from #{LITERAL} to #{LITERAL} after this statement began/,
+        start_state: /\AThe new row's state is #{LITERAL}; trigger /
+      }.freeze
+      # Without DETAIL (a role that may not read the column), the message says which.
+      TRANSITION_MESSAGES = { transition: "undeclared transition ", duplicate_transition: "duplicate transition ",
+                              start_state: "undeclared start state " }.freeze
 
       def save(**options, &block)
         raceguard_errors(bang: false) { super }
@@ -49,7 +64,11 @@ module Raceguard
         raise ActiveRecord::StaleObjectError.new(self, action) if violation.type == :stale
 
         attribute = violation.column && has_attribute?(violation.column) ? violation.column.to_sym : :base
-        errors.add(attribute, violation.type)
+        if violation.states
+          ErrorMapping.add_transition_error(errors, attribute, violation)
+        else
+          errors.add(attribute, violation.type)
+        end
         raise ActiveRecord::RecordInvalid, self if bang
 
         false
@@ -68,11 +87,44 @@ module Raceguard
 
           case state
           when "40001" then stale_write(connection, schema, table, column)
-          when "23514" then check_violation(connection, schema, table, column, constraint, action)
+          when "23514"
+            found = check_violation(connection, schema, table, column, constraint, action)
+            found && found.guard.guard == "transition" ? transition_violation(found, result) : found
           end
         end
 
+        # errors.add with the states as details (from:, to:; nil is NULL) and
+        # the message naming them as the guard's DETAIL does.
+        def add_transition_error(errors, attribute, violation)
+          states = violation.states
+          shown = states.transform_values { |literal| literal || "?" }
+          message = I18n.t("errors.messages.#{violation.type}", **shown)
+          # A state the error does not show is left out of the details (nil
+          # there is the NULL state).
+          details = states.compact.transform_values { |literal| unliteral(literal) }
+          errors.add(attribute, violation.type, message: message, **details)
+        end
+
+        # The state a literal of the DETAIL shows: nil for NULL.
+        def unliteral(literal)
+          literal == "NULL" ? nil : literal[1...-1].gsub("''", "'")
+        end
+
         private
+
+        # The kind of refusal and its states (as literals: nil where DETAIL is absent).
+        def transition_violation(violation, result)
+          detail = result.error_field(PG::PG_DIAG_MESSAGE_DETAIL).to_s
+          message = result.error_field(PG::PG_DIAG_MESSAGE_PRIMARY).to_s
+          TRANSITION_DETAILS.each do |type, pattern|
+            next unless (m = pattern.match(detail)) || message.start_with?(TRANSITION_MESSAGES[type])
+
+            states = type == :start_state ? { to: m && m[1] } : { from: m && m[1], to: m && m[2] }
+            return Violation.new(guard: violation.guard, column: violation.column, type: type, states: states)
+          end
+          Violation.new(guard: violation.guard, column: violation.column, type: :transition,
+                        states: { from: nil, to: nil })
+        end
 
         # PostgreSQL's own 40001 carries no table and column: only a
         # lock_version guard's does.
@@ -94,6 +146,8 @@ module Raceguard
           case guard.guard
           when "lock_version"
             Violation.new(guard: guard, column: column, type: :stale)
+          when "transition"
+            Violation.new(guard: guard, column: column || guard.columns.first, type: :transition)
           when "immutable_once_set"
             Violation.new(guard: guard, column: column || guard.columns.first, type: :write_once)
           when "running_balance"

@@ -19,8 +19,14 @@ module Raceguard
       KINDS = {
         lock_version: { function: "lock_version", events: %w[INSERT UPDATE], suffix: "guard" },
         write_once: { function: "immutable_once_set", events: %w[UPDATE], suffix: "write_once" },
-        running_balance: { function: "running_balance", events: %w[INSERT UPDATE DELETE], suffix: "running_balance" }
+        running_balance: { function: "running_balance", events: %w[INSERT UPDATE DELETE], suffix: "running_balance" },
+        transition: { function: "transition", events: %w[INSERT UPDATE], suffix: "transition" }
       }.freeze
+
+      # Characters at either end of an unquoted state that the guard refuses
+      # (its blanks), and those that need quotes anywhere in it.
+      BLANK = " \t\n\r\f\v"
+      NEEDS_QUOTES = /[>="]|\A[#{BLANK}]|[#{BLANK}]\z|\A\z/.freeze
 
       # The guard kind (as the helpers name it) of a raceguard.guards.guard value.
       KIND_OF_FUNCTION = KINDS.to_h { |kind, shape| [shape[:function], kind] }.freeze
@@ -61,6 +67,87 @@ module Raceguard
           arguments << "min_balance=#{number(min_balance, :min_balance)}" unless min_balance.nil?
           arguments << "initial=#{number(initial, :initial)}" unless initial.nil?
           build(:running_balance, table, name, [balance], arguments)
+        end
+
+        # add_transition_guard :tickets, :status, start: ["open"],
+        #                      edges: { "open" => ["assigned"], "assigned" => ["closed", "open"] }, name: nil
+        # A state is a String (or Symbol, Integer, true/false), written in the
+        # column's text form; nil is the NULL state. start: lists the states a
+        # row may start in; edges: maps each state to the states it may change
+        # to (one state or an Array).
+        def transition(table, column, start: [], edges: {}, name: nil)
+          column = column.to_s
+          raise ArgumentError, "add_transition_guard needs the column" if column.empty?
+          raise ArgumentError, "edges: must be a Hash of from => to states, not #{edges.inspect}" unless edges.is_a?(Hash)
+
+          arguments = [column]
+          starts = start.is_a?(Array) ? start : [start]
+          starts.each { |state| arguments << ">#{transition_state(state)}" }
+          edges.each do |from, to|
+            targets = to.is_a?(Array) ? to : [to]
+            raise ArgumentError, "edges: #{from.inspect} => [] lists no state to change to" if targets.empty?
+
+            targets.each { |state| arguments << "#{transition_state(from)}>#{transition_state(state)}" }
+          end
+          raise ArgumentError, "add_transition_guard needs at least one start state or edge" if arguments.size == 1
+
+          build(:transition, table, name, [column], arguments)
+        end
+
+        # A state as the guard parses it: nil is an unquoted NULL; a state
+        # holding >, = or ", blank at either end, empty, or spelling NULL (in
+        # any case) is double-quoted, with "" for ".
+        def transition_state(state)
+          return "NULL" if state.nil?
+
+          text =
+            case state
+            when String then state
+            when Symbol, Integer, true, false then state.to_s
+            else raise ArgumentError, "a state must be a String, Symbol, Integer, true, false or nil, not #{state.inspect}"
+            end
+          raise ArgumentError, "state #{text.inspect} contains a NUL character" if text.include?("\0")
+          raise ArgumentError, "state #{text.inspect} is not valid #{text.encoding}" unless text.valid_encoding?
+
+          quote = NEEDS_QUOTES.match?(text) || text.downcase(:ascii) == "null"
+          quote ? %("#{text.gsub('"', '""')}") : text
+        end
+
+        # The inverse: [:start, state] or [from, to] for an edge argument as
+        # the guard reads it; ArgumentError where the guard would refuse it.
+        def parse_transition_edge(argument)
+          separators = []
+          quoted = false
+          argument.each_char.with_index do |char, i|
+            if char == '"'
+              quoted = !quoted
+            elsif char == ">" && !quoted
+              separators << i
+            end
+          end
+          raise ArgumentError, "not one edge: #{argument.inspect}" unless separators.size == 1 && !quoted
+
+          from = argument[0...separators[0]]
+          to = parse_transition_state(argument[(separators[0] + 1)..])
+          from.empty? ? [:start, to] : [parse_transition_state(from), to]
+        end
+
+        def parse_transition_state(text)
+          if text.start_with?('"')
+            inner = text[1...-1]
+            raise ArgumentError, "malformed state #{text.inspect}" unless text.end_with?('"') && text.size >= 2 &&
+                                                                        !inner.gsub('""', "").include?('"')
+
+            return inner.gsub('""', '"')
+          end
+          raise ArgumentError, "malformed state #{text.inspect}" if text.empty? || text.include?('"')
+
+          text.downcase(:ascii) == "null" ? nil : text
+        end
+
+        # A trigger's arguments from pg_trigger's tgnargs and tgargs (as hex).
+        def trigger_arguments(nargs, hex_args)
+          [hex_args].pack("H*").force_encoding(Encoding::UTF_8).split("\0", -1).first(nargs.to_i)
         end
 
         # The default trigger name: <table>_<columns>_<suffix>, with no hash,

@@ -62,7 +62,7 @@ module Raceguard
       end
 
       def raceguard_guard_lines(table, name, guard, timing, events, nargs, hex_args, enabled, definition, plain)
-        arguments = [hex_args].pack("H*").force_encoding(Encoding::UTF_8).split("\0", -1).first(nargs.to_i)
+        arguments = Guard.trigger_arguments(nargs, hex_args)
         call = raceguard_helper_call(table, name, guard, arguments)
         rebuilt = call && Guard.public_send(call[0], table, *call[1], **call[2])
         exact = rebuilt && [true, "t"].include?(plain) && timing == "BEFORE" &&
@@ -78,6 +78,8 @@ module Raceguard
       # [Guard method, positional columns, keywords] for the helper that would
       # rebuild these trigger arguments, or nil.
       def raceguard_helper_call(_table, name, guard, arguments)
+        return raceguard_transition_call(name, arguments) if guard == "transition"
+
         plain, options = arguments.partition { |argument| !argument.include?("=") }
         options = options.to_h { |option| option.split("=", 2) }
         case guard
@@ -103,8 +105,26 @@ module Raceguard
         nil
       end
 
+      # Start states first, then the edges grouped by their from state: a
+      # guard whose arguments come in another order is not rebuilt exactly
+      # and is kept with `execute`.
+      def raceguard_transition_call(name, arguments)
+        return if arguments.size < 2
+
+        start = []
+        edges = {}
+        arguments.drop(1).each do |argument|
+          from, to = Guard.parse_transition_edge(argument)
+          from == :start ? start << to : (edges[from] ||= []) << to
+        end
+        keywords = {}
+        keywords[:start] = start unless start.empty?
+        keywords[:edges] = edges unless edges.empty?
+        [:transition, [arguments[0]], keywords.merge(name: name)]
+      end
+
       HELPERS = { lock_version: "add_lock_version_guard", write_once: "add_write_once_guard",
-                  running_balance: "add_running_balance_guard" }.freeze
+                  running_balance: "add_running_balance_guard", transition: "add_transition_guard" }.freeze
 
       def raceguard_helper_line(table, call)
         kind, columns, keywords = call
@@ -116,6 +136,8 @@ module Raceguard
       def raceguard_literal(value)
         case value
         when Array then "[#{value.map { |item| raceguard_literal(item) }.join(', ')}]"
+        when Hash then "{ #{value.map { |key, item| "#{key.inspect} => #{raceguard_literal(item)}" }.join(', ')} }"
+        when nil then "nil"
         when /\A-?[1-9]\d*\z|\A0\z/ then value # an integer written back exactly
         else value.inspect
         end
