@@ -383,15 +383,22 @@ void* build_transition_state(const TriggerData* trigger_data, MemoryContext into
 // INSERT the start check refuses is let through as that row's move when it
 // is on another partition, in the same transaction, with no relcache
 // invalidation since (no partition attached or detached), and is the same
-// row, every column matched by name: the same row cannot be inserted into
-// another partition otherwise, since the partition key routes it. Plain data
-// in a context of its own; only partitions pay for it.
+// row, every column matched by name, and the version the UPDATE replaced is
+// deleted by this (sub)transaction with PostgreSQL's "moved to another
+// partition" mark. The last proves the move: an UPDATE whose move did not
+// happen (a BEFORE DELETE trigger on the source returned NULL, or it failed
+// and its savepoint was rolled back) leaves no such version, and a later
+// INSERT of the same row is a new row. Any INSERT the guard sees on the
+// partitions consumes the memo, so that a move whose row entered in a start
+// state leaves nothing for a later INSERT. Plain data in a context of its
+// own; only partitions pay for it.
 struct MovedRowMemo {
     bool valid;
     Oid root_trigger;
     TransactionId transaction;
     uint64 at_invalidation;
     Oid source_relid;
+    ItemPointerData source_tid;  // OLD's, in the source partition
     HeapTuple row;
     TupleDesc columns;  // a copy of the source partition's row type
     Oid columns_relid;
@@ -442,7 +449,41 @@ void remember_update(const TriggerData* trigger_data, const TransitionState* sta
     memo->transaction = GetTopTransactionIdIfAny();
     memo->at_invalidation = trigger_state_invalidations();
     memo->source_relid = RelationGetRelid(relation);
+    memo->source_tid = trigger_data->tg_trigtuple->t_self;
     memo->valid = true;
+}
+
+// An INSERT let through as a new row on a partition: whatever UPDATE was
+// remembered is not to be matched by a later INSERT.
+void forget_moved_row(const TransitionState* state) {
+    for (MovedRowMemo& memo : moved_rows)
+        if (memo.root_trigger == state->root_trigger)
+            memo.valid = false;
+}
+
+// Whether the version the remembered UPDATE replaced is deleted by this
+// transaction (an aborted subtransaction's delete does not count) and marked
+// as moved to another partition. C-side.
+bool moved_by_this_command(const MovedRowMemo* memo) {
+    Relation source = try_relation_open(memo->source_relid, AccessShareLock);
+    if (source == nullptr)
+        return false;
+    bool moved = false;
+    TupleTableSlot* slot = table_slot_create(source, nullptr);
+    ItemPointerData tid = memo->source_tid;
+    if (table_tuple_fetch_row_version(source, &tid, SnapshotAny, slot)) {
+        bool should_free = false;
+        HeapTuple version = ExecFetchSlotHeapTuple(slot, false, &should_free);
+        HeapTupleHeader header = version->t_data;
+        moved = (header->t_infomask & HEAP_XMAX_INVALID) == 0 && !HEAP_XMAX_IS_LOCKED_ONLY(header->t_infomask) &&
+                HeapTupleHeaderIndicatesMovedPartitions(header) &&
+                TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetUpdateXid(header));
+        if (should_free)
+            heap_freetuple(version);
+    }
+    ExecDropSingleTupleTableSlot(slot);
+    relation_close(source, AccessShareLock);
+    return moved;
 }
 
 // Whether an INSERT on a partition is the second half of the last UPDATE
@@ -454,6 +495,8 @@ bool is_moved_row(const TriggerData* trigger_data, const TransitionState* state)
         memo->source_relid == RelationGetRelid(trigger_data->tg_relation))
         return false;
     memo->valid = false;
+    if (!moved_by_this_command(memo))
+        return false;
     TupleDesc inserted_columns = RelationGetDescr(trigger_data->tg_relation);
     TupleDesc updated_columns = memo->columns;
     int matched = 0;
@@ -710,8 +753,11 @@ Datum on_insert(const TriggerData* trigger_data, const TransitionState* state, s
     const Datum value = heap_getattr(row, state->attnum, RelationGetDescr(trigger_data->tg_relation), &is_null);
     ++counters->n[stats::TR_ROWS];
     const int index = state_index(state, value, is_null);
-    if (likely(index >= 0 && state->starts[index]))
+    if (likely(index >= 0 && state->starts[index])) {
+        if (OidIsValid(state->root_trigger))
+            forget_moved_row(state);
         return PointerGetDatum(row);
+    }
     // A row an UPDATE moves here from another partition, checked there.
     if (OidIsValid(state->root_trigger) && pg_call([&] { return is_moved_row(trigger_data, state); }))
         return PointerGetDatum(row);
