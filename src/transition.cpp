@@ -590,6 +590,23 @@ Error transition_error(const TriggerData* trigger_data, const TransitionState* s
     throw error;
 }
 
+[[noreturn]] void throw_duplicate_start(const TriggerData* trigger_data, const TransitionState* state, Datum current,
+                                        bool current_is_null) {
+    Error error = transition_error(trigger_data, state, ERRCODE_CHECK_VIOLATION, "duplicate transition");
+    if (may_select_column(trigger_data->tg_relation, state->attnum)) {
+        const std::string now = shown_value(state, current, current_is_null);
+        error.with_detail("Another transaction inserted the row with it set to " + now +
+                          " after this statement began, and this update sets it to " + now +
+                          " again: a duplicate start (trigger \"" + trigger_data->tg_trigger->tgname +
+                          "\" does not declare the self-edge).");
+    } else {
+        error.with_detail("Another transaction inserted the row, with the value this update sets, after this "
+                          "statement began: a duplicate transition.");
+    }
+    error.with_hint("Re-read the row: the transition was already made.");
+    throw error;
+}
+
 [[noreturn]] void throw_undecidable(const TriggerData* trigger_data, const TransitionState* state) {
     Error error = transition_error(trigger_data, state, ERRCODE_T_R_SERIALIZATION_FAILURE,
                                    "cannot tell whether this update repeats another transaction's transition");
@@ -601,8 +618,10 @@ Error transition_error(const TriggerData* trigger_data, const TransitionState* s
 }
 
 // What the column held in the version of the row this statement read,
-// compared with its value in OLD.
-enum class Original { same, changed, unknown };
+// compared with its value in OLD; `inserted` when there was none: another
+// transaction inserted the row after the statement began (an INSERT ... ON
+// CONFLICT DO UPDATE takes the conflicting row as it is now).
+enum class Original { same, changed, inserted, unknown };
 
 // Finds the version visible to the statement's snapshot through the primary
 // key (or replica identity) index with OLD's key, and makes sure it is the
@@ -613,6 +632,12 @@ Original original_version(const TriggerData* trigger_data, const TransitionState
     Relation relation = trigger_data->tg_relation;
     HeapTuple old_row = trigger_data->tg_trigtuple;
     TupleDesc columns = RelationGetDescr(relation);
+    // OLD is no UPDATE's new version, and the statement's snapshot does not
+    // see it: no version of the row existed for the statement. Not on a
+    // partition, where a row another transaction moved in from another
+    // partition is inserted too.
+    if ((old_row->t_data->t_infomask & HEAP_UPDATED) == 0 && !relation->rd_rel->relispartition)
+        return Original::inserted;
     List* index_list = RelationGetIndexList(relation);
     list_free(index_list);
     const Oid index_oid = OidIsValid(relation->rd_pkindex) ? relation->rd_pkindex : relation->rd_replidindex;
@@ -716,6 +741,8 @@ void check_unchanged(const TriggerData* trigger_data, const TransitionState* sta
     if (found == Original::unknown)
         throw_undecidable(trigger_data, state);
     ++counters->n[stats::TR_DUPLICATES];
+    if (found == Original::inserted)
+        throw_duplicate_start(trigger_data, state, value, is_null);
     throw_duplicate(trigger_data, state, original, original_is_null, value, is_null);
 }
 
