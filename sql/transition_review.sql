@@ -37,3 +37,27 @@ DROP TRIGGER orders_eu_refused ON orders_eu;
 -- The move itself still passes, and is checked as the UPDATE it is.
 UPDATE orders SET region = 'us', status = 'paid' WHERE id = 1;
 SELECT tableoid::regclass AS partition, region, id, status FROM orders ORDER BY id;
+
+-- Types whose equality is not their bytes: states compare with the type's
+-- = under the column's collation, as a unique index would. Under a
+-- case-insensitive ICU collation 'OPEN' is the state 'open' (and '>open',
+-- '>OPEN' the same edge, refused); -0 is the float state 0 and NaN its
+-- own; 1.000 the numeric state 1.0; '[1,2]' the range state '[1,3)'.
+CREATE COLLATION case_insensitive (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE labels (id integer PRIMARY KEY, state text COLLATE case_insensitive, x float8, n numeric, r int4range);
+CREATE TRIGGER labels_state BEFORE INSERT OR UPDATE ON labels
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('state', '>open', 'open>done');
+CREATE TRIGGER labels_x BEFORE INSERT OR UPDATE ON labels
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('x', '>0', '>NaN', '0>1');
+CREATE TRIGGER labels_n BEFORE INSERT OR UPDATE ON labels
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('n', '>1.0', '1.00>2');
+CREATE TRIGGER labels_r BEFORE INSERT OR UPDATE ON labels
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('r', '>"[1,3)"', '"[1,2]">empty');
+SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER labels_twice BEFORE INSERT OR UPDATE ON labels
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('state', '>open', '>OPEN')$$);
+INSERT INTO labels VALUES (1, 'OPEN', '-0', 1.000, '[1,2]'), (2, 'Open', 'NaN', 1, '[1,3)');
+UPDATE labels SET state = 'open' WHERE id = 1;                       -- the same state: kept
+UPDATE labels SET state = 'Done', x = 1, n = 2.000, r = 'empty' WHERE id = 1;
+SELECT sqlstate, detail FROM regress.error_of($$UPDATE labels SET x = 1 WHERE id = 2$$);
+SELECT sqlstate, detail FROM regress.error_of($$UPDATE labels SET state = 'closed' WHERE id = 2$$);
+SELECT id, state, x, n, r FROM labels ORDER BY id;
