@@ -61,3 +61,28 @@ UPDATE labels SET state = 'Done', x = 1, n = 2.000, r = 'empty' WHERE id = 1;
 SELECT sqlstate, detail FROM regress.error_of($$UPDATE labels SET x = 1 WHERE id = 2$$);
 SELECT sqlstate, detail FROM regress.error_of($$UPDATE labels SET state = 'closed' WHERE id = 2$$);
 SELECT id, state, x, n, r FROM labels ORDER BY id;
+
+-- A role that may write the status but not read it learns the rule, not
+-- the values: the errors carry no DETAIL with states, as PostgreSQL's own
+-- constraint errors do (SELECT on the column shows them again). Nothing is
+-- written either way.
+CREATE ROLE regress_transition_writer;
+CREATE TABLE tasks (id integer PRIMARY KEY, status text NOT NULL);
+CREATE TRIGGER tasks_status BEFORE INSERT OR UPDATE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('status', '>todo', 'todo>doing', 'doing>done');
+INSERT INTO tasks VALUES (1, 'todo');
+GRANT USAGE ON SCHEMA transition_review, regress TO regress_transition_writer;
+GRANT SELECT (id), INSERT, UPDATE (status) ON tasks TO regress_transition_writer;
+SET ROLE regress_transition_writer;
+SELECT sqlstate, constraint_name, column_name, detail FROM regress.error_of($$UPDATE tasks SET status = 'done' WHERE id = 1$$);
+SELECT sqlstate, constraint_name, column_name, detail FROM regress.error_of($$INSERT INTO tasks VALUES (2, 'done')$$);
+UPDATE tasks SET status = 'doing' WHERE id = 1;
+RESET ROLE;
+GRANT SELECT (status) ON tasks TO regress_transition_writer;
+SET ROLE regress_transition_writer;
+SELECT sqlstate, detail FROM regress.error_of($$UPDATE tasks SET status = 'todo' WHERE id = 1$$);
+RESET ROLE;
+SELECT id, status FROM tasks ORDER BY id;
+DROP TABLE tasks;
+REVOKE ALL ON SCHEMA transition_review, regress FROM regress_transition_writer;
+DROP ROLE regress_transition_writer;
