@@ -667,7 +667,10 @@ Original original_version(const TriggerData* trigger_data, const TransitionState
         TupleTableSlot* link = table_slot_create(relation, nullptr);
         IndexScanDesc scan = compat::index_beginscan(relation, index, GetActiveSnapshot(), key_count);
         index_rescan(scan, keys, key_count, nullptr, 0);
-        if (index_getnext_slot(scan, ForwardScanDirection, seen)) {
+        // Every visible match, not the first only: from 17 on the primary key
+        // may be deferrable, and this transaction's own rows may then share
+        // the key until commit.
+        while (result == Original::unknown && index_getnext_slot(scan, ForwardScanDirection, seen)) {
             // Follow the update chain from the version seen to OLD.
             ItemPointerData tid = seen->tts_tid;
             bool reached = false;
