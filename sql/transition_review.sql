@@ -86,3 +86,42 @@ SELECT id, status FROM tasks ORDER BY id;
 DROP TABLE tasks;
 REVOKE ALL ON SCHEMA transition_review, regress FROM regress_transition_writer;
 DROP ROLE regress_transition_writer;
+
+-- The states are read the same way in every session, whatever it SET: a
+-- date's DateStyle, a timestamptz's TimeZone, an interval's IntervalStyle,
+-- an array's array_nulls would otherwise give the same edge other values
+-- in a session that changed them (and let a row start in a state never
+-- declared). They are read with DateStyle ISO, MDY, TimeZone UTC,
+-- IntervalStyle postgres and array_nulls on. Each backend builds a guard's
+-- states at its first row: here, after the SETs below.
+CREATE TABLE deliveries (id integer PRIMARY KEY, due date, slot timestamptz, lag interval, tags text[]);
+CREATE TRIGGER deliveries_due BEFORE INSERT OR UPDATE ON deliveries
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('due', '>01/02/2024', '01/02/2024>03/04/2024');
+CREATE TRIGGER deliveries_slot BEFORE INSERT OR UPDATE ON deliveries
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('slot', '>2024-01-01 00:00');
+CREATE TRIGGER deliveries_lag BEFORE INSERT OR UPDATE ON deliveries
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('lag', '>"-1 2:00:00"');
+CREATE TRIGGER deliveries_tags BEFORE INSERT OR UPDATE ON deliveries
+    FOR EACH ROW EXECUTE FUNCTION raceguard.transition('tags', '>{NULL}');
+BEGIN;
+SET LOCAL DateStyle = 'ISO, DMY';
+SET LOCAL TimeZone = 'Pacific/Kiritimati';
+SET LOCAL IntervalStyle = 'sql_standard';
+SET LOCAL array_nulls = off;
+-- Refused, each for the one column that differs from the declared states
+-- (1 February, midnight at +14, minus a day and two hours, the text NULL).
+SELECT d.n, e.sqlstate, e.column_name
+FROM (VALUES (1, $$'2024-02-01', '2024-01-01 00:00+00', interval '-1 day' + interval '2 hours', ARRAY[NULL]::text[]$$),
+             (2, $$'2024-01-02', '2024-01-01 00:00+14', interval '-1 day' + interval '2 hours', ARRAY[NULL]::text[]$$),
+             (3, $$'2024-01-02', '2024-01-01 00:00+00', -(interval '1 day 2 hours'), ARRAY[NULL]::text[]$$),
+             (4, $$'2024-01-02', '2024-01-01 00:00+00', interval '-1 day' + interval '2 hours', ARRAY['NULL']$$)) AS d(n, row_values)
+CROSS JOIN LATERAL regress.error_of(format('INSERT INTO deliveries VALUES (1, %s)', d.row_values)) e
+ORDER BY d.n;
+-- Accepted: the states as declared.
+INSERT INTO deliveries VALUES (1, '2024-01-02', '2024-01-01 00:00+00', interval '-1 day' + interval '2 hours', ARRAY[NULL]::text[]);
+UPDATE deliveries SET due = '2024-03-04' WHERE id = 1;
+-- The session's own settings are as it SET them.
+SELECT current_setting('DateStyle') AS datestyle, current_setting('TimeZone') AS timezone,
+       current_setting('IntervalStyle') AS intervalstyle, current_setting('array_nulls') AS array_nulls;
+COMMIT;
+SELECT id, due, slot AT TIME ZONE 'UTC' AS slot_utc, lag, tags FROM deliveries;

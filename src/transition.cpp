@@ -195,9 +195,24 @@ struct ParsedValue {
     const char* message;
 };
 
+// The settings an input function may read, fixed while the states are
+// parsed: otherwise a session that SET them (DateStyle DMY, another
+// TimeZone, IntervalStyle sql_standard, array_nulls off) would build other
+// values from the same edges, and let a row start or move where no edge
+// says. The values are PostgreSQL's own defaults, UTC for the time zone.
+constexpr const char* STATE_SETTINGS[][2] = {
+    {"datestyle", "ISO, MDY"},
+    {"intervalstyle", "postgres"},
+    {"timezone", "UTC"},
+    {"timezone_abbreviations", "Default"},
+    {"array_nulls", "on"},
+    {"lc_monetary", "C"},
+};
+
 // Runs the type's input function in a subtransaction, so that a state the
 // type rejects is reported (check_guards() goes on to the next guard) with
-// the input function's own SQLSTATE, and nothing it did is left behind.
+// the input function's own SQLSTATE, and nothing it did is left behind;
+// under STATE_SETTINGS, which the subtransaction's end restores.
 ParsedValue parse_value(const std::string& text, Oid type, int32 typmod, MemoryContext into) {
     const char* input = text.c_str();
     return pg_call([&] {
@@ -214,11 +229,16 @@ ParsedValue parse_value(const std::string& text, Oid type, int32 typmod, MemoryC
         MemoryContextSwitchTo(caller_context);
         PG_TRY();
         {
+            const int settings_level = NewGUCNestLevel();
+            for (const auto& setting : STATE_SETTINGS)
+                (void)set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                                        false);
             const Datum parsed = OidInputFunctionCall(input_function, const_cast<char*>(input), io_parameter, typmod);
             MemoryContextSwitchTo(into);
             result.value = datumCopy(parsed, by_value, length);
             MemoryContextSwitchTo(caller_context);
             result.ok = true;
+            AtEOXact_GUC(false, settings_level);
             ReleaseCurrentSubTransaction();
             MemoryContextSwitchTo(caller_context);
             CurrentResourceOwner = caller_owner;
