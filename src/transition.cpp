@@ -195,9 +195,24 @@ struct ParsedValue {
     const char* message;
 };
 
+// The settings an input function may read, fixed while the states are
+// parsed: otherwise a session that SET them (DateStyle DMY, another
+// TimeZone, IntervalStyle sql_standard, array_nulls off) would build other
+// values from the same edges, and let a row start or move where no edge
+// says. The values are PostgreSQL's own defaults, UTC for the time zone.
+constexpr const char* STATE_SETTINGS[][2] = {
+    {"datestyle", "ISO, MDY"},
+    {"intervalstyle", "postgres"},
+    {"timezone", "UTC"},
+    {"timezone_abbreviations", "Default"},
+    {"array_nulls", "on"},
+    {"lc_monetary", "C"},
+};
+
 // Runs the type's input function in a subtransaction, so that a state the
 // type rejects is reported (check_guards() goes on to the next guard) with
-// the input function's own SQLSTATE, and nothing it did is left behind.
+// the input function's own SQLSTATE, and nothing it did is left behind;
+// under STATE_SETTINGS, which the subtransaction's end restores.
 ParsedValue parse_value(const std::string& text, Oid type, int32 typmod, MemoryContext into) {
     const char* input = text.c_str();
     return pg_call([&] {
@@ -214,11 +229,16 @@ ParsedValue parse_value(const std::string& text, Oid type, int32 typmod, MemoryC
         MemoryContextSwitchTo(caller_context);
         PG_TRY();
         {
+            const int settings_level = NewGUCNestLevel();
+            for (const auto& setting : STATE_SETTINGS)
+                (void)set_config_option(setting[0], setting[1], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                                        false);
             const Datum parsed = OidInputFunctionCall(input_function, const_cast<char*>(input), io_parameter, typmod);
             MemoryContextSwitchTo(into);
             result.value = datumCopy(parsed, by_value, length);
             MemoryContextSwitchTo(caller_context);
             result.ok = true;
+            AtEOXact_GUC(false, settings_level);
             ReleaseCurrentSubTransaction();
             MemoryContextSwitchTo(caller_context);
             CurrentResourceOwner = caller_owner;
@@ -383,15 +403,22 @@ void* build_transition_state(const TriggerData* trigger_data, MemoryContext into
 // INSERT the start check refuses is let through as that row's move when it
 // is on another partition, in the same transaction, with no relcache
 // invalidation since (no partition attached or detached), and is the same
-// row, every column matched by name: the same row cannot be inserted into
-// another partition otherwise, since the partition key routes it. Plain data
-// in a context of its own; only partitions pay for it.
+// row, every column matched by name, and the version the UPDATE replaced is
+// deleted by this (sub)transaction with PostgreSQL's "moved to another
+// partition" mark. The last proves the move: an UPDATE whose move did not
+// happen (a BEFORE DELETE trigger on the source returned NULL, or it failed
+// and its savepoint was rolled back) leaves no such version, and a later
+// INSERT of the same row is a new row. Any INSERT the guard sees on the
+// partitions consumes the memo, so that a move whose row entered in a start
+// state leaves nothing for a later INSERT. Plain data in a context of its
+// own; only partitions pay for it.
 struct MovedRowMemo {
     bool valid;
     Oid root_trigger;
     TransactionId transaction;
     uint64 at_invalidation;
     Oid source_relid;
+    ItemPointerData source_tid;  // OLD's, in the source partition
     HeapTuple row;
     TupleDesc columns;  // a copy of the source partition's row type
     Oid columns_relid;
@@ -442,7 +469,41 @@ void remember_update(const TriggerData* trigger_data, const TransitionState* sta
     memo->transaction = GetTopTransactionIdIfAny();
     memo->at_invalidation = trigger_state_invalidations();
     memo->source_relid = RelationGetRelid(relation);
+    memo->source_tid = trigger_data->tg_trigtuple->t_self;
     memo->valid = true;
+}
+
+// An INSERT let through as a new row on a partition: whatever UPDATE was
+// remembered is not to be matched by a later INSERT.
+void forget_moved_row(const TransitionState* state) {
+    for (MovedRowMemo& memo : moved_rows)
+        if (memo.root_trigger == state->root_trigger)
+            memo.valid = false;
+}
+
+// Whether the version the remembered UPDATE replaced is deleted by this
+// transaction (an aborted subtransaction's delete does not count) and marked
+// as moved to another partition. C-side.
+bool moved_by_this_command(const MovedRowMemo* memo) {
+    Relation source = try_relation_open(memo->source_relid, AccessShareLock);
+    if (source == nullptr)
+        return false;
+    bool moved = false;
+    TupleTableSlot* slot = table_slot_create(source, nullptr);
+    ItemPointerData tid = memo->source_tid;
+    if (table_tuple_fetch_row_version(source, &tid, SnapshotAny, slot)) {
+        bool should_free = false;
+        HeapTuple version = ExecFetchSlotHeapTuple(slot, false, &should_free);
+        HeapTupleHeader header = version->t_data;
+        moved = (header->t_infomask & HEAP_XMAX_INVALID) == 0 && !HEAP_XMAX_IS_LOCKED_ONLY(header->t_infomask) &&
+                HeapTupleHeaderIndicatesMovedPartitions(header) &&
+                TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetUpdateXid(header));
+        if (should_free)
+            heap_freetuple(version);
+    }
+    ExecDropSingleTupleTableSlot(slot);
+    relation_close(source, AccessShareLock);
+    return moved;
 }
 
 // Whether an INSERT on a partition is the second half of the last UPDATE
@@ -454,6 +515,8 @@ bool is_moved_row(const TriggerData* trigger_data, const TransitionState* state)
         memo->source_relid == RelationGetRelid(trigger_data->tg_relation))
         return false;
     memo->valid = false;
+    if (!moved_by_this_command(memo))
+        return false;
     TupleDesc inserted_columns = RelationGetDescr(trigger_data->tg_relation);
     TupleDesc updated_columns = memo->columns;
     int matched = 0;
@@ -547,6 +610,23 @@ Error transition_error(const TriggerData* trigger_data, const TransitionState* s
     throw error;
 }
 
+[[noreturn]] void throw_duplicate_start(const TriggerData* trigger_data, const TransitionState* state, Datum current,
+                                        bool current_is_null) {
+    Error error = transition_error(trigger_data, state, ERRCODE_CHECK_VIOLATION, "duplicate transition");
+    if (may_select_column(trigger_data->tg_relation, state->attnum)) {
+        const std::string now = shown_value(state, current, current_is_null);
+        error.with_detail("Another transaction inserted the row with it set to " + now +
+                          " after this statement began, and this update sets it to " + now +
+                          " again: a duplicate start (trigger \"" + trigger_data->tg_trigger->tgname +
+                          "\" does not declare the self-edge).");
+    } else {
+        error.with_detail("Another transaction inserted the row, with the value this update sets, after this "
+                          "statement began: a duplicate transition.");
+    }
+    error.with_hint("Re-read the row: the transition was already made.");
+    throw error;
+}
+
 [[noreturn]] void throw_undecidable(const TriggerData* trigger_data, const TransitionState* state) {
     Error error = transition_error(trigger_data, state, ERRCODE_T_R_SERIALIZATION_FAILURE,
                                    "cannot tell whether this update repeats another transaction's transition");
@@ -558,8 +638,10 @@ Error transition_error(const TriggerData* trigger_data, const TransitionState* s
 }
 
 // What the column held in the version of the row this statement read,
-// compared with its value in OLD.
-enum class Original { same, changed, unknown };
+// compared with its value in OLD; `inserted` when there was none: another
+// transaction inserted the row after the statement began (an INSERT ... ON
+// CONFLICT DO UPDATE takes the conflicting row as it is now).
+enum class Original { same, changed, inserted, unknown };
 
 // Finds the version visible to the statement's snapshot through the primary
 // key (or replica identity) index with OLD's key, and makes sure it is the
@@ -570,6 +652,12 @@ Original original_version(const TriggerData* trigger_data, const TransitionState
     Relation relation = trigger_data->tg_relation;
     HeapTuple old_row = trigger_data->tg_trigtuple;
     TupleDesc columns = RelationGetDescr(relation);
+    // OLD is no UPDATE's new version, and the statement's snapshot does not
+    // see it: no version of the row existed for the statement. Not on a
+    // partition, where a row another transaction moved in from another
+    // partition is inserted too.
+    if ((old_row->t_data->t_infomask & HEAP_UPDATED) == 0 && !relation->rd_rel->relispartition)
+        return Original::inserted;
     List* index_list = RelationGetIndexList(relation);
     list_free(index_list);
     const Oid index_oid = OidIsValid(relation->rd_pkindex) ? relation->rd_pkindex : relation->rd_replidindex;
@@ -599,7 +687,10 @@ Original original_version(const TriggerData* trigger_data, const TransitionState
         TupleTableSlot* link = table_slot_create(relation, nullptr);
         IndexScanDesc scan = compat::index_beginscan(relation, index, GetActiveSnapshot(), key_count);
         index_rescan(scan, keys, key_count, nullptr, 0);
-        if (index_getnext_slot(scan, ForwardScanDirection, seen)) {
+        // Every visible match, not the first only: from 17 on the primary key
+        // may be deferrable, and this transaction's own rows may then share
+        // the key until commit.
+        while (result == Original::unknown && index_getnext_slot(scan, ForwardScanDirection, seen)) {
             // Follow the update chain from the version seen to OLD.
             ItemPointerData tid = seen->tts_tid;
             bool reached = false;
@@ -673,6 +764,8 @@ void check_unchanged(const TriggerData* trigger_data, const TransitionState* sta
     if (found == Original::unknown)
         throw_undecidable(trigger_data, state);
     ++counters->n[stats::TR_DUPLICATES];
+    if (found == Original::inserted)
+        throw_duplicate_start(trigger_data, state, value, is_null);
     throw_duplicate(trigger_data, state, original, original_is_null, value, is_null);
 }
 
@@ -710,8 +803,11 @@ Datum on_insert(const TriggerData* trigger_data, const TransitionState* state, s
     const Datum value = heap_getattr(row, state->attnum, RelationGetDescr(trigger_data->tg_relation), &is_null);
     ++counters->n[stats::TR_ROWS];
     const int index = state_index(state, value, is_null);
-    if (likely(index >= 0 && state->starts[index]))
+    if (likely(index >= 0 && state->starts[index])) {
+        if (OidIsValid(state->root_trigger))
+            forget_moved_row(state);
         return PointerGetDatum(row);
+    }
     // A row an UPDATE moves here from another partition, checked there.
     if (OidIsValid(state->root_trigger) && pg_call([&] { return is_moved_row(trigger_data, state); }))
         return PointerGetDatum(row);

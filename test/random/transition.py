@@ -17,7 +17,9 @@ true, quoted or not), and rows already in a state no edge names.
    column). The model predicts the second's outcome: at READ COMMITTED an
    undeclared edge from the winner's state, or the winner's transition
    repeated (unless the self-edge is declared), is 23514; at REPEATABLE
-   READ a committed first write is 40001.
+   READ a committed first write is 40001. The second writes with an
+   UPDATE, an INSERT ... ON CONFLICT DO UPDATE (its proposed row in a start
+   state) or, on PostgreSQL 15 and later, a MERGE: the same outcome each.
 3. Several threads move random rows along edges from the state they read,
    with an audit trigger recording every accepted change: every change is
    a declared edge, and no write repeats a transition another made (an
@@ -223,6 +225,7 @@ def races(s, rng, log, model):
     watcher = Session([], schema=s["schema"], name="watch")
     first = Session(log, schema=s["schema"], name="first")
     second = Session(log, schema=s["schema"], name="second")
+    forms = ["update", "upsert"] + (["merge"] if harness.server_version_num(watcher) >= 150000 else [])
     try:
         for _ in range(rng.randint(3, 8)):
             row_id = rng.choice(sorted(model))
@@ -247,10 +250,20 @@ def races(s, rng, log, model):
             second.must("BEGIN ISOLATION LEVEL " + level)
             second.must("SELECT count(*) FROM %s" % TABLE)  # the snapshot, before the first commits
             if second_write[0] == "note":
-                sql = "UPDATE %s SET note = 'second' WHERE id = %d" % (TABLE, row_id)
+                assignments = "note = 'second'"
             else:
-                sql = "UPDATE %s SET status = %s, note = 'second' WHERE id = %d" % (
-                    TABLE, literal(s, second_write[1]), row_id)
+                assignments = "status = %s, note = 'second'" % literal(s, second_write[1])
+            form = rng.choice(forms)
+            TEST.count("race form " + form)
+            if form == "upsert":
+                proposed = rng.choice(sorted(s["starts"], key=repr))
+                sql = "INSERT INTO %s (id, status, note) VALUES (%d, %s, 'second') ON CONFLICT (id) DO UPDATE SET %s" % (
+                    TABLE, row_id, literal(s, proposed), assignments)
+            elif form == "merge":
+                sql = ("MERGE INTO %s t USING (VALUES (%d)) v(id) ON t.id = v.id WHEN MATCHED THEN UPDATE SET %s"
+                       % (TABLE, row_id, assignments))
+            else:
+                sql = "UPDATE %s SET %s WHERE id = %d" % (TABLE, assignments, row_id)
             result = {}
             thread = threading.Thread(target=lambda: result.setdefault("out", second.run(sql)))
             thread.start()
@@ -428,9 +441,11 @@ def main():
         run_shape(index, rng)
     c = TEST.counters
     races_seen = ", ".join("%s %d" % (k[6:], v) for k, v in sorted(c.items()) if k.startswith("races "))
-    TEST.finish("%d shapes, %d statements, races: %s; %d workloads, %d writes, %d refused (23514), %d (40001), "
+    forms_seen = ", ".join("%s %d" % (k[10:], v) for k, v in sorted(c.items()) if k.startswith("race form "))
+    TEST.finish("%d shapes, %d statements, races: %s (second writer: %s); %d workloads, %d writes, %d refused (23514), %d (40001), "
                 "%d self-edges taken" % (
-                    c.get("shapes", 0), c.get("statements", 0), races_seen or "none", c.get("workloads", 0),
+                    c.get("shapes", 0), c.get("statements", 0), races_seen or "none", forms_seen or "none",
+                    c.get("workloads", 0),
                     c.get("workload writes", 0), c.get("workload refusals 23514", 0),
                     c.get("workload refusals 40001", 0), c.get("workload self-edges taken", 0)))
 
