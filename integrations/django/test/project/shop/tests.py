@@ -1,6 +1,7 @@
 """raceguard-django's tests, run by `manage.py test` in a test database made
 from the template that holds raceguard. The races use threads, each with its
 own database connection (Django's connections are per thread)."""
+import json
 import os
 import random
 import re
@@ -715,10 +716,9 @@ class TransitionTests(TransactionTestCase):
             operation.database_forwards("shop", editor, state, state)
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT options -> 'edges' FROM raceguard.guards WHERE trigger_name = 'label_text_hostile'")
-                stored = cursor.fetchone()[0]
-                self.assertEqual(stored if isinstance(stored, list) else __import__("json").loads(stored),
-                                 operation.spec.texts)
+                cursor.execute("SELECT (options -> 'edges')::text FROM raceguard.guards"
+                               " WHERE trigger_name = 'label_text_hostile'")
+                self.assertEqual(json.loads(cursor.fetchone()[0]), operation.spec.texts)
             label = Label.objects.create(text=states[0])
             for current, following in zip(states, states[1:] + [None]):
                 # A neighbour of the next state (a blank more, or a NULL for
