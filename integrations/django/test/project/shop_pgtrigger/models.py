@@ -49,6 +49,7 @@ class Case(raceguard_django.GuardedModel):
                 start=[None, "new"],
                 transitions=[
                     ("new", 'on "hold"'),
+                    ("new", "100% {done} %(x)s"),
                     ('on "hold"', "it's > done = ok"),
                     ("it's > done = ok", " ünï ✓ "),
                     (" ünï ✓ ", "NULL"),
