@@ -1,8 +1,10 @@
 """Mapping of raceguard's errors to Django's own: a guard's 40001 (a stale
 write) becomes StaleObjectError, a guard's 23514 (a write-once column
-overwritten, a ledger row changed, an overdraft) a ValidationError on the
+overwritten, a ledger row changed, an overdraft, a status moved along an
+undeclared edge or a duplicate transition) a ValidationError on the
 guarded field. Errors that are not a guard's pass through unchanged."""
 import contextlib
+import re
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
@@ -127,11 +129,47 @@ def translate(error, using=DEFAULT_DB_ALIAS, model=None):
         return StaleObjectError(message, model=table_model)
     column = diag.column_name or (guard.columns[1] if guard.guard == "running_balance" else guard.columns[0])
     field = _field_name(table_model, column)
+    if guard.guard == "transition":
+        return _transition_error(field, message, getattr(diag, "message_detail", None), guard.trigger)
     # ValidationError formats its message with its params: a "%" from a
     # table or column name must stay a "%".
     return ValidationError(
         {field: [ValidationError(message.replace("%", "%%"), code=guard.guard, params={"constraint": guard.trigger})]}
     )
+
+
+# A transition error's DETAIL shows each state as a quoted literal ('' for
+# a ' inside) or NULL: "... from 'open' to 'assigned' ..." for an edge or a
+# duplicate, "The new row's state is 'closed'; ..." for a start.
+STATE = r"('(?:[^']|'')*'|NULL)"
+EDGE_DETAIL = re.compile(r"from %s to %s" % (STATE, STATE), re.S)
+START_DETAIL = re.compile(r"^The new row's state is %s; " % STATE, re.S)
+TRANSITION_CODES = (
+    ("undeclared transition", "transition"),
+    ("duplicate transition", "duplicate_transition"),
+    ("undeclared start state", "start_state"),
+)
+
+
+def _state(shown):
+    return None if shown == "NULL" else shown[1:-1].replace("''", "'")
+
+
+def _transition_error(field, message, detail, trigger):
+    """A ValidationError on the status field: code "transition" (an edge not
+    declared), "duplicate_transition" (another transaction made this very
+    transition after the statement began) or "start_state"; params "from"
+    and "to" (None for NULL) where the DETAIL shows them (it does not to a
+    role that may not read the column)."""
+    code = next((code for prefix, code in TRANSITION_CODES if message.startswith(prefix)), "transition")
+    params = {"constraint": trigger}
+    match = EDGE_DETAIL.search(detail or "") if code != "start_state" else START_DETAIL.search(detail or "")
+    if match and code == "start_state":
+        params["from"], params["to"] = None, _state(match.group(1))
+    elif match:
+        params["from"], params["to"] = _state(match.group(1)), _state(match.group(2))
+    text = message + (": " + detail if detail else "")
+    return ValidationError({field: [ValidationError(text.replace("%", "%%"), code=code, params=params)]})
 
 
 class map_errors(contextlib.ContextDecorator):

@@ -242,6 +242,43 @@ class AddRunningBalanceGuard(GuardOperation):
         return kwargs
 
 
+class AddTransitionGuard(GuardOperation):
+    """raceguard.transition() on a status field (SPEC §8): a row starts in
+    one of `start`, and a change of the field must follow one of `edges`,
+    a list of (from, to) pairs or a mapping {from: [to, ...]}. A state is a
+    str (written exactly as the column's text form), an int, a bool, an
+    Enum member such as a TextChoices value, or None for NULL; each is
+    quoted as the guard parses it. On a field with choices every state must
+    be one of them. Default name: <db_table>_<column>_transition."""
+
+    guard = "transition"
+    events = ("INSERT", "UPDATE")
+
+    def __init__(self, model_name, field, edges=(), start=(), name=None):
+        super().__init__(model_name, name)
+        self.spec = guards.TransitionArguments("AddTransitionGuard", field, edges, start)
+        self.field, self.edges, self.start = field, edges, start
+
+    def arguments(self, model):
+        return self.spec.arguments(self.column_of(model), model)
+
+    def trigger_name(self, model):
+        if self.name:
+            return self.name
+        name = "%s_%s_transition" % (model._meta.db_table, self.column_of(model)(self.field, "field"))
+        self._check_length(name)
+        return name
+
+    def _kwargs(self):
+        kwargs = super()._kwargs()
+        kwargs["field"] = self.field
+        if self.edges:
+            kwargs["edges"] = self.edges
+        if self.start:
+            kwargs["start"] = list(self.start)
+        return kwargs
+
+
 class RemoveGuard(Operation):
     """Drops the guard an Add...Guard operation attached, forwards; attaches
     it again, backwards. raceguard refuses to rename, drop or retype a

@@ -129,6 +129,23 @@ class RunningBalance(Guard):
         super().__init__(name=name)
 
 
+class Transition(Guard):
+    """raceguard.transition() on `field`, declared as pgtrigger.FSM is: a
+    list of (from, to) `transitions`, plus the `start` states a row may be
+    inserted in (None: NULL). States are quoted as the guard parses them."""
+
+    guard = "transition"
+    operation = pgtrigger.Insert | pgtrigger.Update
+
+    def __init__(self, *, name, field, transitions=(), start=()):
+        self.spec = guards.TransitionArguments("Transition", field, transitions, start)
+        super().__init__(name=name)
+
+    def arguments(self, model):
+        owner = "%s %r" % (self.__class__.__name__, self.name)
+        return self.spec.arguments(guards.column_resolver(owner, model), model)
+
+
 def _is_guard(operation):
     trigger = getattr(operation, "trigger", None)
     return isinstance(operation, pgtrigger_migrations.AddTrigger) and isinstance(getattr(trigger, "sql", None), GuardTriggerSql)

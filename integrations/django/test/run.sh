@@ -105,9 +105,10 @@ make_migrations() {
         local generated=$work/project/shop_pgtrigger/migrations/0001_initial.py
         manage makemigrations shop_pgtrigger &&
             cat "$generated" &&
-            [ "$(grep -c "pgtrigger.migrations.AddTrigger" "$generated")" = 3 ] &&
-            [ "$(grep -c "raceguard_django.triggers.GuardTriggerSql" "$generated")" = 3 ] &&
+            [ "$(grep -c "pgtrigger.migrations.AddTrigger" "$generated")" = 4 ] &&
+            [ "$(grep -c "raceguard_django.triggers.GuardTriggerSql" "$generated")" = 4 ] &&
             grep -qF "raceguard.lock_version(E'version', E'strict=true')" "$generated" &&
+            grep -qF "raceguard.transition(E" "$generated" &&
             grep -q "('raceguard_django', '0001_extension')" "$generated" || return 1
     else
         echo "django-pgtrigger is not installed here: its guard classes are not tested"
@@ -116,19 +117,21 @@ make_migrations() {
 }
 
 shop_guards="SELECT string_agg(trigger_name || ':' || guard, ' ' ORDER BY trigger_name) FROM raceguard.guards
-    WHERE table_name::text IN ('shop_order', 'shop_conversation', 'shop_entry', 'shop_job', 'shop_note')"
+    WHERE table_name::text IN ('shop_order', 'shop_conversation', 'shop_entry', 'shop_job', 'shop_note', 'shop_shipment')"
 
 migrate_as_app_role() {
     local sql
     sql=$(manage sqlmigrate shop 0002) && echo "$sql" &&
         echo "$sql" | grep -qxF "CREATE EXTENSION IF NOT EXISTS raceguard;" &&
         echo "$sql" | grep -qxF "CREATE TRIGGER \"shop_order_lock_version\" BEFORE INSERT OR UPDATE ON \"shop_order\" FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version(E'lock_version', E'strict=true');" &&
+        echo "$sql" | grep -qxF "CREATE TRIGGER \"conversation_status\" BEFORE INSERT OR UPDATE ON \"shop_conversation\" FOR EACH ROW EXECUTE FUNCTION raceguard.transition(E'status_code', E'>open', E'open>assigned', E'assigned>closed', E'assigned>open');" &&
+        echo "$sql" | grep -qxF "CREATE TRIGGER \"shop_shipment_status_transition\" BEFORE INSERT OR UPDATE ON \"shop_shipment\" FOR EACH ROW EXECUTE FUNCTION raceguard.transition(E'status', E'>pending', E'pending>sent', E'sent>pending', E'sent>paid');" &&
         echo "$sql" | grep -qxF "CREATE TRIGGER \"shop_entry_running_balance\" BEFORE INSERT OR UPDATE OR DELETE ON \"shop_entry\" FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance(E'amount', E'balance', E'account', E'seq=seq', E'min_balance=0');" &&
         sql=$(manage sqlmigrate --backwards shop 0002) &&
         echo "$sql" | grep -qxF 'DROP TRIGGER "conversation_agent_assignment" ON "shop_conversation";' || return 1
     manage migrate -v 0 &&
         [ "$(app_psql -c "$shop_guards")" = \
-            "conversation_agent_assignment:immutable_once_set note_version_check:lock_version shop_entry_running_balance:running_balance shop_job_lock_version:lock_version shop_order_lock_version:lock_version" ]
+            "conversation_agent_assignment:immutable_once_set conversation_status:transition note_version_check:lock_version shop_entry_running_balance:running_balance shop_job_lock_version:lock_version shop_order_lock_version:lock_version shop_shipment_lock_version:lock_version shop_shipment_status_transition:transition" ]
 }
 
 reverse_and_reapply() {
@@ -136,13 +139,13 @@ reverse_and_reapply() {
     before=$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal") &&
         manage migrate -v 0 shop 0001 &&
         [ -z "$(app_psql -c "$shop_guards")" ] &&
-        [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = $((before - 5)) ] &&
+        [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = $((before - 8)) ] &&
         [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'raceguard'")" = 1 ] &&
         manage migrate -v 0 shop &&
         [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = "$before" ] || return 1
     if has_pgtrigger; then
         manage migrate -v 0 shop_pgtrigger zero &&
-            [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = $((before - 3)) ] &&
+            [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = $((before - 4)) ] &&
             manage migrate -v 0 shop_pgtrigger &&
             [ "$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")" = "$before" ]
     fi
@@ -156,7 +159,7 @@ bad_migration() {
     before=$(app_psql -c "SELECT count(*) FROM pg_catalog.pg_trigger WHERE NOT tgisinternal")
     cat >"$work/project/shop/migrations/0003_bad.py" <<PY
 from django.db import migrations
-from raceguard_django.operations import AddImmutableOnceSetGuard, AddLockVersionGuard, AddRunningBalanceGuard
+from raceguard_django.operations import AddImmutableOnceSetGuard, AddLockVersionGuard, AddRunningBalanceGuard, AddTransitionGuard
 
 
 class Migration(migrations.Migration):
@@ -192,7 +195,15 @@ bad_migrations() {
         bad_migration 'AddRunningBalanceGuard("entry", amount="amount", balance="balance", seq="seq", initial="ten", name="e3")' \
             "AddRunningBalanceGuard: initial is not a number: 'ten'" &&
         bad_migration 'AddLockVersionGuard("order", field="memo", name="o3")' \
-            'column "memo" has type text; raceguard.lock_version() needs smallint, integer or bigint'
+            'column "memo" has type text; raceguard.lock_version() needs smallint, integer or bigint' &&
+        bad_migration 'AddTransitionGuard("conversation", field="state", start=["open"], name="c2")' \
+            "GuardDeclarationError: AddTransitionGuard: model shop.Conversation has no field 'state' (given as field)" &&
+        bad_migration 'AddTransitionGuard("conversation", field="status", start=["open"], edges=[("open", "asigned")], name="c3")' \
+            "GuardDeclarationError: AddTransitionGuard: state 'asigned' is not one of the choices of shop.Conversation.status" &&
+        bad_migration 'AddTransitionGuard("label", field="number", start=["1"], edges=[("1", "two")], name="l1")' \
+            'invalid input syntax for type integer: "two"' &&
+        bad_migration 'AddTransitionGuard("label", field="text", start=[], edges=[], name="l2")' \
+            "GuardDeclarationError: AddTransitionGuard: declare at least one edge or start state"
 }
 
 # Renaming a guarded field: raceguard refuses it while the guard is attached;

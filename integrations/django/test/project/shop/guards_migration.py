@@ -6,6 +6,7 @@ from raceguard_django.operations import (
     AddImmutableOnceSetGuard,
     AddLockVersionGuard,
     AddRunningBalanceGuard,
+    AddTransitionGuard,
     CreateRaceguardExtension,
 )
 
@@ -21,4 +22,10 @@ class Migration(migrations.Migration):
                                min_balance=0),
         AddLockVersionGuard("job", field="version"),
         AddLockVersionGuard("note", field="version", sqlstate="23514", name="note_version_check"),
+        AddTransitionGuard("conversation", field="status", start=["open"],
+                           edges=[("open", "assigned"), ("assigned", "closed"), ("assigned", "open")],
+                           name="conversation_status"),
+        AddLockVersionGuard("shipment", field="version"),
+        AddTransitionGuard("shipment", field="status", start=["pending"],
+                           edges={"pending": ["sent"], "sent": ["pending", "paid"]}),
     ]

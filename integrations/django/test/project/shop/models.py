@@ -17,8 +17,14 @@ class RushOrder(Order):
 
 
 class Conversation(raceguard_django.GuardedModel):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        ASSIGNED = "assigned"
+        CLOSED = "closed"
+
     topic = models.TextField(default="")
     agent = models.IntegerField(null=True, db_column="agent_ref")
+    status = models.TextField(choices=Status.choices, default=Status.OPEN, db_column="status_code")
 
 
 class Entry(raceguard_django.GuardedModel):
@@ -45,3 +51,18 @@ class Job(models.Model):
 class Note(models.Model):
     text = models.TextField(default="")
     version = raceguard_django.VersionField()  # lock_version with sqlstate=23514
+
+
+class Shipment(raceguard_django.GuardedModel):
+    """A status guarded by raceguard.transition() and a VersionField."""
+
+    status = models.TextField(default="pending")
+    memo = models.TextField(default="")
+    version = raceguard_django.VersionField()
+
+
+class Label(models.Model):
+    """For guards the tests attach and drop (hostile states, bad types)."""
+
+    text = models.TextField(null=True)
+    number = models.IntegerField(null=True)

@@ -1,16 +1,18 @@
 """raceguard-django's tests, run by `manage.py test` in a test database made
 from the template that holds raceguard. The races use threads, each with its
 own database connection (Django's connections are per thread)."""
+import json
 import os
 import random
 import re
 import threading
+import time
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 from django.db.migrations.state import ProjectState
-from django.db.utils import IntegrityError, OperationalError, ProgrammingError
+from django.db.utils import DataError, IntegrityError, OperationalError, ProgrammingError
 from django.test import TransactionTestCase
 
 from raceguard_django import StaleObjectError, lease, complete, release, extend, claim, map_errors
@@ -19,10 +21,11 @@ from raceguard_django.operations import (
     AddImmutableOnceSetGuard,
     AddLockVersionGuard,
     AddRunningBalanceGuard,
+    AddTransitionGuard,
     RemoveGuard,
 )
 
-from .models import Conversation, Entry, Job, Note, Order, RushOrder
+from .models import Conversation, Entry, Job, Label, Note, Order, RushOrder, Shipment
 
 SEED = int(os.environ.get("RACEGUARD_SEED", "1"))
 
@@ -518,7 +521,7 @@ class MigrationInputTests(TransactionTestCase):
                 operation.database_forwards("shop", editor, state, state)
             self.assertEqual(triggers(), before)
             reversed_ += 1
-        self.assertEqual(reversed_, 5)
+        self.assertEqual(reversed_, 8)
 
     def test_percent_in_a_guards_message(self):
         operation = AddImmutableOnceSetGuard("conversation", fields=["topic"], name="topic 100%s once")
@@ -545,6 +548,243 @@ class MigrationInputTests(TransactionTestCase):
         with connection.schema_editor() as editor:
             operation.database_backwards("shop", editor, state, state)
         self.assertEqual(trigger_count(), before)
+
+
+def race_for_row(read, write):
+    """Two workers each read() their object, then write(obj) in a
+    transaction at the same time. The one whose statement takes the row
+    lock first holds it until the other's statement waits for that lock,
+    so both statements began before either committed: the race the guards
+    decide, not one of two writes that happen one after the other. Returns
+    each worker's ("won" | error, whether it saw the other wait)."""
+    pids = [None, None]
+    finished = [False, False]
+
+    def wait_for_other(index):
+        deadline = time.monotonic() + 60
+        with connection.cursor() as cursor:
+            while not finished[1 - index]:
+                cursor.execute("SELECT %s = ANY(pg_catalog.pg_blocking_pids(%s))", [pids[index], pids[1 - index]])
+                if cursor.fetchone()[0]:
+                    return True
+                if time.monotonic() > deadline:
+                    raise AssertionError("the other worker neither finished nor waited for this one's row lock")
+                time.sleep(0.005)
+        return False
+
+    def work(index, barrier):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pids[index] = cursor.fetchone()[0]
+        mine = read()
+        barrier.wait()
+        try:
+            with transaction.atomic():
+                write(index, mine)
+                saw_wait = wait_for_other(index)
+            return ("won", saw_wait)
+        except (ValidationError, StaleObjectError) as error:
+            return (error, False)
+        finally:
+            finished[index] = True
+
+    return in_threads(2, work)
+
+
+class TransitionTests(TransactionTestCase):
+    """raceguard.transition() through the ORM: Conversation.status (choices,
+    db_column) and Shipment.status (with a VersionField)."""
+
+    def status_error(self, caught):
+        self.assertEqual(list(caught.exception.message_dict), ["status"])
+        return caught.exception.error_dict["status"][0]
+
+    def test_undeclared_edge_and_start_state(self):
+        conversation = Conversation.objects.create(topic="t")
+        conversation.status = Conversation.Status.CLOSED
+        with self.assertRaises(ValidationError) as caught:
+            conversation.save()
+        error = self.status_error(caught)
+        self.assertEqual(error.code, "transition")
+        self.assertEqual((error.params["from"], error.params["to"], error.params["constraint"]),
+                         ("open", "closed", "conversation_status"))
+        self.assertIn("from 'open' to 'closed'", error.message)
+        self.assertIsInstance(caught.exception.__cause__, IntegrityError)
+        self.assertEqual(Conversation.objects.get(pk=conversation.pk).status, "open")
+        with self.assertRaises(ValidationError) as caught:
+            Conversation.objects.create(status=Conversation.Status.ASSIGNED)
+        error = self.status_error(caught)
+        self.assertEqual((error.code, error.params["from"], error.params["to"]), ("start_state", None, "assigned"))
+        self.assertEqual(Conversation.objects.count(), 1)
+        for status in ("assigned", "closed"):
+            conversation.status = status
+            conversation.save()
+        with self.assertRaises(ValidationError) as caught:
+            with map_errors():
+                Conversation.objects.filter(pk=conversation.pk).update(status="assigned")
+        self.assertEqual(self.status_error(caught).params["from"], "closed")
+        self.assertEqual(Conversation.objects.get(pk=conversation.pk).status, "closed")
+
+    def test_stale_object_with_a_version(self):
+        shipment = Shipment.objects.create()
+        stale = Shipment.objects.get(pk=shipment.pk)
+        shipment.status = "sent"
+        shipment.save()
+        stale.memo = "gift"  # still "pending": sent -> pending is a declared edge, the version is not current
+        with self.assertRaises(StaleObjectError):
+            stale.save()
+        self.assertEqual(Shipment.objects.get(pk=shipment.pk).status, "sent")
+        shipment.status = "paid"
+        shipment.save()
+        shipment.status = "pending"
+        with self.assertRaises(ValidationError) as caught:
+            shipment.save()
+        self.assertEqual(self.status_error(caught).params["constraint"], "shop_shipment_status_transition")
+        self.assertEqual(Shipment.objects.get(pk=shipment.pk).version, 3)
+
+    def test_two_workers_take_the_same_row(self):
+        random_ = rng("transition race")
+        Status = Conversation.Status
+
+        def save_conversation(index, mine):
+            mine.status, mine.topic = Status.ASSIGNED, "taken by %d" % index
+            mine.save()
+
+        def update_conversation(index, mine):
+            with map_errors():
+                Conversation.objects.filter(pk=mine.pk).update(status=Status.ASSIGNED, topic="taken by %d" % index)
+
+        def save_shipment(index, mine):
+            mine.status, mine.memo = "sent", "sent by %d" % index
+            mine.save()
+
+        def update_shipment(index, mine):
+            with map_errors():
+                Shipment.objects.filter(pk=mine.pk).update(status="sent", memo="sent by %d" % index)
+
+        # (model, write, the loser's error, its code, the state taken)
+        modes = [
+            (Conversation, save_conversation, ValidationError, "duplicate_transition", ("open", "assigned")),
+            (Conversation, update_conversation, ValidationError, "duplicate_transition", ("open", "assigned")),
+            (Shipment, save_shipment, StaleObjectError, None, None),  # the version in the WHERE fails first
+            (Shipment, update_shipment, ValidationError, "duplicate_transition", ("pending", "sent")),
+        ]
+        plan = [mode for mode in modes for _ in range(random_.randint(2, 4))]
+        random_.shuffle(plan)
+        for round_, (model, write, error_class, code, edge) in enumerate(plan):
+            row = model.objects.create()
+            results = race_for_row(lambda: model.objects.get(pk=row.pk), write)
+            won = [i for i, (result, _) in enumerate(results) if result == "won"]
+            self.assertEqual(len(won), 1, "round %d (%s): %r" % (round_, write.__name__, results))
+            self.assertEqual([saw for _, saw in results], [i == won[0] for i in range(2)], results)
+            error = results[1 - won[0]][0]
+            self.assertIs(type(error), error_class, "round %d (%s): %r" % (round_, write.__name__, error))
+            if code:
+                detail = error.error_dict["status"][0]
+                self.assertEqual((detail.code, detail.params["from"], detail.params["to"]), (code,) + edge)
+            stored = model.objects.get(pk=row.pk)
+            text = stored.topic if model is Conversation else stored.memo
+            self.assertEqual(text.split()[-1], str(won[0]))  # the winner's write, nothing of the loser's
+        print("transition race: %d rounds, one winner each (%s)" % (
+            len(plan), ", ".join("%s %d" % (m[1].__name__, plan.count(m)) for m in modes)))
+
+    def test_saves_of_other_fields_both_go_through(self):
+        rounds = rng("transition other fields").randint(2, 5)
+        for round_ in range(rounds):
+            conversation = Conversation.objects.create(status="open")
+
+            def save_topic(index, mine):
+                mine.topic = "topic %d" % index
+                mine.save()  # every column, the status unchanged
+
+            results = race_for_row(lambda: Conversation.objects.get(pk=conversation.pk), save_topic)
+            self.assertEqual(sorted(results), [("won", False), ("won", True)], "round %d: %r" % (round_, results))
+            self.assertEqual(Conversation.objects.get(pk=conversation.pk).status, "open")
+        print("transition, saves of other fields: %d rounds, both saved" % rounds)
+
+    def test_hostile_states_are_the_states_written(self):
+        random_ = rng("hostile states")
+        states = ['on "hold"', "it's > done", "a=b", " lead", "trail ", "ünï ✓", "NULL", "null", "",
+                  "back\\slash", "100%s", "tab\tin", "x>y>z", '""', "E'x'", "a\nb"]
+        random_.shuffle(states)
+        edges = list(zip(states, states[1:])) + [(states[-1], None)]
+        operation = AddTransitionGuard("label", field="text", start=[states[0], None], edges=edges,
+                                       name="label_text_hostile")
+        before = trigger_count()
+        state = ProjectState.from_apps(__import__("django.apps", fromlist=["apps"]).apps)
+        with connection.schema_editor() as editor:
+            operation.database_forwards("shop", editor, state, state)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT (options -> 'edges')::text FROM raceguard.guards"
+                               " WHERE trigger_name = 'label_text_hostile'")
+                self.assertEqual(json.loads(cursor.fetchone()[0]), operation.spec.texts)
+            label = Label.objects.create(text=states[0])
+            for current, following in zip(states, states[1:] + [None]):
+                # A neighbour of the next state (a blank more, or a NULL for
+                # the text NULL) is not a declared edge.
+                nears = (following + " ", None if following in ("NULL", "null") else "NULL") if following is not None else ("",)
+                for near in [near for near in nears if near != current]:
+                    with self.assertRaises(ValidationError, msg=repr((current, near))) as caught:
+                        with map_errors(model=Label):
+                            Label.objects.filter(pk=label.pk).update(text=near)
+                    error = caught.exception.error_dict["text"][0]
+                    self.assertEqual((error.code, error.params["from"], error.params["to"]), ("transition", current, near))
+                label.text = following
+                label.save()
+                self.assertEqual(Label.objects.get(pk=label.pk).text, following)
+            Label.objects.create(text=None)
+            with self.assertRaises(ValidationError) as caught:
+                with map_errors(model=Label):
+                    Label.objects.create(text=states[1])
+            self.assertEqual(caught.exception.error_dict["text"][0].params["to"], states[1])
+        finally:
+            with connection.schema_editor() as editor:
+                RemoveGuard(operation).database_forwards("shop", editor, state, state)
+        self.assertEqual(trigger_count(), before)
+        print("hostile states: %d states along one chain, each parsed as written" % len(states))
+
+    def test_bad_transition_guards_create_nothing(self):
+        for make in (
+            lambda: AddTransitionGuard("conversation", field="status"),
+            lambda: AddTransitionGuard("conversation", field="status", edges=[], start=[]),
+            lambda: AddTransitionGuard("conversation", field="status", edges="open>assigned"),
+            lambda: AddTransitionGuard("conversation", field="status", edges=[("open", "assigned", "closed")]),
+            lambda: AddTransitionGuard("conversation", field="status", edges=[("open", "a"), ("open", "a")]),
+            lambda: AddTransitionGuard("conversation", field="status", edges={"open": "assigned"}),
+            lambda: AddTransitionGuard("conversation", field="status", start="open"),
+            lambda: AddTransitionGuard("conversation", field="status", start=[1.5]),
+            lambda: AddTransitionGuard("conversation", field="status", start=["nul\x00"]),
+            lambda: AddTransitionGuard("conversation", field="", start=["open"]),
+        ):
+            with self.assertRaises(GuardDeclarationError):
+                make()
+        before = trigger_count()
+        state = ProjectState.from_apps(__import__("django.apps", fromlist=["apps"]).apps)
+        for operation in (
+            AddTransitionGuard("conversation", field="state", start=["open"], name="c1"),
+            AddTransitionGuard("conversation", field="status", start=["open"], edges=[("open", "asigned")], name="c2"),
+            AddTransitionGuard("conversation", field="status_code", start=["open"], name="c3"),  # a column, not a field
+        ):
+            with self.assertRaises(GuardDeclarationError) as caught:
+                with connection.schema_editor() as editor:
+                    operation.database_forwards("shop", editor, state, state)
+            print("refused: %s" % caught.exception)
+        # What only the column's type can tell: the database refuses it (22P02).
+        with self.assertRaises(DataError) as caught:
+            with connection.schema_editor() as editor:
+                AddTransitionGuard("label", field="number", start=[1], edges=[(1, "two")], name="l1").database_forwards(
+                    "shop", editor, state, state)
+        cause = caught.exception.__cause__
+        self.assertEqual(getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None), "22P02")
+        self.assertEqual(trigger_count(), before)
+
+    def test_deconstructs_for_migration_files(self):
+        operation = AddTransitionGuard("shipment", field="status", start=["pending"],
+                                       edges={"pending": ["sent"]}, name="s")
+        name, args, kwargs = operation.deconstruct()
+        self.assertEqual((name, args), ("AddTransitionGuard", ["shipment"]))
+        self.assertEqual(AddTransitionGuard(*args, **kwargs).spec.texts, operation.spec.texts)
 
 
 class DocsExampleTests(TransactionTestCase):

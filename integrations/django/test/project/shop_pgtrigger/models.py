@@ -1,7 +1,7 @@
 from django.db import models
 
 import raceguard_django
-from raceguard_django.triggers import ImmutableOnceSet, LockVersion, RunningBalance
+from raceguard_django.triggers import ImmutableOnceSet, LockVersion, RunningBalance, Transition
 
 
 class Invoice(raceguard_django.GuardedModel):
@@ -31,4 +31,30 @@ class Payment(raceguard_django.GuardedModel):
         triggers = [
             RunningBalance(name="payment_balance", amount="amount", balance="balance", group=["account"],
                            seq="entry_no", min_balance=0),
+        ]
+
+
+class Case(raceguard_django.GuardedModel):
+    """Hostile states: quotes, > and =, blanks, Unicode, the text NULL and
+    a NULL state, as pgtrigger.FSM-like (from, to) pairs."""
+
+    state = models.TextField(null=True, db_column="state_text")
+    note = models.TextField(default="")
+
+    class Meta:
+        triggers = [
+            Transition(
+                name="case_state",
+                field="state",
+                start=[None, "new"],
+                transitions=[
+                    ("new", 'on "hold"'),
+                    ("new", "100% {done} %(x)s"),
+                    ('on "hold"', "it's > done = ok"),
+                    ("it's > done = ok", " ünï ✓ "),
+                    (" ünï ✓ ", "NULL"),
+                    ("NULL", None),
+                    (None, "new"),
+                ],
+            )
         ]
