@@ -49,12 +49,12 @@ constexpr FiringRules TRANSITION_FIRING = {true, false, ON_INSERT | ON_UPDATE};
 
 // One side of an edge, as written.
 struct StateText {
-    bool is_null;
+    bool is_null = false;
     std::string text;  // the column's text form, quotes removed
 };
 
 struct Edge {
-    bool is_start;  // '>TO'
+    bool is_start = false;  // '>TO'
     StateText from;
     StateText to;
     std::string argument;  // as written
