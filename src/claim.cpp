@@ -22,6 +22,7 @@
 // token, expiry and the current time are parameters. PostgreSQL's plan cache
 // replans it when the table changes, or when the search_path or the user
 // differs from when it was planned.
+#include "citus.hpp"
 #include "claim.hpp"
 #include "compat.hpp"
 #include "set_returning.hpp"
@@ -47,6 +48,7 @@ extern "C" {
 #include "utils/tuplestore.h"
 }
 
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -509,9 +511,21 @@ auto with_spi(Body&& body) -> decltype(body()) {
 // its MAXVALUE. A value past block 0 is used only within such a bound: a
 // sequence that ran out of block 0, or one restored from a dump (which
 // keeps the value, not the bound), is refused.
+//
+// On Citus every node has a sequence of its own, so a node's Citus group id
+// (pg_dist_local_group; the coordinator's is 0) goes into bits 40..47 of
+// its tokens, and its sequence values within a block stay below 2^40:
+// token = (timeline + block) × 2^48 + group × 2^40 + value within the block.
+// Group 0, and every node without Citus, make the same tokens as before; a
+// worker's tokens move above the ones it made before (group ≥ 1), and no two
+// groups share one. The high bits are unchanged, so tokens stay below 2^53
+// (exact in a JavaScript number) while timeline + block is below 32.
 constexpr int TOKEN_VALUE_BITS = 48;
 constexpr int64 TOKEN_VALUE_LIMIT = int64{1} << TOKEN_VALUE_BITS;
 constexpr int64 TOKEN_HIGH_LIMIT = int64{1} << (63 - TOKEN_VALUE_BITS);  // timeline + block: tokens stay positive
+constexpr int TOKEN_GROUP_SHIFT = 40;
+constexpr int64 TOKEN_GROUP_LIMIT = int64{1} << (TOKEN_VALUE_BITS - TOKEN_GROUP_SHIFT);  // Citus groups 0..255
+constexpr int64 TOKEN_NODE_VALUE_LIMIT = int64{1} << TOKEN_GROUP_SHIFT;
 
 struct LeaseToken {
     int64 token;
@@ -560,7 +574,24 @@ LeaseToken take_lease_token() {
                          "value but not the bound.")
             .with_hint("After pg_upgrade or a restore into another cluster, run "
                        "raceguard.lease_tokens_after_upgrade(old_timeline); see docs/operations.md.");
-    return LeaseToken{(static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) + taken.value, taken.sequence};
+    const int64 token = (static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) + taken.value;
+    const std::optional<int32> citus_group = citus::local_group_id();
+    if (!citus_group)
+        return LeaseToken{token, taken.sequence};
+    const int32 group = *citus_group;
+    const int64 within_block = taken.value & (TOKEN_VALUE_LIMIT - 1);
+    if (group < 0 || group >= TOKEN_GROUP_LIMIT)
+        throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                    "lease tokens cannot be made on Citus group " + std::to_string(group))
+            .with_detail("On Citus a token carries the node's group id (pg_dist_local_group) in 8 bits: groups 0 to " +
+                         std::to_string(TOKEN_GROUP_LIMIT - 1) + " can lease.");
+    if (within_block >= TOKEN_NODE_VALUE_LIMIT)
+        throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                    "lease tokens are exhausted on this Citus node: sequence value " + std::to_string(taken.value) +
+                        " is past 2^40 within its block")
+            .with_detail("On Citus a token is (timeline + block) × 2^48 + group × 2^40 + the sequence value within "
+                         "its block, which must stay below 2^40 so that no two groups share a token.");
+    return LeaseToken{token + (static_cast<int64>(group) << TOKEN_GROUP_SHIFT), taken.sequence};
 }
 
 // Flushes the WAL up to the sequence's last record, the one a restart after
