@@ -29,6 +29,7 @@
 #include "stats.hpp"
 
 extern "C" {
+#include "access/genam.h"
 #include "access/relation.h"
 #include "access/transam.h"
 #include "access/tupconvert.h"
@@ -51,6 +52,7 @@ extern "C" {
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace raceguard {
 
@@ -610,6 +612,61 @@ void make_token_durable(const LeaseToken& token) {
     });
 }
 
+// ---- Citus ----------------------------------------------------------------
+
+// How claim_lease's UPDATE finds the rows its locking scan claimed. On one
+// node (and on a Citus table with one shard): by ctid and tableoid. Citus
+// plans an UPDATE that joins on ctid only when it runs in one shard, which
+// it knows from the UPDATE's own WHERE: on a distributed table the caller's
+// filter is repeated there, and it must pin the distribution column. A
+// reference table's copies differ in their ctids: its rows are found by
+// primary key.
+struct RowMatch {
+    citus::Placement placement = citus::Placement::not_citus;
+    std::string distribution_column;
+    std::vector<std::string> key_columns;  // quoted: a reference table's primary key
+};
+
+RowMatch row_match(const ClaimTarget& target) {
+    const citus::TablePlacement placement = citus::placement_of(target.relid);
+    RowMatch match;
+    match.placement = placement.placement;
+    match.distribution_column = placement.distribution_column;
+    if (placement.placement != citus::Placement::reference)
+        return match;
+    const Oid relid = target.relid;
+    List* key = pg_call([&] {
+        List* names = NIL;
+        Relation relation = relation_open(relid, AccessShareLock);
+        const Oid index_oid = RelationGetPrimaryKeyIndex(relation);
+        if (OidIsValid(index_oid)) {
+            Relation index = index_open(index_oid, AccessShareLock);
+            for (int k = 0; k < index->rd_index->indnkeyatts; ++k)
+                names = lappend(names, get_attname(relid, index->rd_index->indkey.values[k], false));
+            index_close(index, AccessShareLock);
+        }
+        relation_close(relation, AccessShareLock);
+        return names;
+    });
+    if (key == NIL)
+        throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "claim_lease() on table " + target.qualified_name +
+                        ", a Citus reference table, needs a primary key")
+            .with_detail("Each node's copy of a reference table keeps its rows at other places (ctid): the "
+                         "claimed rows are found again by their primary key.");
+    for (int k = 0; k < list_length(key); ++k)
+        match.key_columns.push_back(quoted_identifier(static_cast<const char*>(list_nth(key, k))));
+    return match;
+}
+
+// A name for a column of the statement's own that is none of the table's.
+std::string name_unlike_columns(const ClaimTarget& target, std::string name) {
+    const Oid relid = target.relid;
+    while (pg_call([&] { return get_attnum(relid, name.c_str()) != InvalidAttrNumber; }))
+        name += "_";
+    return name;
+}
+
 }  // namespace
 
 Datum claim(FunctionCallInfo fcinfo) {
@@ -651,8 +708,13 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     // those names are theirs). The first returns the table's columns first,
     // so order_by means what it means in claim() (names and positions), then
     // ctid and tableoid, which no user column can be named.
+    const RowMatch match = row_match(target.table);
+    const bool routed = match.placement == citus::Placement::distributed;
+    // On a distributed table the filter also stands in the UPDATE, where the
+    // statement's own names are visible too: they differ from its text.
     std::string claimed = "claimed";
-    while (target.table.name == claimed || target.table.name == claimed + "_order")
+    while (target.table.name == claimed || target.table.name == claimed + "_order" ||
+           (routed && sql.filter.find(claimed) != std::string::npos))
         claimed += "_rows";
     const std::string positions = claimed + "_order";
     const std::string attempts_condition =
@@ -664,28 +726,68 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
             ? std::string()
             : ", " + attempts.column + " = COALESCE(" + table + "." + attempts.column +
                   ", 0) OPERATOR(pg_catalog.+) 1";
+    // The columns that find a claimed row again, and how the UPDATE matches them.
+    std::string row_columns = "ctid, tableoid";
+    std::string row_condition = table + ".tableoid OPERATOR(pg_catalog.=) " + positions + ".tableoid AND " + table +
+                                ".ctid OPERATOR(pg_catalog.=) " + positions + ".ctid";
+    if (!match.key_columns.empty()) {
+        row_columns.clear();
+        row_condition.clear();
+        for (const std::string& column : match.key_columns) {
+            row_columns += (row_columns.empty() ? "" : ", ") + column;
+            row_condition += (row_condition.empty() ? "" : " AND ") + table + "." + column +
+                             " OPERATOR(pg_catalog.=) " + positions + "." + column;
+        }
+    }
+    if (routed)
+        row_condition = where_condition(sql) + " AND " + row_condition;
+    // The position's name: the function's own (row_number) unless the
+    // filter, now beside it, could mean a column of the table by that name.
+    const std::string position =
+        quoted_identifier(routed ? name_unlike_columns(target.table, "row_number").c_str() : "row_number");
     const std::string statement =
         "WITH " + claimed + " AS MATERIALIZED (SELECT " + table + ".*, ctid, tableoid FROM " + table + " WHERE " +
         where_condition(sql) + " AND (" + until_column + " IS NULL OR " + until_column +
         " OPERATOR(pg_catalog.<=) $3)" + attempts_condition + order_clause(sql) + " LIMIT " +
-        std::to_string(batch) + " FOR UPDATE SKIP LOCKED), " + positions +
-        " AS MATERIALIZED (SELECT ctid, tableoid, pg_catalog.row_number() OVER () FROM " + claimed + ")"
+        std::to_string(batch) + " FOR UPDATE SKIP LOCKED), " + positions + " AS MATERIALIZED (SELECT " +
+        row_columns + ", pg_catalog.row_number() OVER () AS " + position + " FROM " + claimed + ")"
         " UPDATE " + table + " SET " + token_column + " = $1, " + until_column + " = $2" + attempts_assignment +
-        " FROM " + positions + " WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) " + positions +
-        ".tableoid AND " + table + ".ctid OPERATOR(pg_catalog.=) " + positions + ".ctid RETURNING " + table +
-        ".*, " + positions + ".row_number";
-    const uint64 leased_rows = with_spi([&] {
-        Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-        const RunningPlan running(plan_for(statement, 3, types, [&] { check_caller_sql(target.table, sql); }));
-        const LeaseToken token = take_lease_token();
-        Datum values[3] = {Int64GetDatum(token.token), TimestampTzGetDatum(expiry.until),
-                           TimestampTzGetDatum(expiry.now)};
-        const uint64 leased =
-            pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr, true); });
-        if (leased > 0)
-            make_token_durable(token);
-        return leased;
-    });
+        " FROM " + positions + " WHERE " + row_condition + " RETURNING " + table + ".*, " + positions + "." +
+        position;
+    const auto lease = [&] {
+        return with_spi([&] {
+            Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+            const RunningPlan running(plan_for(statement, 3, types, [&] { check_caller_sql(target.table, sql); }));
+            const LeaseToken token = take_lease_token();
+            Datum values[3] = {Int64GetDatum(token.token), TimestampTzGetDatum(expiry.until),
+                               TimestampTzGetDatum(expiry.now)};
+            const uint64 leased =
+                pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr, true); });
+            if (leased > 0)
+                make_token_durable(token);
+            return leased;
+        });
+    };
+    uint64 leased_rows = 0;
+    if (!routed) {
+        leased_rows = lease();
+    } else {
+        // Citus refuses the UPDATE (0A000, naming ctid) when the filter does
+        // not route it to one shard: said in the caller's terms.
+        try {
+            leased_rows = lease();
+        } catch (const PgError& error) {
+            if (error.data->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED)
+                throw;
+            const std::string column = quoted(match.distribution_column);
+            throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "claim_lease() on table " + table + ", which Citus distributes by column " + column +
+                            ", needs a filter that pins " + column + " to one value")
+                .with_detail(std::string("Citus: ") + (error.data->message != nullptr ? error.data->message : ""))
+                .with_hint("Lease from one queue at a time: a filter such as " + match.distribution_column +
+                           " = 'emails' AND status = 'pending' (see docs/citus.md).");
+        }
+    }
     stats::Counters* counters = stats::claim_counters(target.table.relid);
     ++counters->n[stats::CL_CALLS];
     counters->n[stats::CL_ROWS] += static_cast<int64>(leased_rows);

@@ -18,7 +18,11 @@
 #     coordinator and both workers at once: verify_running_balance() finds
 #     nothing, and each account's last balance is the sum of its amounts;
 #  4. lease tokens made on the three nodes at once: none twice, and each
-#     carries its node's Citus group id.
+#     carries its node's Citus group id;
+#  5. claim_lease through three nodes on a table distributed by its queue
+#     column, the filter pinning the queue, and on a reference table: every
+#     job leased exactly once; a filter that does not pin the queue is
+#     refused with an error naming the distribution column.
 # Nothing is timed; RACEGUARD_SEED seeds the amounts and accounts.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -252,5 +256,50 @@ total=$(cat "$faults"/tokens.* | wc -l)
 twice=$(repeated "$faults"/tokens.*)
 [ "$total" = $((3 * leases)) ] && [ "$twice" = 0 ] && pass "$total tokens from three nodes, none twice" ||
     fail "$total tokens, $twice handed out more than once"
+
+echo "--- 5. claim_lease on a distributed and on a reference table"
+sql $coordinator <<'SQL'
+CREATE TABLE jobs (id bigserial, queue text NOT NULL, status text NOT NULL DEFAULT 'pending',
+                   claim_token bigint, claimed_until timestamptz, PRIMARY KEY (queue, id));
+SELECT create_distributed_table('jobs', 'queue') \gset
+INSERT INTO jobs (queue) SELECT q FROM generate_series(1, 100), unnest(ARRAY['a', 'b']) q;
+CREATE TABLE ref_jobs (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz);
+SELECT create_reference_table('ref_jobs') \gset
+INSERT INTO ref_jobs (id) SELECT generate_series(1, 60);
+SQL
+# Four clients drain queue a (100 jobs, 5 per lease, 1-hour leases) and
+# two drain ref_jobs (60 jobs, 3 per lease): every job exactly once.
+for i in $(seq 15); do
+    echo "SELECT id FROM raceguard.claim_lease(NULL::jobs, 'queue = ''a'' AND status = ''pending''', 5, '1 hour');"
+done >"$faults/claims.sql"
+for i in $(seq 25); do
+    echo "SELECT id FROM raceguard.claim_lease(NULL::ref_jobs, 'true', 3, '1 hour');"
+done >"$faults/ref_claims.sql"
+pids=()
+k=0
+for run in $coordinator:claims $coordinator:claims $worker1:claims $worker2:claims $worker1:ref_claims $worker2:ref_claims; do
+    k=$((k + 1))
+    port=${run%%:*} script=${run##*:}
+    sql "$port" -f "$faults/$script.sql" >"$faults/$script.$k.ids" 2>&1 &
+    pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+[ $failed = 0 ] || fail "$failed claiming clients failed: $(cat "$faults"/*claims.*.ids | grep ERROR | head -3)"
+total=$(cat "$faults"/claims.*.ids | wc -l)
+twice=$(repeated "$faults"/claims.*.ids)
+leased=$(sql $coordinator -c "SELECT count(*) FILTER (WHERE claim_token IS NOT NULL) || ' ' ||
+                                     count(*) FILTER (WHERE claim_token IS NOT NULL AND queue <> 'a') FROM jobs")
+[ "$total" = 100 ] && [ "$twice" = 0 ] && [ "$leased" = "100 0" ] &&
+    pass "queue a drained from three nodes: 100 jobs, each leased once, queue b untouched" ||
+    fail "queue a: $total leases, $twice jobs twice, leased (all, other queue): $leased"
+total=$(cat "$faults"/ref_claims.*.ids | wc -l)
+twice=$(repeated "$faults"/ref_claims.*.ids)
+[ "$total" = 60 ] && [ "$twice" = 0 ] && pass "the reference table drained from two nodes: 60 jobs, each leased once" ||
+    fail "ref_jobs: $total leases, $twice jobs twice"
+expect_error $coordinator 0A000 'claim_lease() on table public.jobs, which Citus distributes by column "queue", needs a filter that pins "queue" to one value' \
+    "SELECT * FROM raceguard.claim_lease(NULL::jobs, 'status = ''pending''', 1, '1 minute')"
+[ "$(sql $coordinator -c "SELECT count(*) FROM jobs WHERE claim_token IS NOT NULL")" = 100 ] &&
+    pass "the refused claim leased nothing" || fail "the refused claim leased rows"
 
 exit $status
