@@ -54,6 +54,11 @@ done
 # commits on the workers with PREPARE TRANSACTION, which refuses a
 # transaction that used temporary objects.)
 for port in $coordinator $worker1 $worker2; do sql "$port" -c "CREATE EXTENSION raceguard"; done
+# A token worker1 hands out before it joins (as group 0): its tokens as
+# group 1 must come after it.
+sql $worker1 -c "CREATE TABLE before_join (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz)" \
+    -c "INSERT INTO before_join VALUES (1)"
+token_before_join=$(sql $worker1 -c "SELECT claim_token FROM raceguard.claim_lease(NULL::before_join, 'true', 1, '1 hour')")
 sql $coordinator <<SQL >/dev/null
 SELECT citus_set_coordinator_host('$faults', $coordinator);
 SELECT citus_add_node('$faults', $worker1);
@@ -252,6 +257,9 @@ for port in $coordinator $worker1 $worker2; do
     [ "$other" = 0 ] && pass "port $port: every token carries group $group and is below 2^53" ||
         fail "port $port: $other tokens without group $group"
 done
+earlier=$(sql $worker1 -c "SELECT count(*) FROM tokens WHERE token <= $token_before_join")
+[ "$earlier" = 0 ] && pass "worker1's tokens after it joined are above its token from before ($token_before_join)" ||
+    fail "$earlier of worker1's tokens are not above $token_before_join, made before it joined"
 total=$(cat "$faults"/tokens.* | wc -l)
 twice=$(repeated "$faults"/tokens.*)
 [ "$total" = $((3 * leases)) ] && [ "$twice" = 0 ] && pass "$total tokens from three nodes, none twice" ||
