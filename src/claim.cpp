@@ -638,11 +638,12 @@ RowMatch row_match(const ClaimTarget& target) {
     List* key = pg_call([&] {
         List* names = NIL;
         Relation relation = relation_open(relid, AccessShareLock);
-        const Oid index_oid = RelationGetPrimaryKeyIndex(relation);
-        if (OidIsValid(index_oid)) {
-            Relation index = index_open(index_oid, AccessShareLock);
-            for (int k = 0; k < index->rd_index->indnkeyatts; ++k)
-                names = lappend(names, get_attname(relid, index->rd_index->indkey.values[k], false));
+        List* indexes = RelationGetIndexList(relation);
+        for (int i = 0; i < list_length(indexes) && names == NIL; ++i) {
+            Relation index = index_open(list_nth_oid(indexes, i), AccessShareLock);
+            if (index->rd_index->indisprimary)
+                for (int k = 0; k < index->rd_index->indnkeyatts; ++k)
+                    names = lappend(names, get_attname(relid, index->rd_index->indkey.values[k], false));
             index_close(index, AccessShareLock);
         }
         relation_close(relation, AccessShareLock);
