@@ -22,7 +22,9 @@
 #  5. claim_lease through three nodes on a table distributed by its queue
 #     column, the filter pinning the queue, and on a reference table: every
 #     job leased exactly once; a filter that does not pin the queue is
-#     refused with an error naming the distribution column.
+#     refused with an error naming the distribution column;
+#  6. the same as an ordinary role (its first rows on the workers read
+#     Citus's catalog with its privileges).
 # Nothing is timed; RACEGUARD_SEED seeds the amounts and accounts.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -309,5 +311,25 @@ expect_error $coordinator 0A000 'claim_lease() on table public.jobs, which Citus
     "SELECT * FROM raceguard.claim_lease(NULL::jobs, 'status = ''pending''', 1, '1 minute')"
 [ "$(sql $coordinator -c "SELECT count(*) FROM jobs WHERE claim_token IS NOT NULL")" = 100 ] &&
     pass "the refused claim leased nothing" || fail "the refused claim leased rows"
+
+echo "--- 6. an ordinary role: appends and leases through the coordinator and a worker"
+# Citus connects to the workers as the same role, so the guards' first rows
+# there (which read Citus's catalog) run with an ordinary role's privileges.
+sql $coordinator <<'SQL'
+CREATE ROLE clerk LOGIN;
+GRANT SELECT, INSERT ON ledger TO clerk;
+GRANT SELECT, UPDATE ON jobs TO clerk;
+SQL
+as_clerk() { "$bindir/psql" -h "$faults" -p "$1" -U clerk -d postgres -qXAt -v ON_ERROR_STOP=1 -c "$2"; }
+for port in $coordinator $worker1; do
+    as_clerk "$port" "INSERT INTO ledger (account_id, amount) SELECT 7, 10 FROM generate_series(1, 20)"
+done
+as_clerk $coordinator "SELECT count(*) FROM raceguard.verify_running_balance('ledger')" >"$faults/clerk.verify"
+chain=$(sql $coordinator -c "SELECT count(*) || ' ' || max(n) || ' ' || max(balance) FROM ledger WHERE account_id = 7")
+[ "$(cat "$faults/clerk.verify")" = 0 ] && [ "$chain" = "40 40 400" ] &&
+    pass "40 appends by an ordinary role, chain exact" || fail "an ordinary role's appends: $chain"
+leased=$(as_clerk $worker1 "SELECT count(*) FROM raceguard.claim_lease(NULL::jobs, 'queue = ''b''', 5, '1 hour')")
+[ "$leased" = 5 ] && pass "an ordinary role leases 5 jobs of queue b through a worker" ||
+    fail "an ordinary role leased $leased jobs"
 
 exit $status
