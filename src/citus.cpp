@@ -197,4 +197,36 @@ std::optional<int32> local_group_id() {
     return group.citus ? std::optional<int32>(group.id) : std::nullopt;
 }
 
+namespace {
+
+void replace_all(std::string& text, const std::string& from, const std::string& to) {
+    for (size_t at = text.find(from); !from.empty() && at != std::string::npos; at = text.find(from, at + to.size()))
+        text.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+void name_user_objects(Error& error, Relation relation, const char* trigger_name) {
+    const TablePlacement placement = placement_of(RelationGetRelid(relation));
+    if (!placement.is_shard)
+        return;
+    const std::string shard = RelationGetRelationName(relation);
+    const std::string suffix = shard.substr(shard.rfind('_'));  // "_<shard id>", as Citus names shard triggers
+    const std::string shard_trigger = trigger_name;
+    const bool suffixed = shard_trigger.size() > suffix.size() &&
+                          shard_trigger.compare(shard_trigger.size() - suffix.size(), suffix.size(), suffix) == 0;
+    const std::string trigger = suffixed ? shard_trigger.substr(0, shard_trigger.size() - suffix.size()) : shard_trigger;
+    for (std::string* text : {&error.message, &error.detail, &error.hint}) {
+        replace_all(*text, "\"" + shard_trigger + "\"", "\"" + trigger + "\"");
+        replace_all(*text, "\"" + shard + "\"", "\"" + placement.table_name + "\"");
+    }
+    if (!error.table.empty())
+        error.table = placement.table_name;
+    if (!error.constraint.empty()) {
+        error.constraint = trigger;
+        error.detail += (error.detail.empty() ? "" : "\n") + std::string("Constraint \"") + trigger + "\" on table \"" +
+                        placement.table_name + "\".";
+    }
+}
+
 }  // namespace raceguard::citus

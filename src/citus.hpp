@@ -41,4 +41,13 @@ TablePlacement placement_of(Oid relid);
 // none without Citus.
 std::optional<int32> local_group_id();
 
+// An error a guard raised on a Citus shard, in the names its user knows:
+// the table and the trigger the user created instead of the shard's
+// ("orders" for "orders_102032", "orders_lock" for "orders_lock_102032"),
+// in the message, DETAIL, HINT and the table and constraint fields. Citus
+// passes SQLSTATE, DETAIL and HINT on to the client but drops the table,
+// column and constraint fields, so the constraint's name also goes into
+// DETAIL. Nothing changes for a table that is no shard.
+void name_user_objects(Error& error, Relation relation, const char* trigger_name);
+
 }  // namespace raceguard::citus
