@@ -7,6 +7,7 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 }
 
@@ -122,16 +123,20 @@ Oid table_of_shard(Oid relid) {
     const std::string table_name = table.name;
     if (prefix == table_name)
         return table.relid;
-    const size_t hash_length = 9;  // "_" and 8 hex digits
-    if (prefix.size() > hash_length && name.size() == NAMEDATALEN - 1 &&
-        table_name.compare(0, prefix.size() - hash_length, prefix, 0, prefix.size() - hash_length) == 0)
+    // A name too long for its shard id is cut (at a character boundary)
+    // and followed by "_" and 8 hex digits of a hash.
+    const size_t hash_length = 9;
+    const size_t kept = prefix.size() > hash_length ? prefix.size() - hash_length : 0;
+    if (kept > 0 && prefix[kept] == '_' && table_name.size() + (name.size() - underscore) >= NAMEDATALEN &&
+        table_name.compare(0, kept, prefix, 0, kept) == 0)
         return table.relid;
     return InvalidOid;
 }
 
-TablePlacement placement_from(const PartitionRow& row, bool is_shard) {
+TablePlacement placement_from(const PartitionRow& row, Oid table_relid, bool is_shard) {
     TablePlacement placement;
     placement.is_shard = is_shard;
+    placement.table_relid = table_relid;
     placement.table_name = row.table_name != nullptr ? row.table_name : "";
     if (row.method == 'h' || row.method == 'r' || row.method == 'a') {
         placement.placement = Placement::distributed;
@@ -155,12 +160,12 @@ TablePlacement placement_of(Oid relid) {
         return TablePlacement{};
     const PartitionRow own = read_partition_row(relid);
     if (own.found)
-        return placement_from(own, false);
+        return placement_from(own, relid, false);
     const Oid table = table_of_shard(relid);
     if (!OidIsValid(table))
         return TablePlacement{};
     const PartitionRow of_table = read_partition_row(table);
-    return of_table.found ? placement_from(of_table, true) : TablePlacement{};
+    return of_table.found ? placement_from(of_table, table, true) : TablePlacement{};
 }
 
 std::optional<int32> local_group_id() {
@@ -211,11 +216,17 @@ void name_user_objects(Error& error, Relation relation, const char* trigger_name
     if (!placement.is_shard)
         return;
     const std::string shard = RelationGetRelationName(relation);
-    const std::string suffix = shard.substr(shard.rfind('_'));  // "_<shard id>", as Citus names shard triggers
+    // Citus names a shard's trigger like the shard, "<trigger>_<shard id>",
+    // when that fits (a longer name is cut and hashed): the name without the
+    // shard id is used when the table has a trigger of that name.
+    const std::string suffix = shard.substr(shard.rfind('_'));
     const std::string shard_trigger = trigger_name;
     const bool suffixed = shard_trigger.size() > suffix.size() &&
                           shard_trigger.compare(shard_trigger.size() - suffix.size(), suffix.size(), suffix) == 0;
-    const std::string trigger = suffixed ? shard_trigger.substr(0, shard_trigger.size() - suffix.size()) : shard_trigger;
+    const std::string stripped = suffixed ? shard_trigger.substr(0, shard_trigger.size() - suffix.size()) : "";
+    const Oid table_relid = placement.table_relid;
+    const bool known = suffixed && pg_call([&] { return OidIsValid(get_trigger_oid(table_relid, stripped.c_str(), true)); });
+    const std::string trigger = known ? stripped : shard_trigger;
     for (std::string* text : {&error.message, &error.detail, &error.hint}) {
         replace_all(*text, "\"" + shard_trigger + "\"", "\"" + trigger + "\"");
         replace_all(*text, "\"" + shard + "\"", "\"" + placement.table_name + "\"");

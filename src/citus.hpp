@@ -25,7 +25,8 @@ enum class Placement {
 struct TablePlacement {
     Placement placement = Placement::not_citus;
     bool is_shard = false;            // the relation is one shard of the Citus table below
-    std::string table_name;           // the Citus table (the relation itself, or the one it is a shard of)
+    Oid table_relid = InvalidOid;     // the Citus table (the relation itself, or the one it is a shard of)
+    std::string table_name;           // its name
     std::string distribution_column;  // a distributed table's distribution column
 };
 
