@@ -163,6 +163,19 @@ expect_error $coordinator 0A000 'Citus distributes its table "late_empty" by col
 [ "$(sql $coordinator -c "SELECT count(*) FROM late_empty")" = 0 ] && pass "nothing was appended" ||
     fail "rows were appended to late_empty"
 
+# The same with a name too long for its shard ids: Citus cuts and hashes the
+# shards' names, and the guard still finds their table.
+long=ledger_with_a_name_long_enough_that_citus_hashes_its_shards_x
+sql $coordinator <<SQL
+CREATE TABLE $long (id bigserial PRIMARY KEY, account_id integer NOT NULL, amount bigint, balance bigint, n bigint);
+CREATE INDEX ON $long (account_id, n);
+CREATE TRIGGER long_balance BEFORE INSERT OR UPDATE OR DELETE ON $long FOR EACH ROW
+    EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
+SELECT create_distributed_table('$long', 'id') \gset
+SQL
+expect_error $coordinator 0A000 "Citus distributes its table \"$long\" by column \"id\"" \
+    "INSERT INTO $long (account_id, amount) VALUES (1, 100)"
+
 echo "--- 2. lost updates against lock_version"
 sql $coordinator <<'SQL'
 CREATE TABLE counters (id integer PRIMARY KEY, hits integer NOT NULL, lock_version integer);
