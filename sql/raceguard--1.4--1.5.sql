@@ -194,3 +194,22 @@ COMMENT ON FUNCTION raceguard.verify_running_balance(regclass) IS
     'raceguard.verify_running_balance(ledger regclass) RETURNS TABLE (group_key text, seq bigint, problem text, expected numeric, stored numeric) -- checks a running_balance ledger, read with the caller''s privileges (42501 without SELECT): one row per entry whose balance is not the previous balance (or initial) plus its amount, and per seq that is not the previous seq + 1; no rows means consistent; see docs/running_balance.md';
 
 -- End of Part 2.
+
+-- Part 3: Citus.
+-- raceguard reads Citus's catalog by name where the citus extension is
+-- installed (docs/citus.md); nothing changes without it. running_balance
+-- refuses (0A000) a table Citus distributes by a column that is not one of
+-- its group columns, and check_guards() lists such a trigger and warns of a
+-- reference-table ledger. A lease token carries the Citus node's group id,
+-- so tokens are unique across the cluster. The code is in the library; the
+-- comments below say so.
+COMMENT ON FUNCTION raceguard.running_balance() IS
+    'raceguard.running_balance() RETURNS trigger, attached as CREATE TRIGGER name BEFORE INSERT OR UPDATE OR DELETE ON ledger FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance(''amount'', ''balance'' [, ''group'' ...], ''seq=column'' [, ''min_balance=n''] [, ''initial=n'']) -- serialized running balances: each appended row gets its group''s previous balance plus its amount and the next gapless seq (a btree index on the group columns and seq is required); an UPDATE that changes the amount, balance, seq or a group column, and a DELETE, fail with 23514; on Citus the ledger must be distributed by a group column (docs/citus.md); see docs/running_balance.md';
+
+COMMENT ON FUNCTION raceguard.check_guards() IS
+    'raceguard.check_guards() RETURNS TABLE (table_name regclass, trigger_name name, problem text) -- one row per problem of a raceguard trigger on a table the current user may see (as in raceguard.guards): missing or renamed columns, wrong types, timing, level or events, bad options, missing indexes, disabled guards, risky neighbours, a ledger Citus distributes by a column that is not a group column or keeps as a reference table; no rows when all is well; see docs/guards.md';
+
+COMMENT ON SEQUENCE raceguard.lease_token_seq IS
+    'raceguard.lease_token_seq (SEQUENCE AS bigint) -- internal: the lease tokens, used by claim_lease(), which takes one per call, so a token is unique in the database (and, carrying the node''s group id, across a Citus cluster: docs/citus.md); dumped with the data, so a restored database goes on above the tokens it handed out (after pg_upgrade or a restore into another cluster run lease_tokens_after_upgrade() too); see docs/claims.md';
+
+-- End of Part 3.

@@ -22,12 +22,14 @@
 // token, expiry and the current time are parameters. PostgreSQL's plan cache
 // replans it when the table changes, or when the search_path or the user
 // differs from when it was planned.
+#include "citus.hpp"
 #include "claim.hpp"
 #include "compat.hpp"
 #include "set_returning.hpp"
 #include "stats.hpp"
 
 extern "C" {
+#include "access/genam.h"
 #include "access/relation.h"
 #include "access/transam.h"
 #include "access/tupconvert.h"
@@ -47,8 +49,10 @@ extern "C" {
 #include "utils/tuplestore.h"
 }
 
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace raceguard {
 
@@ -509,9 +513,21 @@ auto with_spi(Body&& body) -> decltype(body()) {
 // its MAXVALUE. A value past block 0 is used only within such a bound: a
 // sequence that ran out of block 0, or one restored from a dump (which
 // keeps the value, not the bound), is refused.
+//
+// On Citus every node has a sequence of its own, so a node's Citus group id
+// (pg_dist_local_group; the coordinator's is 0) goes into bits 40..47 of
+// its tokens, and its sequence values within a block stay below 2^40:
+// token = (timeline + block) × 2^48 + group × 2^40 + value within the block.
+// Group 0, and every node without Citus, make the same tokens as before; a
+// worker's tokens move above the ones it made before (group ≥ 1), and no two
+// groups share one. The high bits are unchanged, so tokens stay below 2^53
+// (exact in a JavaScript number) while timeline + block is below 32.
 constexpr int TOKEN_VALUE_BITS = 48;
 constexpr int64 TOKEN_VALUE_LIMIT = int64{1} << TOKEN_VALUE_BITS;
 constexpr int64 TOKEN_HIGH_LIMIT = int64{1} << (63 - TOKEN_VALUE_BITS);  // timeline + block: tokens stay positive
+constexpr int TOKEN_GROUP_SHIFT = 40;
+constexpr int64 TOKEN_GROUP_LIMIT = int64{1} << (TOKEN_VALUE_BITS - TOKEN_GROUP_SHIFT);  // Citus groups 0..255
+constexpr int64 TOKEN_NODE_VALUE_LIMIT = int64{1} << TOKEN_GROUP_SHIFT;
 
 struct LeaseToken {
     int64 token;
@@ -560,7 +576,24 @@ LeaseToken take_lease_token() {
                          "value but not the bound.")
             .with_hint("After pg_upgrade or a restore into another cluster, run "
                        "raceguard.lease_tokens_after_upgrade(old_timeline); see docs/operations.md.");
-    return LeaseToken{(static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) + taken.value, taken.sequence};
+    const int64 token = (static_cast<int64>(taken.timeline) << TOKEN_VALUE_BITS) + taken.value;
+    const std::optional<int32> citus_group = citus::local_group_id();
+    if (!citus_group)
+        return LeaseToken{token, taken.sequence};
+    const int32 group = *citus_group;
+    const int64 within_block = taken.value & (TOKEN_VALUE_LIMIT - 1);
+    if (group < 0 || group >= TOKEN_GROUP_LIMIT)
+        throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                    "lease tokens cannot be made on Citus group " + std::to_string(group))
+            .with_detail("On Citus a token carries the node's group id (pg_dist_local_group) in 8 bits: groups 0 to " +
+                         std::to_string(TOKEN_GROUP_LIMIT - 1) + " can lease.");
+    if (within_block >= TOKEN_NODE_VALUE_LIMIT)
+        throw Error(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED,
+                    "lease tokens are exhausted on this Citus node: sequence value " + std::to_string(taken.value) +
+                        " is past 2^40 within its block")
+            .with_detail("On Citus a token is (timeline + block) × 2^48 + group × 2^40 + the sequence value within "
+                         "its block, which must stay below 2^40 so that no two groups share a token.");
+    return LeaseToken{token + (static_cast<int64>(group) << TOKEN_GROUP_SHIFT), taken.sequence};
 }
 
 // Flushes the WAL up to the sequence's last record, the one a restart after
@@ -577,6 +610,62 @@ void make_token_durable(const LeaseToken& token) {
         relation_close(relation, AccessShareLock);
         XLogFlush(last_record);
     });
+}
+
+// ---- Citus ----------------------------------------------------------------
+
+// How claim_lease's UPDATE finds the rows its locking scan claimed. On one
+// node (and on a Citus table with one shard): by ctid and tableoid. Citus
+// plans an UPDATE that joins on ctid only when it runs in one shard, which
+// it knows from the UPDATE's own WHERE: on a distributed table the caller's
+// filter is repeated there, and it must pin the distribution column. A
+// reference table's copies differ in their ctids: its rows are found by
+// primary key.
+struct RowMatch {
+    citus::Placement placement = citus::Placement::not_citus;
+    std::string distribution_column;
+    std::vector<std::string> key_columns;  // quoted: a reference table's primary key
+};
+
+RowMatch row_match(const ClaimTarget& target) {
+    const citus::TablePlacement placement = citus::placement_of(target.relid);
+    RowMatch match;
+    match.placement = placement.placement;
+    match.distribution_column = placement.distribution_column;
+    if (placement.placement != citus::Placement::reference)
+        return match;
+    const Oid relid = target.relid;
+    List* key = pg_call([&] {
+        List* names = NIL;
+        Relation relation = relation_open(relid, AccessShareLock);
+        List* indexes = RelationGetIndexList(relation);
+        for (int i = 0; i < list_length(indexes) && names == NIL; ++i) {
+            Relation index = index_open(list_nth_oid(indexes, i), AccessShareLock);
+            if (index->rd_index->indisprimary)
+                for (int k = 0; k < index->rd_index->indnkeyatts; ++k)
+                    names = lappend(names, get_attname(relid, index->rd_index->indkey.values[k], false));
+            index_close(index, AccessShareLock);
+        }
+        relation_close(relation, AccessShareLock);
+        return names;
+    });
+    if (key == NIL)
+        throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "claim_lease() on table " + target.qualified_name +
+                        ", a Citus reference table, needs a primary key")
+            .with_detail("Each node's copy of a reference table keeps its rows at other places (ctid): the "
+                         "claimed rows are found again by their primary key.");
+    for (int k = 0; k < list_length(key); ++k)
+        match.key_columns.push_back(quoted_identifier(static_cast<const char*>(list_nth(key, k))));
+    return match;
+}
+
+// A name for a column of the statement's own that is none of the table's.
+std::string name_unlike_columns(const ClaimTarget& target, std::string name) {
+    const Oid relid = target.relid;
+    while (pg_call([&] { return get_attnum(relid, name.c_str()) != InvalidAttrNumber; }))
+        name += "_";
+    return name;
 }
 
 }  // namespace
@@ -620,8 +709,13 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
     // those names are theirs). The first returns the table's columns first,
     // so order_by means what it means in claim() (names and positions), then
     // ctid and tableoid, which no user column can be named.
+    const RowMatch match = row_match(target.table);
+    const bool routed = match.placement == citus::Placement::distributed;
+    // On a distributed table the filter also stands in the UPDATE, where the
+    // statement's own names are visible too: they differ from its text.
     std::string claimed = "claimed";
-    while (target.table.name == claimed || target.table.name == claimed + "_order")
+    while (target.table.name == claimed || target.table.name == claimed + "_order" ||
+           (routed && sql.filter.find(claimed) != std::string::npos))
         claimed += "_rows";
     const std::string positions = claimed + "_order";
     const std::string attempts_condition =
@@ -633,28 +727,68 @@ Datum claim_lease(FunctionCallInfo fcinfo) {
             ? std::string()
             : ", " + attempts.column + " = COALESCE(" + table + "." + attempts.column +
                   ", 0) OPERATOR(pg_catalog.+) 1";
+    // The columns that find a claimed row again, and how the UPDATE matches them.
+    std::string row_columns = "ctid, tableoid";
+    std::string row_condition = table + ".tableoid OPERATOR(pg_catalog.=) " + positions + ".tableoid AND " + table +
+                                ".ctid OPERATOR(pg_catalog.=) " + positions + ".ctid";
+    if (!match.key_columns.empty()) {
+        row_columns.clear();
+        row_condition.clear();
+        for (const std::string& column : match.key_columns) {
+            row_columns += (row_columns.empty() ? "" : ", ") + column;
+            row_condition += (row_condition.empty() ? "" : " AND ") + table + "." + column +
+                             " OPERATOR(pg_catalog.=) " + positions + "." + column;
+        }
+    }
+    if (routed)
+        row_condition = where_condition(sql) + " AND " + row_condition;
+    // The position's name: the function's own (row_number) unless the
+    // filter, now beside it, could mean a column of the table by that name.
+    const std::string position =
+        quoted_identifier(routed ? name_unlike_columns(target.table, "row_number").c_str() : "row_number");
     const std::string statement =
         "WITH " + claimed + " AS MATERIALIZED (SELECT " + table + ".*, ctid, tableoid FROM " + table + " WHERE " +
         where_condition(sql) + " AND (" + until_column + " IS NULL OR " + until_column +
         " OPERATOR(pg_catalog.<=) $3)" + attempts_condition + order_clause(sql) + " LIMIT " +
-        std::to_string(batch) + " FOR UPDATE SKIP LOCKED), " + positions +
-        " AS MATERIALIZED (SELECT ctid, tableoid, pg_catalog.row_number() OVER () FROM " + claimed + ")"
+        std::to_string(batch) + " FOR UPDATE SKIP LOCKED), " + positions + " AS MATERIALIZED (SELECT " +
+        row_columns + ", pg_catalog.row_number() OVER () AS " + position + " FROM " + claimed + ")"
         " UPDATE " + table + " SET " + token_column + " = $1, " + until_column + " = $2" + attempts_assignment +
-        " FROM " + positions + " WHERE " + table + ".tableoid OPERATOR(pg_catalog.=) " + positions +
-        ".tableoid AND " + table + ".ctid OPERATOR(pg_catalog.=) " + positions + ".ctid RETURNING " + table +
-        ".*, " + positions + ".row_number";
-    const uint64 leased_rows = with_spi([&] {
-        Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-        const RunningPlan running(plan_for(statement, 3, types, [&] { check_caller_sql(target.table, sql); }));
-        const LeaseToken token = take_lease_token();
-        Datum values[3] = {Int64GetDatum(token.token), TimestampTzGetDatum(expiry.until),
-                           TimestampTzGetDatum(expiry.now)};
-        const uint64 leased =
-            pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr, true); });
-        if (leased > 0)
-            make_token_durable(token);
-        return leased;
-    });
+        " FROM " + positions + " WHERE " + row_condition + " RETURNING " + table + ".*, " + positions + "." +
+        position;
+    const auto lease = [&] {
+        return with_spi([&] {
+            Oid types[3] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+            const RunningPlan running(plan_for(statement, 3, types, [&] { check_caller_sql(target.table, sql); }));
+            const LeaseToken token = take_lease_token();
+            Datum values[3] = {Int64GetDatum(token.token), TimestampTzGetDatum(expiry.until),
+                               TimestampTzGetDatum(expiry.now)};
+            const uint64 leased =
+                pg_call([&] { return materialize_rows(fcinfo, running.plan(), values, nullptr, true); });
+            if (leased > 0)
+                make_token_durable(token);
+            return leased;
+        });
+    };
+    uint64 leased_rows = 0;
+    if (!routed) {
+        leased_rows = lease();
+    } else {
+        // Citus refuses the UPDATE (0A000, naming ctid) when the filter does
+        // not route it to one shard: said in the caller's terms.
+        try {
+            leased_rows = lease();
+        } catch (const PgError& error) {
+            if (error.data->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED)
+                throw;
+            const std::string column = quoted(match.distribution_column);
+            throw Error(ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "claim_lease() on table " + table + ", which Citus distributes by column " + column +
+                            ", needs a filter that pins " + column + " to one value")
+                .with_detail(std::string("Citus: ") + (error.data->message != nullptr ? error.data->message : ""))
+                .with_hint("Lease from one queue at a time: a filter such as " + match.distribution_column +
+                           " = 'emails' AND status = 'pending' (see docs/citus.md).");
+        }
+    }
     stats::Counters* counters = stats::claim_counters(target.table.relid);
     ++counters->n[stats::CL_CALLS];
     counters->n[stats::CL_ROWS] += static_cast<int64>(leased_rows);

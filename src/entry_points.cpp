@@ -2,6 +2,7 @@
 // inside the error boundary (boundary.hpp).
 #include "boundary.hpp"
 #include "boundary_probe.hpp"
+#include "citus.hpp"
 #include "claim.hpp"
 #include "guard_catalog.hpp"
 #include "immutable_once_set.hpp"
@@ -20,6 +21,25 @@
         return raceguard::run_entry<body>(fcinfo); \
     }
 
+namespace raceguard {
+
+// A guard's body, its own errors named for the user on a Citus shard
+// (citus.hpp). The try costs nothing until a guard throws.
+template <Datum (*Body)(FunctionCallInfo)>
+Datum guard_body(FunctionCallInfo fcinfo) {
+    try {
+        return Body(fcinfo);
+    } catch (Error& error) {
+        if (CALLED_AS_TRIGGER(fcinfo)) {
+            const auto* data = reinterpret_cast<const TriggerData*>(fcinfo->context);
+            citus::name_user_objects(error, data->tg_relation, data->tg_trigger->tgname);
+        }
+        throw;
+    }
+}
+
+}  // namespace raceguard
+
 extern "C" {
 
 PG_MODULE_MAGIC;
@@ -36,10 +56,10 @@ void _PG_init(void) {
 }
 
 // The guards (trigger functions).
-RACEGUARD_ENTRY(raceguard_lock_version, raceguard::lock_version_trigger)
-RACEGUARD_ENTRY(raceguard_immutable_once_set, raceguard::immutable_once_set_trigger)
-RACEGUARD_ENTRY(raceguard_running_balance, raceguard::running_balance_trigger)
-RACEGUARD_ENTRY(raceguard_transition, raceguard::transition_trigger)
+RACEGUARD_ENTRY(raceguard_lock_version, raceguard::guard_body<raceguard::lock_version_trigger>)
+RACEGUARD_ENTRY(raceguard_immutable_once_set, raceguard::guard_body<raceguard::immutable_once_set_trigger>)
+RACEGUARD_ENTRY(raceguard_running_balance, raceguard::guard_body<raceguard::running_balance_trigger>)
+RACEGUARD_ENTRY(raceguard_transition, raceguard::guard_body<raceguard::transition_trigger>)
 
 // Claims and leases.
 RACEGUARD_ENTRY(raceguard_claim, raceguard::claim)

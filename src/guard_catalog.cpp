@@ -4,6 +4,7 @@
 // its first row, on the table as it is now.
 #include "guard_catalog.hpp"
 
+#include "citus.hpp"
 #include "compat.hpp"
 #include "immutable_once_set.hpp"
 #include "lock_version.hpp"
@@ -176,6 +177,21 @@ std::vector<std::string> later_before_triggers(const OpenTrigger& open, unsigned
     return names;
 }
 
+// A ledger that is a Citus reference table is correct (every node's copy
+// takes the same appends in one order), but each append writes to every
+// node, one transaction at a time per group across the cluster: appends
+// from several nodes at once crawl and deadlock. Said where the guard is
+// created and listed, not refused.
+const char* const CITUS_REFERENCE_LEDGER =
+    "warning: a Citus reference table: each append writes every node's copy, and appends to a group serialize "
+    "across the whole cluster, so appends from several nodes at once are slow and may deadlock (40P01); "
+    "distribute the ledger by a group column to scale out (see docs/citus.md)";
+
+bool is_citus_reference_ledger(const GuardKind& kind, Relation relation) {
+    return &kind == &RUNNING_BALANCE_KIND &&
+           citus::placement_of(RelationGetRelid(relation)).placement == citus::Placement::reference;
+}
+
 std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrigger& open) {
     std::vector<std::string> problems;
     try {
@@ -237,6 +253,8 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
                            ": the guard runs on rows applied by logical replication, where a row whose version "
                            "is NULL on the publisher gets a version, and the subscriber's copy then counts one "
                            "ahead of the publisher; " + keep_as_created);
+    if (is_citus_reference_ledger(kind, open.relation))
+        problems.push_back(CITUS_REFERENCE_LEDGER);
     if (&kind == &TRANSITION_KIND)
         for (std::string& warning :
              transition_warnings(describe_trigger(TRANSITION_GUARD, open.relation, open.trigger), open.relation))
@@ -402,6 +420,15 @@ Datum check_guard_ddl(FunctionCallInfo fcinfo) {
             check_definition(*kind, open);
         } catch (const Error& error) {
             broken = error;
+        }
+        // Citus runs a CREATE TRIGGER on a reference table again on every
+        // node: the coordinator (group 0) says it once.
+        if (!broken && command == "CREATE TRIGGER" && is_citus_reference_ledger(*kind, open.relation) &&
+            citus::local_group_id().value_or(0) == 0) {
+            const std::string message = "trigger \"" + std::string(open.trigger->tgname) + "\" on table \"" +
+                                        RelationGetRelationName(open.relation) + "\": " +
+                                        std::string(CITUS_REFERENCE_LEDGER).substr(strlen("warning: "));
+            pg_call([&] { ereport(WARNING, (errmsg_internal("%s", message.c_str()))); });
         }
         if (broken && command != "CREATE TRIGGER") {
             broken->message = "after this " + command + " a raceguard guard cannot work: " + broken->message;

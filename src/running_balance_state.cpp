@@ -9,6 +9,7 @@
 // first row and by raceguard.guards and check_guards() through
 // RUNNING_BALANCE_KIND. Kept apart from the per-row path
 // (running_balance.cpp), which only reads what is built here.
+#include "citus.hpp"
 #include "running_balance_lookup.hpp"
 #include "running_balance_state.hpp"
 #include "running_balance_shared.hpp"
@@ -97,6 +98,36 @@ struct GroupColumnShape {
 };
 
 // ---- definition ---------------------------------------------------------
+
+// On Citus a group's chain must live in one shard (SPEC §9). A table
+// distributed by a column that is not a group column spreads each group over
+// the shards, and each shard would keep a chain of its own, silently: seq 1
+// once per shard. Checked on the Citus table (CREATE TRIGGER and
+// check_guards() on the coordinator) and on its shards (their first row).
+void check_citus_placement(const TriggerDefinition& definition, const RunningBalanceArguments& arguments,
+                           Oid relid) {
+    const citus::TablePlacement placement = citus::placement_of(relid);
+    if (placement.placement != citus::Placement::distributed)
+        return;
+    for (const std::string& group : arguments.groups)
+        if (group == placement.distribution_column)
+            return;
+    const std::string table = placement.is_shard ? "its table " + quoted(placement.table_name) : "the table";
+    const std::string distributed = "Citus distributes " + table + " by column " +
+                                    quoted(placement.distribution_column) + ", ";
+    throw definition_error(definition, ERRCODE_FEATURE_NOT_SUPPORTED,
+                           arguments.groups.empty()
+                               ? distributed + "and the ledger has no group columns: each shard would keep a "
+                                               "balance of its own"
+                               : distributed + "which is not one of its group columns: each shard would keep a "
+                                               "chain of its own for the same group")
+        .with_hint(arguments.groups.empty()
+                       ? "A ledger with one balance for the whole table can be a Citus reference table; or group "
+                         "it by the column it is distributed by (see docs/citus.md)."
+                       : "Distribute the ledger by one of its group columns, e.g. SELECT "
+                         "create_distributed_table('" + placement.table_name + "', '" + arguments.groups[0] +
+                             "'), then create the trigger (see docs/citus.md).");
+}
 
 bool is_integer_type(Oid type) { return type == INT2OID || type == INT4OID || type == INT8OID; }
 
@@ -703,6 +734,8 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         if (group.hashable)
             pg_call([&] { fmgr_info_cxt(hash_function, &group.hash, into); });
     }
+
+    check_citus_placement(definition, arguments, RelationGetRelid(trigger_data->tg_relation));
 
     const RootTrigger root = root_trigger(trigger_data);  // a partitioned ledger keeps its chains there
     if (root.trigger_oid != trigger_data->tg_trigger->tgoid) {

@@ -70,6 +70,7 @@ run_suite "stress" stress
 run_suite "update: ALTER EXTENSION raceguard UPDATE, each path" bash test/upgrade/update.sh
 run_suite "dump and restore" bash test/dump/dump_restore.sh
 run_suite "logical replication: a ledger on a subscriber" bash test/replication/subscriber.sh
+run_suite "Citus: a coordinator and two workers (skipped when Citus is not installed)" bash test/citus/run.sh
 run_suite "faults: lease tokens after a crash" bash test/faults/claim_crash.sh
 run_suite "faults: lease tokens after a promotion" bash test/faults/claim_promotion.sh
 run_suite "faults: lease tokens after pg_upgrade" bash test/faults/claim_upgrade.sh
