@@ -81,16 +81,24 @@ def run_once(cursor, commands, variables):
 
 
 class Client(threading.Thread):
-    def __init__(self, number, commands, transactions, max_tries, seed):
+    def __init__(self, number, commands, transactions, max_tries, seed, started):
         super().__init__()
         self.number, self.commands, self.transactions, self.max_tries = number, commands, transactions, max_tries
+        self.started = started
         self.rng = random.Random(seed)
         self.processed = self.retried = self.failed = 0
         self.error = None
 
     def run(self):
         try:
-            connection = psycopg2.connect("")
+            try:
+                connection = psycopg2.connect("")
+            except Exception:
+                self.started.abort()  # the others stop waiting, and end
+                raise
+            # As pgbench: every client connects first, then all start
+            # together, so that they race from the first transaction on.
+            self.started.wait()
             connection.autocommit = True
             cursor = connection.cursor()
             for _ in range(self.transactions):
@@ -127,7 +135,8 @@ def main():
     args = parser.parse_args()
     commands = parse(args.f)
     seed = random.randrange(2**31)
-    clients = [Client(i, commands, args.t, args.max_tries, seed + i) for i in range(args.c)]
+    started = threading.Barrier(args.c)
+    clients = [Client(i, commands, args.t, args.max_tries, seed + i, started) for i in range(args.c)]
     for client in clients:
         client.start()
     for client in clients:
