@@ -190,6 +190,11 @@ CREATE TRIGGER loose_no_start BEFORE INSERT OR UPDATE ON loose
 -- the status after the guard checked it; raceguard's own guards do not.
 CREATE FUNCTION loose_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TRIGGER loose_touch BEFORE UPDATE ON loose FOR EACH ROW EXECUTE FUNCTION loose_touch();
+-- One that fires before it (names sort earlier) could set the status of an
+-- UPDATE that does not name the column, which hides a duplicate transition
+-- from the guard: said too. (BEFORE INSERT only: nothing to say.)
+CREATE TRIGGER loose_assign BEFORE UPDATE ON loose FOR EACH ROW EXECUTE FUNCTION loose_touch();
+CREATE TRIGGER loose_filled BEFORE INSERT ON loose FOR EACH ROW EXECUTE FUNCTION loose_touch();
 SELECT trigger_name, problem FROM raceguard.check_guards() WHERE table_name = 'loose'::regclass;
 SELECT count(*) AS problems FROM raceguard.check_guards()
 WHERE table_name IN ('tickets'::regclass, 'notes'::regclass, 'steps'::regclass, 'levels'::regclass);

@@ -161,9 +161,10 @@ std::string problem_text(const Error& error, const OpenTrigger& open) {
 std::string argument_text(const Trigger* trigger, int index) { return trigger->tgargs[index]; }
 
 // The BEFORE ROW triggers on the guard's table, other than raceguard's own,
-// that fire after it (PostgreSQL fires them in name order) on one of EVENTS
-// (TriggerEvent bits): they could change a row after the guard checked it.
-std::vector<std::string> later_before_triggers(const OpenTrigger& open, unsigned events) {
+// that fire after it (PostgreSQL fires them in name order), or with
+// `earlier` before it, on one of EVENTS (TriggerEvent bits): a later one
+// could change a row after the guard checked it.
+std::vector<std::string> neighbouring_before_triggers(const OpenTrigger& open, unsigned events, bool earlier) {
     std::vector<std::string> names;
     const TriggerDesc* triggers = open.relation->trigdesc;
     for (int i = 0; triggers != nullptr && i < triggers->numtriggers; ++i) {
@@ -171,7 +172,8 @@ std::vector<std::string> later_before_triggers(const OpenTrigger& open, unsigned
         const bool on_event = ((events & ON_INSERT) && TRIGGER_FOR_INSERT(other->tgtype)) ||
                               ((events & ON_UPDATE) && TRIGGER_FOR_UPDATE(other->tgtype));
         if (TRIGGER_FOR_ROW(other->tgtype) && TRIGGER_FOR_BEFORE(other->tgtype) && on_event &&
-            strcmp(other->tgname, open.trigger->tgname) > 0 && guard_kind_of(other->tgfoid) == nullptr)
+            (strcmp(other->tgname, open.trigger->tgname) > 0) != earlier && other->tgoid != open.trigger->tgoid &&
+            guard_kind_of(other->tgfoid) == nullptr)
             names.emplace_back(other->tgname);
     }
     return names;
@@ -260,15 +262,23 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
              transition_warnings(describe_trigger(TRANSITION_GUARD, open.relation, open.trigger), open.relation))
             problems.push_back(std::move(warning));
     if (&kind == &RUNNING_BALANCE_KIND)
-        for (const std::string& other : later_before_triggers(open, ON_INSERT))
+        for (const std::string& other : neighbouring_before_triggers(open, ON_INSERT, false))
             problems.push_back("BEFORE INSERT trigger \"" + other +
                                "\" fires after this one (names sort later) and could change the amount or a "
                                "group column after the balance was computed");
     if (&kind == &TRANSITION_KIND)
-        for (const std::string& other : later_before_triggers(open, ON_INSERT | ON_UPDATE))
+        for (const std::string& other : neighbouring_before_triggers(open, ON_INSERT | ON_UPDATE, false))
             problems.push_back("warning: BEFORE trigger \"" + other +
                                "\" fires after this one (names sort later) and could change the status after it "
                                "was checked; give the guard a name that sorts after it");
+    // One that fires before the guard is checked with the guard, but a status
+    // it sets on its own (the UPDATE not naming the column) hides a duplicate
+    // transition from the guard (docs/transition.md).
+    if (&kind == &TRANSITION_KIND)
+        for (const std::string& other : neighbouring_before_triggers(open, ON_UPDATE, true))
+            problems.push_back("warning: BEFORE UPDATE trigger \"" + other +
+                               "\" fires before this one: if it sets the status of an UPDATE that does not name "
+                               "the column, a duplicate transition made that way is not detected");
     return problems;
 }
 
