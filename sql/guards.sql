@@ -40,6 +40,23 @@ SELECT sqlstate, message FROM regress.error_of($$CREATE TRIGGER t BEFORE INSERT 
     FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'booked', 'seq=entry_no')$$);
 SELECT * FROM regress.error_of($$CREATE TRIGGER t BEFORE UPDATE ON shop.generated
     FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version()$$) \gx
+-- A WHEN condition or an UPDATE OF column list would let rows past a guard
+-- that looks installed, so every guard refuses both.
+SELECT d.how, e.sqlstate, e.message
+  FROM (VALUES ('lock_version', $$BEFORE UPDATE ON shop.orders FOR EACH ROW WHEN (OLD.note IS NOT NULL)
+                  EXECUTE FUNCTION raceguard.lock_version()$$),
+               ('lock_version', $$BEFORE UPDATE OF note ON shop.orders FOR EACH ROW
+                  EXECUTE FUNCTION raceguard.lock_version()$$),
+               ('immutable_once_set', $$BEFORE UPDATE ON shop.orders FOR EACH ROW WHEN (NEW.note <> 'x')
+                  EXECUTE FUNCTION raceguard.immutable_once_set('texter_id')$$),
+               ('immutable_once_set', $$BEFORE UPDATE OF note ON shop.orders FOR EACH ROW
+                  EXECUTE FUNCTION raceguard.immutable_once_set('texter_id')$$),
+               ('running_balance', $$BEFORE INSERT ON shop.ledger FOR EACH ROW WHEN (NEW.amount <> 0)
+                  EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no')$$),
+               ('running_balance', $$BEFORE INSERT OR UPDATE OF amount ON shop.ledger FOR EACH ROW
+                  EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=entry_no')$$))
+       AS d (how, definition),
+       LATERAL regress.error_of('CREATE TRIGGER t ' || d.definition) e;
 SELECT count(*) AS created FROM pg_trigger WHERE tgname = 't';
 
 -- ALTER TABLE that breaks a guard fails with a HINT; nothing changes.
@@ -115,6 +132,8 @@ ALTER TABLE shop.broken RENAME COLUMN v TO w;
 CREATE TRIGGER k_no_index BEFORE INSERT ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'owner', 'seq=n');
 CREATE TRIGGER l_dropped BEFORE UPDATE ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('gone_soon');
 CREATE TRIGGER m_generated BEFORE UPDATE ON shop.generated FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version();
+CREATE TRIGGER n_when BEFORE UPDATE ON shop.broken FOR EACH ROW WHEN (OLD.owner IS NULL) EXECUTE FUNCTION raceguard.immutable_once_set('owner');
+CREATE TRIGGER o_update_of BEFORE UPDATE OF label ON shop.broken FOR EACH ROW EXECUTE FUNCTION raceguard.lock_version('id');
 ALTER TABLE shop.broken DROP COLUMN gone_soon;
 CREATE UNIQUE INDEX ON shop.broken (n);
 CREATE FUNCTION shop.round_amount() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;

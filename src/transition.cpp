@@ -300,13 +300,6 @@ const TransitionState* build_transition(const TriggerDefinition& definition, Mem
                                std::string(definition.guard) + " must be fired on INSERT and UPDATE, not on " +
                                    (TRIGGER_FOR_INSERT(definition.trigger_type) ? "INSERT" : "UPDATE") + " alone")
             .with_hint("Create it BEFORE INSERT OR UPDATE ... FOR EACH ROW.");
-    // UPDATE OF status would not fire when an earlier BEFORE trigger changes
-    // the status of an UPDATE that does not set it.
-    if (definition.update_of_columns)
-        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-                               std::string(definition.guard) +
-                                   " must be fired on every UPDATE, not on UPDATE OF a column list")
-            .with_hint("Create it BEFORE INSERT OR UPDATE ... FOR EACH ROW.");
     const TransitionArguments arguments = parse_transition_arguments(definition);
     const ResolvedColumn column = resolve_column(definition, arguments.column);
     const Form_pg_attribute attribute = TupleDescAttr(definition.columns, column.attnum - 1);

@@ -67,6 +67,7 @@ TriggerDefinition describe_trigger(const char* guard, Relation relation, const T
     definition.table_name = RelationGetRelationName(relation);
     definition.trigger_type = trigger->tgtype;
     definition.update_of_columns = trigger->tgnattr > 0;
+    definition.has_when_condition = trigger->tgqual != nullptr;
     for (int i = 0; i < trigger->tgnargs; ++i)
         definition.arguments.emplace_back(trigger->tgargs[i]);
     definition.columns = RelationGetDescr(relation);
@@ -141,6 +142,19 @@ void check_firing(const TriggerDefinition& definition, const FiringRules& rules)
         throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
                                guard + " must be fired on " + event_list(rules.events_allowed, "or") +
                                    ", not on " + event_list(unsupported, "or"));
+    // A row the condition skips, or an UPDATE that does not name a listed
+    // column (while an earlier BEFORE trigger changes one), is written
+    // unguarded: for running_balance a row outside the chain or a rewritten
+    // balance, for the others the lost update or overwrite they exist to stop.
+    if (definition.has_when_condition)
+        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                               guard + " must be fired for every row, without a WHEN condition")
+            .with_hint("Create the trigger without WHEN: the rows the condition skips would pass unguarded.");
+    if (definition.update_of_columns)
+        throw definition_error(definition, ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                               guard + " must be fired on every UPDATE, not on UPDATE OF a column list")
+            .with_hint("Leave out the column list: an UPDATE that does not name a listed column would pass "
+                       "unguarded, even when an earlier BEFORE trigger changes that column.");
 }
 
 const std::string* TriggerArguments::option(std::string_view key) const {

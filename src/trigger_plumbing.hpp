@@ -26,6 +26,7 @@ struct TriggerDefinition {
     std::string table_name;
     int16 trigger_type;  // pg_trigger.tgtype
     bool update_of_columns;  // UPDATE OF column, ... (pg_trigger.tgattr not empty)
+    bool has_when_condition;  // WHEN (...) (pg_trigger.tgqual)
     std::vector<std::string> arguments;
     TupleDesc columns;  // the table's row type
 };
@@ -69,7 +70,9 @@ struct FiringRules {
 };
 
 // Throws 39P01 unless the trigger is a ROW trigger with an allowed timing and
-// only allowed events.
+// only allowed events, fired for every row of those events: no WHEN
+// condition and no UPDATE OF column list, either of which lets rows past
+// the guard while it looks installed.
 void check_firing(const TriggerDefinition& definition, const FiringRules& rules);
 
 // A plain argument names a column; "key=value" is an option.
