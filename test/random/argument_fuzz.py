@@ -115,9 +115,18 @@ def definition(rng, guard, args):
         events = rng.choice(["INSERT", "UPDATE", "DELETE", "INSERT OR DELETE", "UPDATE OF txt", "TRUNCATE",
                              "INSERT OR UPDATE OR DELETE"])
         level = rng.choice(["ROW", "STATEMENT"]) if events != "TRUNCATE" else "STATEMENT"
+    if rng.random() < 0.1 and "UPDATE OF" not in events:
+        events = events.replace("UPDATE", "UPDATE OF " + rng.choice(["txt", "amount", "lock_version", "id"]), 1)
+    # A condition every guard must refuse, whatever it tests.
+    condition = " WHEN (%s)" % rng.choice(["true", "false", "1 = 1"]) if rng.random() < 0.1 else ""
     literal = ", ".join(harness.quote_literal(a) for a in args)
-    return "CREATE TRIGGER %s %s %s ON %s FOR EACH %s EXECUTE FUNCTION raceguard.%s(%s)" % (
-        TRIGGER, timing, events, TABLE, level, guard, literal)
+    return "CREATE TRIGGER %s %s %s ON %s FOR EACH %s%s EXECUTE FUNCTION raceguard.%s(%s)" % (
+        TRIGGER, timing, events, TABLE, level, condition, guard, literal)
+
+
+def lets_rows_past(sql):
+    """A definition that would fire for some rows only: WHEN or UPDATE OF."""
+    return " WHEN (" in sql or "UPDATE OF " in sql
 
 
 SETUP = [
@@ -176,6 +185,9 @@ def run_case(index, rng, session):
                           [short])
             return
         TEST.count("accepted")
+        if lets_rows_past(sql):
+            TEST.fail(index, "guard accepted with WHEN or UPDATE OF", "%s\n  args: %r" % (guard, args[:20]), [short])
+            return
         for statement in WORKLOAD:
             w = session.run("SAVEPOINT w")
             w = session.run(statement)
