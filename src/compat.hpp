@@ -33,6 +33,17 @@ inline bool numeric_is_special(Numeric value) {
 #endif
 }
 
+// Where pgstat counts this transaction's writes to the table, made now if
+// it is not yet (from 15 pgstat makes it at the table's first counted
+// write); null when track_counts is off. Can allocate: call inside pg_call.
+inline const PgStat_TableStatus* table_write_counters(Relation relation) {
+#if PG_VERSION_NUM >= 150000
+    if (!pgstat_should_count_relation(relation))
+        return nullptr;
+#endif
+    return relation->pgstat_info;
+}
+
 // The timeline this server writes WAL on. Only meaningful once recovery is
 // over (a standby writes no WAL); the caller has made sure of that.
 inline TimeLineID wal_insertion_timeline() {

@@ -61,23 +61,11 @@ namespace {
 // Bumped at every transaction end and subtransaction abort.
 uint64 transaction_generation = 1;
 
-void forget_transaction(XactEvent event, void*) {
-    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
-        event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE)
-        ++transaction_generation;
-}
-
-void forget_subtransaction(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
-    if (event == SUBXACT_EVENT_ABORT_SUB)
-        ++transaction_generation;
-}
-
-// The table's inserts, updates and deletes counted so far in this
+// A table's inserts, updates and deletes counted so far in this
 // transaction (pgstat's per-transaction counters). Stay 0 when track_counts
 // is off, which keeps every append on the lookup path.
-TableWrites counted_writes(Relation relation) {
+TableWrites counted_writes_of(const PgStat_TableStatus* info) {
     TableWrites total{};
-    const PgStat_TableStatus* info = relation->pgstat_info;
     for (const PgStat_TableXactStatus* level = info != nullptr ? info->trans : nullptr; level != nullptr;
          level = level->upper) {
         total.inserted += level->tuples_inserted;
@@ -91,6 +79,158 @@ TableWrites counted_writes(Relation relation) {
 // ON CONFLICT DO UPDATE instead of the insert counts as an update.)
 bool exactly_one_insert_since(const TableWrites& before, const TableWrites& now) {
     return now.inserted == before.inserted + 1 && now.updated == before.updated && now.deleted == before.deleted;
+}
+
+// ---- this transaction's appends, to confirm as it commits ---------------
+// (running_balance_shared.hpp). For each group, the last append of the
+// transaction and what became of its row. Every insert into a leaf fires
+// the guard there, unless something wrote around it (which confirms
+// nothing), so an append's row went in exactly when the leaf counted one
+// insert, and no update or delete, between that append and the next one
+// on the leaf, or commit when there is none. Whether the row then stays is
+// the transaction's: a rolled-back savepoint confirms nothing.
+
+enum class RowFate : uint8 { unknown, inserted, not_known_inserted };
+
+struct AppendToConfirm {
+    Oid root_trigger;
+    uint64 layout;
+    uint32 group_hash;
+    int group_count;
+    Datum group_values[shared_last_entries::MAX_GROUP_COLUMNS];
+    uint64 generation;  // read under the group's lock in this transaction, or 0
+    int64 seq;
+    int64 balance;
+    Oid leaf;
+    RowFate fate;
+    const PgStat_TableStatus* leaf_writes;
+    TableWrites writes_before;  // the leaf's, when the append began
+};
+
+// Beyond this many groups in one transaction (a bulk load), the rest stay
+// unconfirmed: their next appends read the ledger.
+constexpr int MAX_APPENDS_TO_CONFIRM = 32;
+AppendToConfirm appends_to_confirm[MAX_APPENDS_TO_CONFIRM];
+int appends_to_confirm_count = 0;
+bool confirm_none = false;
+TransactionId confirming_transaction = InvalidTransactionId;
+
+AppendToConfirm* append_to_confirm_of(Oid root_trigger, uint32 group_hash, int group_count, const Datum* group_values) {
+    for (int a = 0; a < appends_to_confirm_count; ++a) {
+        AppendToConfirm& known = appends_to_confirm[a];
+        if (known.root_trigger != root_trigger || known.group_hash != group_hash || known.group_count != group_count)
+            continue;
+        bool same = true;
+        for (int g = 0; same && g < group_count; ++g)
+            same = known.group_values[g] == group_values[g];
+        if (same)
+            return &known;
+    }
+    return nullptr;
+}
+
+// What became of the leaf's last append, seen from NOW (the leaf's counts
+// at the next append there, or at commit).
+void settle_last_append_on(Oid leaf, const TableWrites& now) {
+    for (int a = 0; a < appends_to_confirm_count; ++a) {
+        AppendToConfirm& known = appends_to_confirm[a];
+        if (known.leaf == leaf && known.fate == RowFate::unknown)
+            known.fate = exactly_one_insert_since(known.writes_before, now) ? RowFate::inserted
+                                                                              : RowFate::not_known_inserted;
+    }
+}
+
+void forget_appends_to_confirm() {
+    appends_to_confirm_count = 0;
+    confirm_none = false;
+    confirming_transaction = InvalidTransactionId;
+}
+
+void settle_before_commit() {
+    for (int a = 0; a < appends_to_confirm_count; ++a) {
+        AppendToConfirm& known = appends_to_confirm[a];
+        if (known.fate == RowFate::unknown)
+            known.fate = exactly_one_insert_since(known.writes_before, counted_writes_of(known.leaf_writes))
+                             ? RowFate::inserted
+                             : RowFate::not_known_inserted;
+    }
+    if (shared_last_entries::this_transaction_may_bypass())
+        confirm_none = true;
+    confirming_transaction = GetTopTransactionIdIfAny();
+}
+
+// At commit, still holding every group lock the transaction took.
+void confirm_at_commit() {
+    if (!confirm_none && TransactionIdIsValid(confirming_transaction))
+        for (int a = 0; a < appends_to_confirm_count; ++a) {
+            const AppendToConfirm& known = appends_to_confirm[a];
+            if (known.fate != RowFate::inserted || known.generation == 0)
+                continue;
+            const shared_last_entries::GroupKey key{known.root_trigger, known.layout, known.group_hash,
+                                                    known.group_count, known.group_values};
+            shared_last_entries::confirm(key, known.generation, known.seq, known.leaf, known.balance,
+                                         confirming_transaction);
+        }
+    forget_appends_to_confirm();
+}
+
+void forget_transaction(XactEvent event, void*) {
+    if (event == XACT_EVENT_PRE_COMMIT && appends_to_confirm_count > 0)
+        settle_before_commit();
+    if (event == XACT_EVENT_COMMIT && appends_to_confirm_count > 0)
+        confirm_at_commit();
+    if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+        event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE) {
+        ++transaction_generation;
+        forget_appends_to_confirm();
+    }
+}
+
+void forget_subtransaction(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+    if (event == SUBXACT_EVENT_ABORT_SUB) {
+        ++transaction_generation;
+        // Its group locks are released, and its rows gone.
+        confirm_none = true;
+    }
+}
+
+// Records the append as its group's last in this transaction, or, when
+// this state cannot confirm it, makes sure an earlier one of the group is
+// not confirmed in its place.
+void note_append_to_confirm(const RunningBalanceState* state, const PendingAppend& append, int64 seq,
+                            Datum balance, const Datum* group_values) {
+    if (state->group_count > shared_last_entries::MAX_GROUP_COLUMNS)
+        return;  // such a guard never confirms (writes_shared_entries)
+    AppendToConfirm* known =
+        append_to_confirm_of(state->root_trigger_oid, append.group_hash, state->group_count, group_values);
+    if (!state->trusts_confirmed_entries || confirm_none) {
+        if (known != nullptr)
+            known->fate = RowFate::not_known_inserted;
+        return;
+    }
+    // An exact answer was not read under the lock: the generation read
+    // when the group was looked up in this transaction still holds for it.
+    const uint64 generation = !append.known_exactly ? append.shared_generation
+                              : known != nullptr    ? known->generation
+                                                    : 0;
+    if (known == nullptr) {
+        if (appends_to_confirm_count == MAX_APPENDS_TO_CONFIRM)
+            return;
+        known = &appends_to_confirm[appends_to_confirm_count++];
+    }
+    known->root_trigger = state->root_trigger_oid;
+    known->layout = state->layout;
+    known->group_hash = append.group_hash;
+    known->group_count = state->group_count;
+    for (int g = 0; g < shared_last_entries::MAX_GROUP_COLUMNS; ++g)
+        known->group_values[g] = g < state->group_count ? group_values[g] : 0;
+    known->generation = generation;
+    known->seq = seq;
+    known->balance = integer_from_datum(balance, state->balance_type);
+    known->leaf = append.leaf;
+    known->fate = RowFate::unknown;
+    known->leaf_writes = append.leaf_writes;
+    known->writes_before = append.writes_now;
 }
 
 // ---- the hint table -----------------------------------------------------
@@ -223,19 +363,29 @@ uint64 shared_generation_now(const RunningBalanceState* state) {
     return shared_last_entries::trusted_generation();
 }
 
-// C-side, under the group's lock: the group's last entry read from the one
-// leaf the shared entry names, if that leaf still holds it at the
-// remembered seq and nothing after it (running_balance_shared.hpp).
+// C-side, under the group's lock: the group's last entry as a confirmed
+// shared entry holds it, or read from the one leaf the shared entry names,
+// if that leaf still holds it at the remembered seq and nothing after it
+// (running_balance_shared.hpp).
 bool find_remembered_last_entry(const RunningBalanceState* state, const Datum* group_values, uint32 group_hash,
                                 uint64 generation, LastEntry* last) {
     const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, group_hash, state->group_count,
                                             group_values};
-    int64 seq = 0;
-    Oid leaf = InvalidOid;
-    if (!shared_last_entries::find(key, generation, &seq, &leaf))
+    shared_last_entries::Remembered remembered{};
+    if (!shared_last_entries::find(key, generation, &remembered))
         return false;
+    if (remembered.confirmed && state->trusts_confirmed_entries) {
+        last->found = true;
+        last->seq = remembered.seq;
+        last->balance = integer_to_datum(remembered.balance, state->balance_type);
+        last->creator = remembered.creator;
+        return true;
+    }
+    if (!state->reads_shared_entries)
+        return false;
+    const int64 seq = remembered.seq;
     for (int p = 0; p < state->part_count; ++p)
-        if (state->parts[p].relid == leaf) {
+        if (state->parts[p].relid == remembered.leaf) {
             LastEntry probed{};
             scan_part(state, &state->parts[p], group_values, &seq, SnapshotSelf, &probed);
             if (!probed.found || probed.seq != seq)
@@ -317,8 +467,13 @@ PendingAppend begin_append(const RunningBalanceState* state, Relation relation) 
         ++tracker->epoch;
     }
     append.leaf = RelationGetRelid(relation);
-    append.writes_now = counted_writes(relation);
+    append.leaf_writes = relation->pgstat_info != nullptr
+                             ? relation->pgstat_info
+                             : pg_call([&] { return compat::table_write_counters(relation); });
+    append.writes_now = counted_writes_of(append.leaf_writes);
     append.command_now = GetCurrentCommandId(false);
+    if (appends_to_confirm_count > 0)
+        settle_last_append_on(append.leaf, append.writes_now);
     const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
                                    tracker->expecting_insert && tracker->command == append.command_now &&
                                    exactly_one_insert_since(tracker->writes_before, append.writes_now);
@@ -349,6 +504,7 @@ LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* g
             last.seq = slot->seq;
             last.balance = integer_to_datum(slot->balance, state->balance_type);
             last.creator = GetCurrentTransactionIdIfAny();
+            append->known_exactly = true;
         }
     }
     if (!known)
@@ -357,7 +513,7 @@ LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* g
             if (state->writes_shared_entries)
                 append->shared_generation = shared_generation_now(state);
             LastEntry remembered{};
-            if (state->reads_shared_entries && append->shared_generation != 0 &&
+            if ((state->reads_shared_entries || state->trusts_confirmed_entries) && append->shared_generation != 0 &&
                 find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered))
                 return remembered;
             const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;
@@ -389,6 +545,8 @@ void remember_append(const RunningBalanceState* state, const PendingAppend& appe
                                                 state->group_count, group_values};
         shared_last_entries::store(key, append.shared_generation, seq, append.leaf);
     }
+    if (shared_last_entries::available())
+        note_append_to_confirm(state, append, seq, balance, group_values);
     tracker->expecting_insert = true;
     tracker->writes_before = append.writes_now;
     tracker->command = append.command_now;

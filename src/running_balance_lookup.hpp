@@ -9,6 +9,10 @@
 #include "running_balance_state.hpp"
 #include "stats.hpp"
 
+extern "C" {
+#include "pgstat.h"
+}
+
 namespace raceguard {
 
 // The most group columns whose values an exact answer keeps.
@@ -59,7 +63,9 @@ struct LastEntry {
 // One append, from begin_append to remember_append.
 struct PendingAppend {
     TableWrites writes_now;  // the table's counted writes when it began
+    const PgStat_TableStatus* leaf_writes;  // where pgstat counts them (null: not counted)
     CommandId command_now;   // the command it runs in
+    bool known_exactly;      // the statement's exact answer, not a lookup under the lock
     uint32 group_hash;       // the lock key, set by find_group_last_entry
     Oid leaf;                // the firing relation, where the row goes
     // The shared entries' generation read under the group's lock, or 0:
@@ -90,7 +96,8 @@ void remember_append(const RunningBalanceState* state, const PendingAppend& appe
 bool entry_visible_to_snapshot(const RunningBalanceState* state, const Datum* group_values, int64 seq);
 
 // Registers the callbacks that end exact answers at transaction end and
-// subtransaction abort (once per backend).
+// subtransaction abort, and confirm the transaction's appends as it
+// commits (once per backend).
 void ensure_transaction_callbacks();
 
 }  // namespace raceguard

@@ -43,6 +43,9 @@ struct Entry {
     uint64 layout;
     uint64 generation;  // 0: empty
     int64 seq;
+    bool confirmed;
+    int64 balance;           // when confirmed
+    TransactionId creator;   // when confirmed
     uint64 last_used;
     Datum group_values[MAX_GROUP_COLUMNS];
 };
@@ -255,7 +258,11 @@ uint64 trusted_generation() {
     return pg_atomic_read_u64(&directory->generation);
 }
 
-bool find(const GroupKey& key, uint64 generation, int64* seq, Oid* leaf) {
+bool this_transaction_may_bypass() {
+    return counted_as_bypasser || saw_replica_role || SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA;
+}
+
+bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
     if (generation == 0 || !available())
         return false;
     Bucket* bucket = bucket_of(key);
@@ -264,8 +271,11 @@ bool find(const GroupKey& key, uint64 generation, int64* seq, Oid* leaf) {
     for (Entry& entry : bucket->ways)
         if (entry.generation != 0 && same_slot(entry, key)) {
             found = entry.generation == generation && entry.layout == key.layout && same_group(entry, key);
-            *seq = entry.seq;
-            *leaf = entry.leaf;
+            found_entry->seq = entry.seq;
+            found_entry->leaf = entry.leaf;
+            found_entry->confirmed = entry.confirmed;
+            found_entry->balance = entry.balance;
+            found_entry->creator = entry.creator;
             entry.last_used = ++bucket->clock;
             break;
         }
@@ -273,7 +283,10 @@ bool find(const GroupKey& key, uint64 generation, int64* seq, Oid* leaf) {
     return found;
 }
 
-void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
+namespace {
+
+void write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bool confirmed, int64 balance,
+                 TransactionId creator) {
     if (!available())
         return;
     Bucket* bucket = bucket_of(key);
@@ -299,9 +312,23 @@ void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
         chosen->generation = generation;
         chosen->seq = seq;
         chosen->leaf = leaf;
+        chosen->confirmed = confirmed;
+        chosen->balance = balance;
+        chosen->creator = creator;
         chosen->last_used = ++bucket->clock;
     }
     SpinLockRelease(&bucket->lock);
+}
+
+}  // namespace
+
+void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
+    write_entry(key, generation, seq, leaf, false, 0, InvalidTransactionId);
+}
+
+void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator) {
+    if (generation != 0)
+        write_entry(key, generation, seq, leaf, true, balance, creator);
 }
 
 }  // namespace raceguard::shared_last_entries

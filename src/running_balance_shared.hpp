@@ -23,6 +23,18 @@
 //  - the leaf still holds the entry at that seq, and nothing after it
 //    (one index descent, under SnapshotSelf, as the full lookup reads).
 // Anything else, and every lookup without preloading, reads every part.
+//
+// A confirmed entry also spares that descent, on any ledger: it carries the
+// entry's balance and its transaction, and is written by that transaction
+// as it commits, still holding the group's lock, once it knows that its
+// last append to the group really went into the ledger (its row was
+// counted inserted and nothing undid it: no savepoint rolled back, no
+// write around a guard). Every append first writes its group's entry
+// unconfirmed, so an append that aborts, or whose row ON CONFLICT or a
+// later trigger skipped, leaves no confirmed entry behind; a TRUNCATE
+// counts as a write around the guards. Only the integer family, and only a
+// guard that nothing can skip unnoticed (the conditions above, and no
+// BEFORE INSERT trigger after it that could change the row).
 #pragma once
 
 #include "boundary.hpp"
@@ -56,10 +68,26 @@ void note_possible_bypass();
 // when none may be trusted now. Read before a lookup.
 uint64 trusted_generation();
 
-// The group's remembered last entry, if written under GENERATION.
-bool find(const GroupKey& key, uint64 generation, int64* seq, Oid* leaf);
+// Whether this transaction may have written around a guard so far: it
+// changed a trigger, kept restored rows or ran as a replica.
+bool this_transaction_may_bypass();
 
-// Remembers the group's last entry (GENERATION 0: forgets it).
+struct Remembered {
+    int64 seq;
+    Oid leaf;
+    bool confirmed;  // then also:
+    int64 balance;
+    TransactionId creator;  // the top-level transaction that appended it
+};
+
+// The group's remembered last entry, if written under GENERATION.
+bool find(const GroupKey& key, uint64 generation, Remembered* found);
+
+// Remembers the group's last entry, unconfirmed (GENERATION 0: forgets it).
 void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf);
+
+// Confirms the group's last entry: only by the transaction that appended
+// it, as it commits, holding the group's lock.
+void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator);
 
 }  // namespace raceguard::shared_last_entries

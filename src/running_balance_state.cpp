@@ -785,18 +785,21 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
     for (int g = 0; g < state.group_count; ++g)
         groups_compare_by_image = groups_compare_by_image && compares_by_image(state.groups[g]);
     state.exact_cache_usable = state.exact_cache_usable && groups_compare_by_image;
-    // A state that reads one part (an unpartitioned ledger, or a partition
-    // that holds every entry of its groups) has nothing to remember: every
-    // append to those groups reads that same part.
-    state.writes_shared_entries = shared_last_entries::available() && state.part_count > 1 &&
+    // Every append writes (or forgets) its group's entry, so that no entry
+    // outlives a later append. A state that reads one part (an
+    // unpartitioned ledger, or a partition that holds every entry of its
+    // groups) has no leaf to look up, only confirmed entries to use.
+    state.writes_shared_entries = shared_last_entries::available() &&
                                   state.group_count <= shared_last_entries::MAX_GROUP_COLUMNS &&
                                   groups_compare_by_image;
     const char firing_mode = trigger_data->tg_trigger->tgenabled;
-    state.reads_shared_entries = state.writes_shared_entries && state.every_clone_enabled &&
-                                 (firing_mode == TRIGGER_FIRES_ON_ORIGIN || firing_mode == TRIGGER_FIRES_ALWAYS) &&
-                                 TRIGGER_FOR_UPDATE(definition.trigger_type) &&
-                                 TRIGGER_FOR_DELETE(definition.trigger_type) &&
-                                 !later_before_insert_trigger(trigger_data);
+    const bool cannot_be_skipped_unnoticed =
+        state.writes_shared_entries && state.every_clone_enabled &&
+        (firing_mode == TRIGGER_FIRES_ON_ORIGIN || firing_mode == TRIGGER_FIRES_ALWAYS) &&
+        TRIGGER_FOR_UPDATE(definition.trigger_type) && TRIGGER_FOR_DELETE(definition.trigger_type) &&
+        !later_before_insert_trigger(trigger_data);
+    state.reads_shared_entries = cannot_be_skipped_unnoticed && state.part_count > 1;
+    state.trusts_confirmed_entries = cannot_be_skipped_unnoticed && state.family == Family::integer;
     ensure_transaction_callbacks();
     auto* stored = pg_call([&] {
         return static_cast<RunningBalanceState*>(MemoryContextAlloc(into, sizeof(RunningBalanceState)));

@@ -89,6 +89,11 @@ struct RunningBalanceState {
     Oid root_trigger_oid;
     bool writes_shared_entries;
     bool reads_shared_entries;
+    // Takes a confirmed entry's balance and seq without reading the ledger,
+    // and confirms its own appends at commit: the integer family, and a
+    // guard nothing skips unnoticed (the conditions of reads_shared_entries,
+    // on any number of parts).
+    bool trusts_confirmed_entries;
     bool every_clone_enabled;          // of the ledger (the root trigger's state)
     uint64 layout;                     // the ledger's leaves and their clones, fingerprinted
     uint64 built_at_invalidation;      // trigger_state_invalidations() when the build began

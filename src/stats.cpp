@@ -496,6 +496,10 @@ void on_object_access(ObjectAccessType access, Oid class_id, Oid object_id, int 
     // (running_balance_shared.hpp).
     if (class_id == TriggerRelationId && (access == OAT_POST_CREATE || access == OAT_POST_ALTER || access == OAT_DROP))
         shared_last_entries::note_possible_bypass();
+    // A TRUNCATE removes a ledger's entries without a row trigger: any
+    // confirmed last entry of its groups is gone with them.
+    if (class_id == RelationRelationId && access == OAT_TRUNCATE)
+        shared_last_entries::note_possible_bypass();
     if (access != OAT_DROP || sub_id != 0 || shared == nullptr)
         return;
     if (class_id == TriggerRelationId)
