@@ -2,7 +2,7 @@
 
 EXTENSION = raceguard
 MODULE_big = raceguard
-DATA = sql/raceguard--1.0.sql sql/raceguard--1.1.sql sql/raceguard--1.2.sql sql/raceguard--1.0--1.1.sql sql/raceguard--1.1--1.2.sql sql/raceguard--1.2--1.3.sql sql/raceguard--1.3--1.4.sql sql/raceguard--1.4--1.5.sql
+DATA = sql/raceguard--1.0.sql sql/raceguard--1.1.sql sql/raceguard--1.2.sql sql/raceguard--1.6.sql sql/raceguard--1.0--1.1.sql sql/raceguard--1.1--1.2.sql sql/raceguard--1.2--1.3.sql sql/raceguard--1.3--1.4.sql sql/raceguard--1.4--1.5.sql sql/raceguard--1.5--1.6.sql
 
 SOURCES = $(wildcard src/*.cpp)
 OBJS = $(SOURCES:.cpp=.o)
