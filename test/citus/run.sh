@@ -4,6 +4,12 @@
 # throwaway cluster with its own Unix socket and no TCP listener. Without
 # citus.so in that server's library directory it says it skipped, and
 # passes: Citus is not a Debian package, and nothing here builds it.
+# RACEGUARD_CITUS_PORT=n: the coordinator's port (default 9700); the workers
+# take the ports after it.
+#  0. raceguard is created on the coordinator alone, after the first worker
+#     joined: Citus creates it on that worker, and on the second worker when
+#     it is added later (1.6's install script makes no temporary objects,
+#     which PREPARE TRANSACTION refuses);
 #  1. refusals: running_balance on a table distributed by a column that is
 #     not a group column (and without group columns) fails at CREATE TRIGGER
 #     with 0A000 and leaves no trigger; a reference-table ledger is created
@@ -26,7 +32,9 @@
 #  6. the same as an ordinary role (its first rows on the workers read
 #     Citus's catalog with its privileges);
 #  7. a guard's error raised on a shard names the user's table and trigger,
-#     not the shard's, and its DETAIL carries the constraint's name.
+#     not the shard's, and its DETAIL carries the constraint's name;
+#  8. a node that already has raceguard (and handed out a lease token before
+#     it joined) joins: its tokens as a worker come after that token.
 # Nothing is timed; RACEGUARD_SEED seeds the amounts and accounts.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -40,7 +48,7 @@ source "$(dirname "$0")/../faults/lib.sh"
 seed=${RACEGUARD_SEED:-$RANDOM}
 echo "seed: $seed"
 
-coordinator=9700 worker1=9701 worker2=9702
+coordinator=${RACEGUARD_CITUS_PORT:-9700} worker1=$((coordinator + 1)) worker2=$((coordinator + 2))
 for node in coordinator:$coordinator worker1:$worker1 worker2:$worker2; do
     name=${node%%:*} port=${node##*:}
     new_cluster "$name" "$port"
@@ -52,26 +60,26 @@ CONF
     start "$name"
     sql "$port" -c "CREATE EXTENSION citus"
 done
-# raceguard on every node before the workers join. (A CREATE EXTENSION
-# raceguard that Citus runs on workers, propagated or when a node is added,
-# fails: raceguard's update scripts use temporary functions, and Citus
-# commits on the workers with PREPARE TRANSACTION, which refuses a
-# transaction that used temporary objects.)
-for port in $coordinator $worker1 $worker2; do sql "$port" -c "CREATE EXTENSION raceguard"; done
-# A token worker1 hands out before it joins (as group 0): its tokens as
-# group 1 must come after it.
-sql $worker1 -c "CREATE TABLE before_join (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz)" \
-    -c "INSERT INTO before_join VALUES (1)"
-token_before_join=$(sql $worker1 -c "SELECT claim_token FROM raceguard.claim_lease(NULL::before_join, 'true', 1, '1 hour')")
-sql $coordinator <<SQL >/dev/null
-SELECT citus_set_coordinator_host('$faults', $coordinator);
-SELECT citus_add_node('$faults', $worker1);
-SELECT citus_add_node('$faults', $worker2);
-SQL
-
 status=0
 fail() { echo "FAIL: $*"; status=1; }
 pass() { echo "ok: $*"; }
+
+echo "--- 0. Citus creates raceguard on the workers"
+# raceguard on the coordinator alone, once worker1 has joined; worker2
+# joins after it.
+default_version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$(dirname "$0")/../../raceguard.control")
+sql $coordinator <<SQL >/dev/null
+SELECT citus_set_coordinator_host('$faults', $coordinator);
+SELECT citus_add_node('$faults', $worker1);
+CREATE EXTENSION raceguard;
+SQL
+installed=$(sql $worker1 -c "SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")
+[ "$installed" = "$default_version" ] && pass "CREATE EXTENSION raceguard on the coordinator made raceguard $installed on worker1" ||
+    fail "worker1 has raceguard '${installed}', not $default_version, after CREATE EXTENSION on the coordinator"
+sql $coordinator -c "SELECT citus_add_node('$faults', $worker2)" >/dev/null
+installed=$(sql $worker2 -c "SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")
+[ "$installed" = "$default_version" ] && pass "worker2, added later, got raceguard $installed" ||
+    fail "worker2 has raceguard '${installed}', not $default_version, after citus_add_node"
 # expect_error PORT SQLSTATE TEXT SQL: SQL fails with SQLSTATE and a message holding TEXT.
 expect_error() {
     local port=$1 state=$2 text=$3 statement=$4 output
@@ -274,9 +282,6 @@ for port in $coordinator $worker1 $worker2; do
     [ "$other" = 0 ] && pass "port $port: every token carries group $group and is below 2^53" ||
         fail "port $port: $other tokens without group $group"
 done
-earlier=$(sql $worker1 -c "SELECT count(*) FROM tokens WHERE token <= $token_before_join")
-[ "$earlier" = 0 ] && pass "worker1's tokens after it joined are above its token from before ($token_before_join)" ||
-    fail "$earlier of worker1's tokens are not above $token_before_join, made before it joined"
 total=$(cat "$faults"/tokens.* | wc -l)
 twice=$(repeated "$faults"/tokens.*)
 [ "$total" = $((3 * leases)) ] && [ "$twice" = 0 ] && pass "$total tokens from three nodes, none twice" ||
@@ -363,5 +368,28 @@ done
 output=$(sql $coordinator -v VERBOSITY=verbose -c "UPDATE counters SET hits = 0, lock_version = lock_version - 5 WHERE id = 1" 2>&1 || true)
 grep -q 'ERROR:  40001: .*"counters"' <<<"$output" && ! grep -q 'counters_[0-9]' <<<"$output" &&
     pass "a stale write names table counters, no shard" || fail "a stale write says: $output"
+
+echo "--- 8. a node that already has raceguard joins"
+# raceguard installed by hand before the node joins (what older versions
+# needed): the node joins, and a token it handed out before, as group 0,
+# stays below its tokens as a worker.
+worker3=$((coordinator + 3))
+new_cluster worker3 $worker3
+cat >>"$faults/worker3/postgresql.conf" <<CONF
+shared_preload_libraries = 'citus'
+max_prepared_transactions = 100
+citus.node_conninfo = 'sslmode=prefer'
+CONF
+start worker3
+sql $worker3 -c "CREATE EXTENSION citus" -c "CREATE EXTENSION raceguard" \
+    -c "CREATE TABLE before_join (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz)" \
+    -c "INSERT INTO before_join VALUES (1), (2)"
+token_before_join=$(sql $worker3 -c "SELECT claim_token FROM raceguard.claim_lease(NULL::before_join, 'true', 1, '1 hour')")
+sql $coordinator -c "SELECT citus_add_node('$faults', $worker3)" >/dev/null
+group=$(sql $worker3 -c "SELECT groupid FROM pg_dist_local_group")
+token_after_join=$(sql $worker3 -c "SELECT claim_token FROM raceguard.claim_lease(NULL::before_join, 'true', 1, '1 hour')")
+[ "$group" -gt 0 ] && [ "$token_after_join" -gt "$token_before_join" ] && [ $(((token_after_join >> 40) & 255)) = "$group" ] &&
+    pass "worker3 joined with raceguard; its token as group $group ($token_after_join) is above its token from before ($token_before_join)" ||
+    fail "worker3 (group $group): token $token_after_join after joining, $token_before_join before"
 
 exit $status
