@@ -27,7 +27,7 @@ override with_llvm = no
 endif
 
 # pg_regress: sql/*.sql against expected/*.out
-REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim claim_names claim_expiry claim_plans claim_attempts claim_tokens guards transition transition_review running_balance_shapes running_balance_memory running_balance_restore running_balance_groups running_balance_routing generated_virtual stats transition_stats orms comments privileges missing_library
+REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim claim_names claim_expiry claim_plans claim_attempts claim_tokens guards transition transition_review running_balance_shapes running_balance_memory running_balance_restore running_balance_groups running_balance_routing generated_virtual stats transition_stats orms comments privileges cluster missing_library
 REGRESS_OPTS = --inputdir=. --load-extension=raceguard
 
 # isolationtester: test/isolation/specs/*.spec against test/isolation/expected/*.out

@@ -33,7 +33,12 @@
 #     Citus's catalog with its privileges);
 #  7. a guard's error raised on a shard names the user's table and trigger,
 #     not the shard's, and its DETAIL carries the constraint's name;
-#  8. a node that already has raceguard (and handed out a lease token before
+#  8. the whole cluster at once: cluster_guards() lists each guard of a
+#     distributed ledger once, under its table's and trigger's names;
+#     cluster_stats() adds up the appends made through the three nodes;
+#     check_cluster_guards() reports a shard's problem found on a worker, in
+#     the user's names; an ordinary role sees only the tables it may see;
+#  9. a node that already has raceguard (and handed out a lease token before
 #     it joined) joins: its tokens as a worker come after that token.
 # Nothing is timed; RACEGUARD_SEED seeds the amounts and accounts.
 set -euo pipefail
@@ -53,7 +58,7 @@ for node in coordinator:$coordinator worker1:$worker1 worker2:$worker2; do
     name=${node%%:*} port=${node##*:}
     new_cluster "$name" "$port"
     cat >>"$faults/$name/postgresql.conf" <<CONF
-shared_preload_libraries = 'citus'
+shared_preload_libraries = 'citus,raceguard'
 max_prepared_transactions = 100
 citus.node_conninfo = 'sslmode=prefer'
 CONF
@@ -216,13 +221,17 @@ echo "accepted $accepted, stale $stale, hits $hits"
     fail "lost updates: $accepted accepted, $stale stale, $hits counted"
 
 echo "--- 3. a ledger distributed by its account column"
-sql $coordinator <<'SQL'
-CREATE TABLE ledger (account_id integer NOT NULL, amount bigint NOT NULL, balance bigint, n bigint);
-CREATE INDEX ON ledger (account_id, n);
-SELECT create_distributed_table('ledger', 'account_id') \gset
-CREATE TRIGGER ledger_balance BEFORE INSERT OR UPDATE OR DELETE ON ledger FOR EACH ROW
+# distributed_ledger NAME: a ledger distributed by its account, its guard NAME_balance.
+distributed_ledger() {
+    sql $coordinator <<SQL
+CREATE TABLE $1 (account_id integer NOT NULL, amount bigint NOT NULL, balance bigint, n bigint);
+CREATE INDEX ON $1 (account_id, n);
+SELECT create_distributed_table('$1', 'account_id') \\gset
+CREATE TRIGGER $1_balance BEFORE INSERT OR UPDATE OR DELETE ON $1 FOR EACH ROW
     EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
 SQL
+}
+distributed_ledger ledger
 appends=250
 pids=()
 k=0
@@ -369,14 +378,69 @@ output=$(sql $coordinator -v VERBOSITY=verbose -c "UPDATE counters SET hits = 0,
 grep -q 'ERROR:  40001: .*"counters"' <<<"$output" && ! grep -q 'counters_[0-9]' <<<"$output" &&
     pass "a stale write names table counters, no shard" || fail "a stale write says: $output"
 
-echo "--- 8. a node that already has raceguard joins"
+echo "--- 8. the whole cluster at once"
+distributed_ledger cluster_ledger
+RANDOM=$seed
+made=0
+for port in $coordinator $worker1 $worker2; do
+    count=$((RANDOM % 20 + 10))
+    sql "$port" -c "INSERT INTO cluster_ledger (account_id, amount)
+                    SELECT (random() * 20)::integer, 1 FROM generate_series(1, $count)"
+    made=$((made + count))
+done
+shards=$(sql $coordinator -c "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'cluster_ledger'::regclass")
+listed=$(sql $coordinator -c "SELECT count(*) || ' ' || string_agg(format('%s %s %s %s %s', trigger_name, citus_table, nodes, shards, enabled), ',')
+                              FROM raceguard.cluster_guards() WHERE table_name = 'public.cluster_ledger'")
+[ "$listed" = "1 cluster_ledger_balance distributed {0,1,2} $shards t" ] &&
+    pass "cluster_guards() lists the ledger's guard once, on 3 nodes and its $shards shards" ||
+    fail "cluster_guards() lists cluster_ledger as: $listed (expected 1 row over {0,1,2} and $shards shards)"
+unfolded=$(sql $coordinator -c "SELECT count(*) FROM raceguard.cluster_guards() g JOIN pg_dist_shard s
+                                    ON g.table_name LIKE '%\_' || s.shardid OR g.trigger_name LIKE '%\_' || s.shardid")
+twice=$(sql $coordinator -c "SELECT count(*) FROM (SELECT FROM raceguard.cluster_guards() g
+                                                    WHERE g.citus_table IS NOT NULL GROUP BY table_name, trigger_name
+                                                   HAVING count(*) > 1) t")
+guards=$(sql $coordinator -c "SELECT count(*) FROM raceguard.cluster_guards() WHERE citus_table IS NOT NULL")
+[ "$unfolded|$twice" = "0|0" ] && [ "$guards" -ge 5 ] &&
+    pass "cluster_guards(): $guards guards of Citus tables, each once, no shard's name" ||
+    fail "cluster_guards(): $unfolded rows with a shard's name, $twice guards listed more than once"
+appends=$(sql $coordinator -c "SELECT appends || ' ' || nodes::text FROM raceguard.cluster_stats()
+                               WHERE table_name = 'public.cluster_ledger' AND trigger_name = 'cluster_ledger_balance'")
+local_appends=$(sql $worker1 -c "SELECT sum(appends) FROM raceguard.stats WHERE table_name::text LIKE 'cluster_ledger%'")
+[ "$appends" = "$made {0,1,2}" ] &&
+    pass "cluster_stats(): $made appends through three nodes, one row (worker1 alone counts $local_appends)" ||
+    fail "cluster_stats() for cluster_ledger: $appends, not $made appends on {0,1,2}"
+# A shard on worker2 loses the index its guard needs: worker2's
+# check_guards() names the shard, the coordinator's check_cluster_guards()
+# the ledger.
+read -r broken_shard broken_group < <(sql $coordinator -F ' ' -c "SELECT s.shardid, n.groupid FROM pg_dist_shard s
+    JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+    WHERE s.logicalrelid = 'cluster_ledger'::regclass AND n.nodeport = $worker2 ORDER BY s.shardid LIMIT 1")
+sql $worker2 -c "DO \$\$ BEGIN EXECUTE (SELECT format('DROP INDEX %s', indexrelid::regclass) FROM pg_index
+                                        WHERE indrelid = 'cluster_ledger_$broken_shard'::regclass); END \$\$"
+on_worker=$(sql $worker2 -c "SELECT count(*) FROM raceguard.check_guards() WHERE table_name::text = 'cluster_ledger_$broken_shard'")
+reported=$(sql $coordinator -c "SELECT string_agg(format('%s|%s|%s|%s', trigger_name, nodes, shards, problem), ',')
+                                FROM raceguard.check_cluster_guards() WHERE table_name = 'public.cluster_ledger'")
+[ "$on_worker" = 1 ] &&
+    [ "$reported" = "cluster_ledger_balance|{$broken_group}|{$broken_shard}|raceguard.running_balance() needs a btree index on (\"account_id\", \"n\") of \"cluster_ledger\" to find each group's last entry" ] &&
+    pass "check_cluster_guards() reports shard $broken_shard's missing index on group $broken_group, naming cluster_ledger" ||
+    fail "check_cluster_guards() for cluster_ledger: $reported (worker2 lists $on_worker problems of the shard)"
+# An ordinary role sees the guards of the tables it may see, on every node.
+seen=$(as_clerk $coordinator "SELECT string_agg(table_name, ' ' ORDER BY table_name) FROM raceguard.cluster_guards()")
+sql $coordinator -c "GRANT SELECT (amount) ON cluster_ledger TO clerk"
+seen_after=$(as_clerk $coordinator "SELECT string_agg(table_name || ' ' || nodes::text, ' ' ORDER BY table_name) FROM raceguard.cluster_guards()")
+problems=$(as_clerk $coordinator "SELECT count(*) FROM raceguard.check_cluster_guards() WHERE table_name = 'public.cluster_ledger'")
+[ "$seen" = "public.ledger" ] && [ "$seen_after" = "public.cluster_ledger {0,1,2} public.ledger {0,1,2}" ] && [ "$problems" = 1 ] &&
+    pass "an ordinary role sees only the guards of the tables it may see, on every node, and their problems" ||
+    fail "the clerk sees guards of: $seen; after a GRANT: $seen_after; $problems problems of cluster_ledger"
+
+echo "--- 9. a node that already has raceguard joins"
 # raceguard installed by hand before the node joins (what older versions
 # needed): the node joins, and a token it handed out before, as group 0,
 # stays below its tokens as a worker.
 worker3=$((coordinator + 3))
 new_cluster worker3 $worker3
 cat >>"$faults/worker3/postgresql.conf" <<CONF
-shared_preload_libraries = 'citus'
+shared_preload_libraries = 'citus,raceguard'
 max_prepared_transactions = 100
 citus.node_conninfo = 'sslmode=prefer'
 CONF
