@@ -39,7 +39,8 @@
 #     check_cluster_guards() reports a shard's problem found on a worker, in
 #     the user's names; an ordinary role sees only the tables it may see;
 #  9. a node that already has raceguard (and handed out a lease token before
-#     it joined) joins: its tokens as a worker come after that token.
+#     it joined) joins: its tokens as a worker come after that token; once
+#     it is down, cluster_guards() fails naming it (08006).
 # Nothing is timed; RACEGUARD_SEED seeds the amounts and accounts.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -455,5 +456,10 @@ token_after_join=$(sql $worker3 -c "SELECT claim_token FROM raceguard.claim_leas
 [ "$group" -gt 0 ] && [ "$token_after_join" -gt "$token_before_join" ] && [ $(((token_after_join >> 40) & 255)) = "$group" ] &&
     pass "worker3 joined with raceguard; its token as group $group ($token_after_join) is above its token from before ($token_before_join)" ||
     fail "worker3 (group $group): token $token_after_join after joining, $token_before_join before"
+# A node that cannot be reached stops the cluster-wide views with its name,
+# rather than leaving its rows out.
+as_postgres "$bindir/pg_ctl" -D "$faults/worker3" -m fast -w stop >/dev/null
+expect_error $coordinator 08006 "node $faults:$worker3 did not send its raceguard guards rows" \
+    "SELECT * FROM raceguard.cluster_guards()"
 
 exit $status
