@@ -2,7 +2,7 @@
 
 EXTENSION = raceguard
 MODULE_big = raceguard
-DATA = sql/raceguard--1.0.sql sql/raceguard--1.1.sql sql/raceguard--1.2.sql sql/raceguard--1.0--1.1.sql sql/raceguard--1.1--1.2.sql sql/raceguard--1.2--1.3.sql sql/raceguard--1.3--1.4.sql sql/raceguard--1.4--1.5.sql
+DATA = sql/raceguard--1.0.sql sql/raceguard--1.1.sql sql/raceguard--1.2.sql sql/raceguard--1.6.sql sql/raceguard--1.0--1.1.sql sql/raceguard--1.1--1.2.sql sql/raceguard--1.2--1.3.sql sql/raceguard--1.3--1.4.sql sql/raceguard--1.4--1.5.sql sql/raceguard--1.5--1.6.sql
 
 SOURCES = $(wildcard src/*.cpp)
 OBJS = $(SOURCES:.cpp=.o)
@@ -27,7 +27,7 @@ override with_llvm = no
 endif
 
 # pg_regress: sql/*.sql against expected/*.out
-REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim claim_names claim_expiry claim_plans claim_attempts claim_tokens guards transition transition_review running_balance_shapes running_balance_memory running_balance_restore running_balance_groups running_balance_routing generated_virtual stats transition_stats orms comments privileges missing_library
+REGRESS = setup boundary lock_version lock_version_errors immutable_once_set running_balance running_balance_errors claim claim_names claim_expiry claim_plans claim_attempts claim_tokens guards transition transition_review running_balance_shapes running_balance_memory running_balance_restore running_balance_groups running_balance_routing generated_virtual stats transition_stats orms comments privileges cluster missing_library
 REGRESS_OPTS = --inputdir=. --load-extension=raceguard
 
 # isolationtester: test/isolation/specs/*.spec against test/isolation/expected/*.out

@@ -51,7 +51,7 @@ SELECT object, problem
       (prefix IS NULL, 'is of a kind this test does not know: teach it the signature'),
       (NOT starts_with(comment, prefix), 'comment does not start with ' || coalesce(quote_literal(prefix), 'its signature')),
       (position(' -- ' IN comment) = 0, 'comment has no '' -- '' between signature and purpose'),
-      (comment !~ '; see docs/(lock_version|immutable_once_set|running_balance|transition|claims|guards|operations|internals)\.md$',
+      (comment !~ '; see docs/(lock_version|immutable_once_set|running_balance|transition|claims|guards|operations|internals|citus)\.md$',
        'comment does not end with its documentation page (; see docs/<page>.md)'),
       (comment ~ '[\n\r]', 'comment is not one line'),
       (comment ~ '[^\x01-\x7f]', 'comment is not ASCII'),

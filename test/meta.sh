@@ -34,7 +34,7 @@ check(provided.get("version") == semver, "META.json provides raceguard %r" % pro
 # How CREATE EXTENSION installs default_version, as PostgreSQL chooses it:
 # its full script if there is one, else the shortest chain of update scripts
 # from a version with a full script (the newest such version on a tie) --
-# 1.5 is raceguard--1.2.sql then the update scripts to 1.3, 1.4 and 1.5.
+# 1.6 has its own, raceguard--1.6.sql.
 full_versions = set()
 updates = {}
 for name in os.listdir("sql"):

@@ -4,6 +4,12 @@
 # throwaway cluster with its own Unix socket and no TCP listener. Without
 # citus.so in that server's library directory it says it skipped, and
 # passes: Citus is not a Debian package, and nothing here builds it.
+# RACEGUARD_CITUS_PORT=n: the coordinator's port (default 9700); the workers
+# take the ports after it.
+#  0. raceguard is created on the coordinator alone, after the first worker
+#     joined: Citus creates it on that worker, and on the second worker when
+#     it is added later (1.6's install script makes no temporary objects,
+#     which PREPARE TRANSACTION refuses);
 #  1. refusals: running_balance on a table distributed by a column that is
 #     not a group column (and without group columns) fails at CREATE TRIGGER
 #     with 0A000 and leaves no trigger; a reference-table ledger is created
@@ -26,7 +32,15 @@
 #  6. the same as an ordinary role (its first rows on the workers read
 #     Citus's catalog with its privileges);
 #  7. a guard's error raised on a shard names the user's table and trigger,
-#     not the shard's, and its DETAIL carries the constraint's name.
+#     not the shard's, and its DETAIL carries the constraint's name;
+#  8. the whole cluster at once: cluster_guards() lists each guard of a
+#     distributed ledger once, under its table's and trigger's names;
+#     cluster_stats() adds up the appends made through the three nodes;
+#     check_cluster_guards() reports a shard's problem found on a worker, in
+#     the user's names; an ordinary role sees only the tables it may see;
+#  9. a node that already has raceguard (and handed out a lease token before
+#     it joined) joins: its tokens as a worker come after that token; once
+#     it is down, cluster_guards() fails naming it (08006).
 # Nothing is timed; RACEGUARD_SEED seeds the amounts and accounts.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -40,38 +54,38 @@ source "$(dirname "$0")/../faults/lib.sh"
 seed=${RACEGUARD_SEED:-$RANDOM}
 echo "seed: $seed"
 
-coordinator=9700 worker1=9701 worker2=9702
+coordinator=${RACEGUARD_CITUS_PORT:-9700} worker1=$((coordinator + 1)) worker2=$((coordinator + 2))
 for node in coordinator:$coordinator worker1:$worker1 worker2:$worker2; do
     name=${node%%:*} port=${node##*:}
     new_cluster "$name" "$port"
     cat >>"$faults/$name/postgresql.conf" <<CONF
-shared_preload_libraries = 'citus'
+shared_preload_libraries = 'citus,raceguard'
 max_prepared_transactions = 100
 citus.node_conninfo = 'sslmode=prefer'
 CONF
     start "$name"
     sql "$port" -c "CREATE EXTENSION citus"
 done
-# raceguard on every node before the workers join. (A CREATE EXTENSION
-# raceguard that Citus runs on workers, propagated or when a node is added,
-# fails: raceguard's update scripts use temporary functions, and Citus
-# commits on the workers with PREPARE TRANSACTION, which refuses a
-# transaction that used temporary objects.)
-for port in $coordinator $worker1 $worker2; do sql "$port" -c "CREATE EXTENSION raceguard"; done
-# A token worker1 hands out before it joins (as group 0): its tokens as
-# group 1 must come after it.
-sql $worker1 -c "CREATE TABLE before_join (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz)" \
-    -c "INSERT INTO before_join VALUES (1)"
-token_before_join=$(sql $worker1 -c "SELECT claim_token FROM raceguard.claim_lease(NULL::before_join, 'true', 1, '1 hour')")
-sql $coordinator <<SQL >/dev/null
-SELECT citus_set_coordinator_host('$faults', $coordinator);
-SELECT citus_add_node('$faults', $worker1);
-SELECT citus_add_node('$faults', $worker2);
-SQL
-
 status=0
 fail() { echo "FAIL: $*"; status=1; }
 pass() { echo "ok: $*"; }
+
+echo "--- 0. Citus creates raceguard on the workers"
+# raceguard on the coordinator alone, once worker1 has joined; worker2
+# joins after it.
+default_version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$(dirname "$0")/../../raceguard.control")
+sql $coordinator <<SQL >/dev/null
+SELECT citus_set_coordinator_host('$faults', $coordinator);
+SELECT citus_add_node('$faults', $worker1);
+CREATE EXTENSION raceguard;
+SQL
+installed=$(sql $worker1 -c "SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")
+[ "$installed" = "$default_version" ] && pass "CREATE EXTENSION raceguard on the coordinator made raceguard $installed on worker1" ||
+    fail "worker1 has raceguard '${installed}', not $default_version, after CREATE EXTENSION on the coordinator"
+sql $coordinator -c "SELECT citus_add_node('$faults', $worker2)" >/dev/null
+installed=$(sql $worker2 -c "SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")
+[ "$installed" = "$default_version" ] && pass "worker2, added later, got raceguard $installed" ||
+    fail "worker2 has raceguard '${installed}', not $default_version, after citus_add_node"
 # expect_error PORT SQLSTATE TEXT SQL: SQL fails with SQLSTATE and a message holding TEXT.
 expect_error() {
     local port=$1 state=$2 text=$3 statement=$4 output
@@ -208,13 +222,17 @@ echo "accepted $accepted, stale $stale, hits $hits"
     fail "lost updates: $accepted accepted, $stale stale, $hits counted"
 
 echo "--- 3. a ledger distributed by its account column"
-sql $coordinator <<'SQL'
-CREATE TABLE ledger (account_id integer NOT NULL, amount bigint NOT NULL, balance bigint, n bigint);
-CREATE INDEX ON ledger (account_id, n);
-SELECT create_distributed_table('ledger', 'account_id') \gset
-CREATE TRIGGER ledger_balance BEFORE INSERT OR UPDATE OR DELETE ON ledger FOR EACH ROW
+# distributed_ledger NAME: a ledger distributed by its account, its guard NAME_balance.
+distributed_ledger() {
+    sql $coordinator <<SQL
+CREATE TABLE $1 (account_id integer NOT NULL, amount bigint NOT NULL, balance bigint, n bigint);
+CREATE INDEX ON $1 (account_id, n);
+SELECT create_distributed_table('$1', 'account_id') \\gset
+CREATE TRIGGER $1_balance BEFORE INSERT OR UPDATE OR DELETE ON $1 FOR EACH ROW
     EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
 SQL
+}
+distributed_ledger ledger
 appends=250
 pids=()
 k=0
@@ -274,9 +292,6 @@ for port in $coordinator $worker1 $worker2; do
     [ "$other" = 0 ] && pass "port $port: every token carries group $group and is below 2^53" ||
         fail "port $port: $other tokens without group $group"
 done
-earlier=$(sql $worker1 -c "SELECT count(*) FROM tokens WHERE token <= $token_before_join")
-[ "$earlier" = 0 ] && pass "worker1's tokens after it joined are above its token from before ($token_before_join)" ||
-    fail "$earlier of worker1's tokens are not above $token_before_join, made before it joined"
 total=$(cat "$faults"/tokens.* | wc -l)
 twice=$(repeated "$faults"/tokens.*)
 [ "$total" = $((3 * leases)) ] && [ "$twice" = 0 ] && pass "$total tokens from three nodes, none twice" ||
@@ -363,5 +378,88 @@ done
 output=$(sql $coordinator -v VERBOSITY=verbose -c "UPDATE counters SET hits = 0, lock_version = lock_version - 5 WHERE id = 1" 2>&1 || true)
 grep -q 'ERROR:  40001: .*"counters"' <<<"$output" && ! grep -q 'counters_[0-9]' <<<"$output" &&
     pass "a stale write names table counters, no shard" || fail "a stale write says: $output"
+
+echo "--- 8. the whole cluster at once"
+distributed_ledger cluster_ledger
+RANDOM=$seed
+made=0
+for port in $coordinator $worker1 $worker2; do
+    count=$((RANDOM % 20 + 10))
+    sql "$port" -c "INSERT INTO cluster_ledger (account_id, amount)
+                    SELECT (random() * 20)::integer, 1 FROM generate_series(1, $count)"
+    made=$((made + count))
+done
+shards=$(sql $coordinator -c "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'cluster_ledger'::regclass")
+listed=$(sql $coordinator -c "SELECT count(*) || ' ' || string_agg(format('%s %s %s %s %s', trigger_name, citus_table, nodes, shards, enabled), ',')
+                              FROM raceguard.cluster_guards() WHERE table_name = 'public.cluster_ledger'")
+[ "$listed" = "1 cluster_ledger_balance distributed {0,1,2} $shards t" ] &&
+    pass "cluster_guards() lists the ledger's guard once, on 3 nodes and its $shards shards" ||
+    fail "cluster_guards() lists cluster_ledger as: $listed (expected 1 row over {0,1,2} and $shards shards)"
+unfolded=$(sql $coordinator -c "SELECT count(*) FROM raceguard.cluster_guards() g JOIN pg_dist_shard s
+                                    ON g.table_name LIKE '%\_' || s.shardid OR g.trigger_name LIKE '%\_' || s.shardid")
+twice=$(sql $coordinator -c "SELECT count(*) FROM (SELECT FROM raceguard.cluster_guards() g
+                                                    WHERE g.citus_table IS NOT NULL GROUP BY table_name, trigger_name
+                                                   HAVING count(*) > 1) t")
+guards=$(sql $coordinator -c "SELECT count(*) FROM raceguard.cluster_guards() WHERE citus_table IS NOT NULL")
+[ "$unfolded|$twice" = "0|0" ] && [ "$guards" -ge 5 ] &&
+    pass "cluster_guards(): $guards guards of Citus tables, each once, no shard's name" ||
+    fail "cluster_guards(): $unfolded rows with a shard's name, $twice guards listed more than once"
+appends=$(sql $coordinator -c "SELECT appends || ' ' || nodes::text FROM raceguard.cluster_stats()
+                               WHERE table_name = 'public.cluster_ledger' AND trigger_name = 'cluster_ledger_balance'")
+local_appends=$(sql $worker1 -c "SELECT sum(appends) FROM raceguard.stats WHERE table_name::text LIKE 'cluster_ledger%'")
+[ "$appends" = "$made {0,1,2}" ] &&
+    pass "cluster_stats(): $made appends through three nodes, one row (worker1 alone counts $local_appends)" ||
+    fail "cluster_stats() for cluster_ledger: $appends, not $made appends on {0,1,2}"
+# A shard on worker2 loses the index its guard needs: worker2's
+# check_guards() names the shard, the coordinator's check_cluster_guards()
+# the ledger.
+read -r broken_shard broken_group < <(sql $coordinator -F ' ' -c "SELECT s.shardid, n.groupid FROM pg_dist_shard s
+    JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+    WHERE s.logicalrelid = 'cluster_ledger'::regclass AND n.nodeport = $worker2 ORDER BY s.shardid LIMIT 1")
+sql $worker2 -c "DO \$\$ BEGIN EXECUTE (SELECT format('DROP INDEX %s', indexrelid::regclass) FROM pg_index
+                                        WHERE indrelid = 'cluster_ledger_$broken_shard'::regclass); END \$\$"
+on_worker=$(sql $worker2 -c "SELECT count(*) FROM raceguard.check_guards() WHERE table_name::text = 'cluster_ledger_$broken_shard'")
+reported=$(sql $coordinator -c "SELECT string_agg(format('%s|%s|%s|%s', trigger_name, nodes, shards, problem), ',')
+                                FROM raceguard.check_cluster_guards() WHERE table_name = 'public.cluster_ledger'")
+[ "$on_worker" = 1 ] &&
+    [ "$reported" = "cluster_ledger_balance|{$broken_group}|{$broken_shard}|raceguard.running_balance() needs a btree index on (\"account_id\", \"n\") of \"cluster_ledger\" to find each group's last entry" ] &&
+    pass "check_cluster_guards() reports shard $broken_shard's missing index on group $broken_group, naming cluster_ledger" ||
+    fail "check_cluster_guards() for cluster_ledger: $reported (worker2 lists $on_worker problems of the shard)"
+# An ordinary role sees the guards of the tables it may see, on every node.
+seen=$(as_clerk $coordinator "SELECT string_agg(table_name, ' ' ORDER BY table_name) FROM raceguard.cluster_guards()")
+sql $coordinator -c "GRANT SELECT (amount) ON cluster_ledger TO clerk"
+seen_after=$(as_clerk $coordinator "SELECT string_agg(table_name || ' ' || nodes::text, ' ' ORDER BY table_name) FROM raceguard.cluster_guards()")
+problems=$(as_clerk $coordinator "SELECT count(*) FROM raceguard.check_cluster_guards() WHERE table_name = 'public.cluster_ledger'")
+[ "$seen" = "public.ledger" ] && [ "$seen_after" = "public.cluster_ledger {0,1,2} public.ledger {0,1,2}" ] && [ "$problems" = 1 ] &&
+    pass "an ordinary role sees only the guards of the tables it may see, on every node, and their problems" ||
+    fail "the clerk sees guards of: $seen; after a GRANT: $seen_after; $problems problems of cluster_ledger"
+
+echo "--- 9. a node that already has raceguard joins"
+# raceguard installed by hand before the node joins (what older versions
+# needed): the node joins, and a token it handed out before, as group 0,
+# stays below its tokens as a worker.
+worker3=$((coordinator + 3))
+new_cluster worker3 $worker3
+cat >>"$faults/worker3/postgresql.conf" <<CONF
+shared_preload_libraries = 'citus,raceguard'
+max_prepared_transactions = 100
+citus.node_conninfo = 'sslmode=prefer'
+CONF
+start worker3
+sql $worker3 -c "CREATE EXTENSION citus" -c "CREATE EXTENSION raceguard" \
+    -c "CREATE TABLE before_join (id integer PRIMARY KEY, claim_token bigint, claimed_until timestamptz)" \
+    -c "INSERT INTO before_join VALUES (1), (2)"
+token_before_join=$(sql $worker3 -c "SELECT claim_token FROM raceguard.claim_lease(NULL::before_join, 'true', 1, '1 hour')")
+sql $coordinator -c "SELECT citus_add_node('$faults', $worker3)" >/dev/null
+group=$(sql $worker3 -c "SELECT groupid FROM pg_dist_local_group")
+token_after_join=$(sql $worker3 -c "SELECT claim_token FROM raceguard.claim_lease(NULL::before_join, 'true', 1, '1 hour')")
+[ "$group" -gt 0 ] && [ "$token_after_join" -gt "$token_before_join" ] && [ $(((token_after_join >> 40) & 255)) = "$group" ] &&
+    pass "worker3 joined with raceguard; its token as group $group ($token_after_join) is above its token from before ($token_before_join)" ||
+    fail "worker3 (group $group): token $token_after_join after joining, $token_before_join before"
+# A node that cannot be reached stops the cluster-wide views with its name,
+# rather than leaving its rows out.
+as_postgres "$bindir/pg_ctl" -D "$faults/worker3" -m fast -w stop >/dev/null
+expect_error $coordinator 08006 "node $faults:$worker3 did not send its raceguard guards rows" \
+    "SELECT * FROM raceguard.cluster_guards()"
 
 exit $status

@@ -1,11 +1,11 @@
 -- The extension's objects, where they live and how they are declared.
 BEGIN;
-SELECT plan(19);
+SELECT plan(20);
 
 SELECT has_schema('raceguard');
--- Version 1.5, reachable from 1.4, 1.3, 1.2, 1.1 and 1.0 by ALTER EXTENSION raceguard
--- UPDATE; it has no full script: CREATE EXTENSION runs 1.2's, then 1.2--1.3, 1.3--1.4 and 1.4--1.5.
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.5', 'raceguard 1.5 is installed');
+-- Version 1.6, reachable from 1.5, 1.4, 1.3, 1.2, 1.1 and 1.0 by ALTER EXTENSION raceguard
+-- UPDATE; CREATE EXTENSION runs its full script, raceguard--1.6.sql.
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'raceguard'), '1.6', 'raceguard 1.6 is installed');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.1'), '1.0--1.1',
           'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.1 by one script');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.1' AND target = '1.2'), '1.1--1.2',
@@ -14,10 +14,12 @@ SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source 
           'ALTER EXTENSION raceguard UPDATE goes from 1.3 to 1.4 by one script');
 SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.4' AND target = '1.5'), '1.4--1.5',
           'ALTER EXTENSION raceguard UPDATE goes from 1.4 to 1.5 by one script');
-SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.5'), '1.0--1.1--1.2--1.3--1.4--1.5',
-          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.5 through 1.1, 1.2, 1.3 and 1.4');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.5' AND target = '1.6'), '1.5--1.6',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.5 to 1.6 by one script');
+SELECT is((SELECT path FROM pg_extension_update_paths('raceguard') WHERE source = '1.0' AND target = '1.6'), '1.0--1.1--1.2--1.3--1.4--1.5--1.6',
+          'ALTER EXTENSION raceguard UPDATE goes from 1.0 to 1.6 through 1.1, 1.2, 1.3, 1.4 and 1.5');
 SELECT is((SELECT array_agg(version::text ORDER BY version::text) FROM pg_available_extension_versions WHERE name = 'raceguard'),
-          ARRAY['1.0', '1.1', '1.2', '1.3', '1.4', '1.5'], 'versions 1.0 to 1.5 are available');
+          ARRAY['1.0', '1.1', '1.2', '1.3', '1.4', '1.5', '1.6'], 'versions 1.0 to 1.6 are available');
 SELECT has_function('raceguard', 'lock_version', ARRAY[]::name[]);
 SELECT function_returns('raceguard', 'lock_version', ARRAY[]::name[], 'trigger');
 SELECT function_lang_is('raceguard', 'lock_version', ARRAY[]::name[], 'c');

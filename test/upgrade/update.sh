@@ -6,12 +6,17 @@
 #   (a) the extension's objects are those of a fresh CREATE EXTENSION of the
 #       new version: objects.sql lists both from the catalogs (every member,
 #       its definition, owner, privileges, initial privileges and comment,
-#       the extension's configuration tables) and the listings must be equal;
+#       the extension's configuration tables) and the listings must be equal,
+#       as must pg_dump --schema-only of the schema raceguard (a full install
+#       script, such as 1.6's, is checked against the chain of updates so);
 #   (b) the guards made under the old version still fire and pass the checks
 #       of test/dump/majors_check.sql (check_guards() empty, ledgers verify,
 #       every guard refuses what it refuses);
 #   (c) the lease token sequence kept its value through the update and a new
 #       lease's token is past every token handed out before it.
+# The default version installs, and updates from the version before it,
+# without temporary objects (Citus runs both on its workers and commits them
+# with PREPARE TRANSACTION, which refuses a transaction that touched one).
 # And an update that must drop a function a user's object depends on stops
 # with the error the README shows, changing nothing. Last, privileges.sh
 # runs the same paths with a DBA's GRANTs and REVOKEs on every member: the
@@ -39,6 +44,12 @@ updates=(
     "1.2 1.5"
     "1.1 1.5"
     "1.0 1.5"
+    "1.5 1.6"
+    "1.4 1.6"
+    "1.3 1.6"
+    "1.2 1.6"
+    "1.1 1.6"
+    "1.0 1.6"
 )
 
 updated_db=raceguard_update_old
@@ -101,6 +112,17 @@ for update in "${updates[@]}"; do
     else
         echo "ok $how (a): the updated extension's objects are a fresh $to install's ($(wc -l <"$work/fresh.txt") lines)"
     fi
+    # pg_dump's \restrict key is random: left out.
+    pg_dump --schema-only --schema=raceguard "$fresh_db" | grep -v '^\\\(un\)\?restrict ' >"$work/fresh.dump" &&
+        pg_dump --schema-only --schema=raceguard "$updated_db" | grep -v '^\\\(un\)\?restrict ' >"$work/updated.dump" ||
+        fail "$how: pg_dump --schema-only --schema=raceguard failed"
+    if ! diff -u "$work/fresh.dump" "$work/updated.dump"; then
+        fail "$how: pg_dump --schema-only of the schema raceguard differs from a fresh install's (- fresh, + updated)"
+    elif ! grep -q '^CREATE SCHEMA raceguard;$' "$work/fresh.dump"; then
+        fail "$how: pg_dump --schema-only --schema=raceguard dumped no CREATE SCHEMA raceguard"
+    else
+        echo "ok $how (a): pg_dump --schema-only --schema=raceguard dumps the same $(grep -c . "$work/fresh.dump") lines"
+    fi
 
     # (c) the sequence kept its value; (b) and (c) majors_check.sql's checks.
     sequence_after=$(psql_quiet -d "$updated_db" -c "SELECT last_value, is_called FROM raceguard.lease_token_seq")
@@ -117,6 +139,34 @@ for update in "${updates[@]}"; do
         echo "ok $how (b, c): $checks checks passed (check_guards() empty, ledgers verify, every guard fires, tokens go on past $source_token; sequence kept at $sequence_after)"
 done
 [ $covered = yes ] || fail "no update path ends at the default version $default_version"
+
+# No temporary objects: the session that ran CREATE EXTENSION, or ALTER
+# EXTENSION UPDATE from the version before the default one (installed in a
+# session of its own), has no temporary schema (helpers in pg_temp would
+# have made it); and where the cluster allows prepared transactions, both
+# PREPARE and commit.
+previous_version=$(printf '%s\n' "${updates[@]}" | awk -v to="$default_version" '$2 == to { print $1 }' | sort -V | tail -1)
+prepared=$(psql_quiet -d postgres -c "SHOW max_prepared_transactions")
+for before in "" "CREATE EXTENSION raceguard VERSION '$previous_version'"; do
+    install="CREATE EXTENSION raceguard"
+    [ -n "$before" ] && install="ALTER EXTENSION raceguard UPDATE TO '$default_version'"
+    how="${before:+$before, then }$install"
+    drop_databases
+    createdb "$updated_db" && { [ -z "$before" ] || psql_quiet -d "$updated_db" -c "$before"; } || { fail "$how: cannot make the database"; continue; }
+    temporary=$(psql_quiet -d "$updated_db" -c "$install" -c "SELECT pg_my_temp_schema()::regnamespace")
+    if [ "$temporary" != - ]; then
+        fail "$how: made temporary objects (in ${temporary:-?})"
+    elif [ "${prepared:-0}" -gt 0 ]; then
+        dropdb "$updated_db" && createdb "$updated_db" && { [ -z "$before" ] || psql_quiet -d "$updated_db" -c "$before"; } &&
+            psql_quiet -d "$updated_db" -c "BEGIN" -c "$install" -c "PREPARE TRANSACTION 'raceguard_install'" \
+                -c "COMMIT PREPARED 'raceguard_install'" &&
+            [ "$(psql_quiet -d "$updated_db" -c "SELECT extversion FROM pg_extension WHERE extname = 'raceguard'")" = "$default_version" ] &&
+            echo "ok $how: no temporary objects, and it commits through PREPARE TRANSACTION" ||
+            fail "$how: does not commit through PREPARE TRANSACTION"
+    else
+        echo "ok $how: no temporary objects (PREPARE TRANSACTION not tried: max_prepared_transactions is 0)"
+    fi
+done
 
 # What blocks 1.0 -> 1.1: a user's view over claim_lease() depends on the
 # function the update drops. The update fails (2BP01) and changes nothing.
