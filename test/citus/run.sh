@@ -28,6 +28,8 @@
 #  7. a guard's error raised on a shard names the user's table and trigger,
 #     not the shard's, and its DETAIL carries the constraint's name.
 # Nothing is timed; RACEGUARD_SEED seeds the amounts and accounts.
+# RACEGUARD_CITUS_PORT is the base port (default 9700): the coordinator
+# listens on it, the workers on the next two.
 set -euo pipefail
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 major=$("$PG_CONFIG" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
@@ -40,7 +42,7 @@ source "$(dirname "$0")/../faults/lib.sh"
 seed=${RACEGUARD_SEED:-$RANDOM}
 echo "seed: $seed"
 
-coordinator=9700 worker1=9701 worker2=9702
+coordinator=${RACEGUARD_CITUS_PORT:-9700} worker1=$((coordinator + 1)) worker2=$((coordinator + 2))
 for node in coordinator:$coordinator worker1:$worker1 worker2:$worker2; do
     name=${node%%:*} port=${node##*:}
     new_cluster "$name" "$port"
