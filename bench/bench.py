@@ -10,6 +10,7 @@ as a superuser: the durability settings are switched with ALTER SYSTEM):
     python3 bench/bench.py --quick    # smaller sizes, for development
     python3 bench/bench.py --only bulk_update,claims
     python3 bench/bench.py --only transition
+    python3 bench/bench.py --only citus   # needs Citus for the server; skipped otherwise
     python3 bench/bench.py --durability safe
 
 Every ledger case (running_balance, transfers, ledger_size, partitioned) is
@@ -23,7 +24,8 @@ bench/plot.py draws the plots of docs/benchmarks.md.
 The run fails (exit 1) when a correctness check fails: after the running
 balance cases verify_running_balance() must return nothing, the head-row
 and pgledger-style books must add up after the transfers, and after the
-claim cases no job may have been claimed twice. Targets missed are reported
+claim cases no job may have been claimed twice (the citus case checks its
+ledgers and jobs the same way). Targets missed are reported
 as MISS; they do not fail the run (speed is measured, not asserted).
 """
 
@@ -33,6 +35,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -187,9 +190,10 @@ def rotated(items, round_number):
     return items[shift:] + items[:shift]
 
 
-def pgbench(script_text, clients, *, seconds=None, transactions=None, options=None):
+def pgbench(script_text, clients, *, seconds=None, transactions=None, options=None, server=None):
     """Runs pgbench with a custom script; returns (tps, output). options:
-    server settings for its sessions (PGOPTIONS)."""
+    server settings for its sessions (PGOPTIONS); server: the PG* variables
+    of another server than the bench's own."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(script_text)
         path = script.name
@@ -197,7 +201,9 @@ def pgbench(script_text, clients, *, seconds=None, transactions=None, options=No
         command = ["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)),
                    "-f", path]
         command += ["-T", str(seconds)] if seconds else ["-t", str(transactions)]
-        environment = dict(os.environ, PGOPTIONS=options) if options else None
+        environment = dict(os.environ, **(server or {}))
+        if options:
+            environment["PGOPTIONS"] = options
         result = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     finally:
         os.unlink(path)
@@ -1147,6 +1153,204 @@ def claims(conn, report, clients, rows, rounds):
 
 
 # ---------------------------------------------------------------------------
+# citus: ledger appends and claim_lease through a Citus coordinator
+# ---------------------------------------------------------------------------
+
+# Every server of this case: one plain node, and a Citus coordinator with two
+# workers, all on this machine, each with these settings (fast durability,
+# as the other cases that are not ledger cases; max_prepared_transactions
+# for Citus's two-phase commits).
+CITUS_CASE_SETTINGS = {
+    "shared_buffers": "256MB", "max_connections": "100", "max_prepared_transactions": "100",
+    "max_locks_per_transaction": "256", "autovacuum": "off", "jit": "off",
+    "fsync": "off", "full_page_writes": "off", "synchronous_commit": "off",
+}
+CITUS_NODE_SETTINGS = {
+    "shared_preload_libraries": "citus,raceguard", "citus.node_conninfo": "sslmode=prefer",
+    "citus.enable_unsafe_triggers": "on",
+}
+
+
+class ThrowawayServers:
+    """Servers of the server under test's own binaries, each in a temporary
+    directory with its own Unix socket and no TCP listener; stopped and
+    removed by stop(). Run as root, they run as postgres."""
+
+    def __init__(self, bindir):
+        self.bindir = bindir
+        self.root = tempfile.mkdtemp(prefix="raceguard-bench-citus.")
+        os.chmod(self.root, 0o755)
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+        self.started = []
+
+    def run(self, *command):
+        result = subprocess.run(self.as_postgres + list(command), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+
+    def start(self, name, port, settings):
+        data = os.path.join(self.root, name)
+        self.run(os.path.join(self.bindir, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "--no-sync")
+        with open(os.path.join(data, "postgresql.conf"), "a") as conf:
+            conf.write(f"listen_addresses = ''\nunix_socket_directories = '{self.root}'\nport = {port}\n")
+            conf.writelines(f"{setting} = '{value}'\n" for setting, value in settings.items())
+        self.run(os.path.join(self.bindir, "pg_ctl"), "-D", data, "-l", f"{data}.log", "-w", "start")
+        self.started.append(data)
+        return port
+
+    def stop(self):
+        for data in self.started:
+            subprocess.run(self.as_postgres + [os.path.join(self.bindir, "pg_ctl"), "-D", data, "-m", "fast", "-w",
+                                               "stop"], capture_output=True, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def server(self, port):
+        """The PG* variables of one of them, for pgbench."""
+        return {"PGHOST": self.root, "PGPORT": str(port), "PGUSER": "postgres", "PGDATABASE": "postgres"}
+
+    def connect(self, port):
+        conn = psycopg2.connect(host=self.root, port=port, user="postgres", dbname="postgres",
+                                application_name="raceguard bench")
+        conn.autocommit = True
+        return conn
+
+
+def create_citus_case_tables(conn, distributed, accounts, history):
+    """The ledgers and the job table, distributed (by account, by queue)
+    before the guard's trigger is created, as docs/citus.md says."""
+    for table in ("ledger_guarded", "ledger_plain"):
+        execute(conn, f"CREATE TABLE {table} (account_id integer NOT NULL, amount bigint NOT NULL,"
+                      f" running_balance bigint, entry_no bigint)")
+        execute(conn, f"CREATE UNIQUE INDEX ON {table} (account_id, entry_no)")
+    execute(conn, "CREATE TABLE jobs (id integer NOT NULL, queue integer NOT NULL, done_at timestamptz,"
+                  " claim_token bigint, claimed_until timestamptz, completions integer NOT NULL DEFAULT 0,"
+                  " PRIMARY KEY (queue, id))")
+    execute(conn, "CREATE INDEX ON jobs (queue, id) WHERE done_at IS NULL")
+    execute(conn, "CREATE INDEX ON jobs (claim_token)")
+    if distributed:
+        execute(conn, "SELECT create_distributed_table('ledger_guarded', 'account_id')")
+        execute(conn, "SELECT create_distributed_table('ledger_plain', 'account_id')")
+        execute(conn, "SELECT create_distributed_table('jobs', 'queue')")
+    execute(conn, "CREATE TRIGGER guard BEFORE INSERT OR UPDATE OR DELETE ON ledger_guarded FOR EACH ROW"
+                  " EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance', 'account_id',"
+                  " 'seq=entry_no')")
+    execute(conn, f"INSERT INTO ledger_guarded (account_id, amount) SELECT a, 1 FROM generate_series(1, {accounts}) a,"
+                  f" generate_series(1, {history})")
+    execute(conn, f"INSERT INTO ledger_plain SELECT a, 1, n, n FROM generate_series(1, {accounts}) a,"
+                  f" generate_series(1, {history}) n")
+    execute(conn, f"CREATE SEQUENCE ledger_plain_entry_no START {history + 1}")
+    execute(conn, "VACUUM ANALYZE ledger_guarded, ledger_plain")
+
+
+def refill_jobs(conn, queues, jobs_per_queue):
+    execute(conn, "TRUNCATE jobs")
+    execute(conn, f"INSERT INTO jobs (id, queue) SELECT g, 1 + g % {queues}"
+                  f" FROM generate_series(1, {queues * jobs_per_queue}) g")
+    execute(conn, "VACUUM ANALYZE jobs")
+
+
+def citus_scripts(accounts, queues):
+    return {
+        "guarded": (f"\\set account random(1, {accounts})\n"
+                    "INSERT INTO ledger_guarded (account_id, amount) VALUES (:account, 1);\n"),
+        "plain": (f"\\set account random(1, {accounts})\n"
+                  "\\set balance random(1, 1000000)\n"
+                  "INSERT INTO ledger_plain VALUES (:account, 1, :balance, nextval('ledger_plain_entry_no'));\n"),
+        # A worker leases 10 jobs of one queue (the filter pins the
+        # distribution column, as claim_lease() needs on Citus), then
+        # completes them by token; completions counts how often each job was.
+        "lease": (f"\\set queue random(1, {queues})\n"
+                  "SELECT coalesce(min(claim_token), 0) AS token FROM raceguard.claim_lease(NULL::jobs,"
+                  " 'queue = :queue AND done_at IS NULL', 10, '5 minutes') \\gset\n"
+                  "UPDATE jobs SET done_at = now(), claim_token = NULL, claimed_until = NULL,"
+                  " completions = completions + 1 WHERE queue = :queue AND claim_token = :token;\n"),
+    }
+
+
+def citus(conn, report, clients, seconds, rounds, accounts=1000, history=10, queues=8, jobs_per_queue=2500):
+    report.heading(f"citus: {clients} clients through a Citus coordinator (two workers, all on this machine)"
+                   f" against one node: appends over {accounts:,} accounts ({seconds}s per side) and claim_lease"
+                   f" of 10 from {queues} queues, median of {rounds} rounds")
+    directories = dict(execute(conn, "SELECT name, setting FROM pg_config WHERE name IN ('BINDIR', 'PKGLIBDIR')"))
+    bindir, libdir = directories["BINDIR"], directories["PKGLIBDIR"]
+    if not os.path.exists(os.path.join(libdir, "citus.so")):
+        report.info(f"skipped: Citus is not installed for the server under test (no citus.so in {libdir})")
+        return
+    # Ports: RACEGUARD_CITUS_PORT (default 9700) for the coordinator, the
+    # next two for the workers, the one after for the single node.
+    base = int(os.environ.get("RACEGUARD_CITUS_PORT", "9700"))
+    servers = ThrowawayServers(bindir)
+    try:
+        single = servers.start("one_node", base + 3, dict(CITUS_CASE_SETTINGS, shared_preload_libraries="raceguard"))
+        nodes = [servers.start(name, base + offset, dict(CITUS_CASE_SETTINGS, **CITUS_NODE_SETTINGS))
+                 for offset, name in enumerate(("coordinator", "worker1", "worker2"))]
+        # raceguard on every node before the workers join (docs/citus.md).
+        for port in nodes:
+            node = servers.connect(port)
+            execute(node, "CREATE EXTENSION citus")
+            execute(node, "CREATE EXTENSION raceguard")
+            node.close()
+        coordinator = servers.connect(nodes[0])
+        execute(coordinator, "SELECT citus_set_coordinator_host(%s, %s)", (servers.root, nodes[0]))
+        for port in nodes[1:]:
+            execute(coordinator, "SELECT citus_add_node(%s, %s)", (servers.root, port))
+        one_node = servers.connect(single)
+        execute(one_node, "CREATE EXTENSION raceguard")
+        sides = {"one node": (one_node, single), "Citus": (coordinator, nodes[0])}
+        for name, (side, _) in sides.items():
+            create_citus_case_tables(side, name == "Citus", accounts, history)
+        shards = execute(coordinator, "SELECT count(*) FROM pg_dist_shard"
+                                      " WHERE logicalrelid = 'ledger_guarded'::regclass")[0][0]
+        report.info(f"Citus: coordinator (no shards) and 2 workers, {shards} shards per table; every server: "
+                    + ", ".join(f"{setting}={value}" for setting, value in CITUS_CASE_SETTINGS.items()))
+
+        scripts = citus_scripts(accounts, queues)
+        runs = [(work, name) for work in ("guarded", "plain") for name in sides]
+        tps = {run: [] for run in runs + [("lease", name) for name in sides]}
+        per_client = queues * jobs_per_queue // 10 // clients // 2  # leases drain half the jobs
+        twice = {name: 0 for name in sides}
+        for round_number in range(rounds):
+            for work, name in rotated(runs, round_number):
+                rate, _ = pgbench(scripts[work], clients, seconds=seconds, server=servers.server(sides[name][1]))
+                tps[(work, name)].append(rate)
+            for name in rotated(list(sides), round_number):
+                refill_jobs(sides[name][0], queues, jobs_per_queue)
+                rate, _ = pgbench(scripts["lease"], clients, transactions=per_client,
+                                  server=servers.server(sides[name][1]))
+                tps[("lease", name)].append(rate)
+                twice[name] += execute(sides[name][0], "SELECT count(*) FROM jobs WHERE completions > 1")[0][0]
+        median = {run: statistics.median(values) for run, values in tps.items()}
+        report.measured("citus", {f"{work}, {name}": values for (work, name), values in tps.items()})
+        report.info("median TPS: " + ", ".join(f"{work} on {name} {median[(work, name)]:.0f}"
+                                               for work, name in tps))
+        for name, (side, _) in sides.items():
+            problems = execute(side, "SELECT count(*) FROM raceguard.verify_running_balance('ledger_guarded')")[0][0]
+            report.check(f"citus: verify_running_balance() on {name}", problems == 0, f"({problems} rows)")
+            report.check(f"citus: no job leased and completed twice on {name}", twice[name] == 0,
+                         f"({twice[name]} twice)")
+        spread = {work: [citus_rate / single_rate for citus_rate, single_rate
+                         in zip(tps[(work, "Citus")], tps[(work, "one node")])] for work in scripts}
+        report.ratio("Citus coordinator / one node: appends through running_balance",
+                     median[("guarded", "Citus")] / median[("guarded", "one node")], spread=spread["guarded"],
+                     case="citus")
+        report.ratio("Citus coordinator / one node: plain INSERTs (seq and balance given, no trigger)",
+                     median[("plain", "Citus")] / median[("plain", "one node")], spread=spread["plain"],
+                     case="citus")
+        report.ratio("Citus coordinator / one node: claim_lease of 10 pinned to a queue, then completion",
+                     median[("lease", "Citus")] / median[("lease", "one node")], spread=spread["lease"],
+                     case="citus")
+        for name in sides:
+            report.ratio(f"running_balance appends / plain INSERTs, on {name}",
+                         median[("guarded", name)] / median[("plain", name)], case="citus")
+        one_node.close()
+        coordinator.close()
+    finally:
+        servers.stop()
+
+
+# ---------------------------------------------------------------------------
 # transition: a bulk UPDATE of N rows along a declared edge
 # ---------------------------------------------------------------------------
 
@@ -1221,7 +1425,8 @@ def transition_bulk(conn, report, rows, rounds):
 # ---------------------------------------------------------------------------
 
 
-CASES = ["bulk_update", "transition", "running_balance", "transfers", "ledger_size", "partitioned", "stats_cost", "claims"]
+CASES = ["bulk_update", "transition", "running_balance", "transfers", "ledger_size", "partitioned", "stats_cost", "claims",
+         "citus"]
 # Measured under each durability setting asked for; the others under fast.
 LEDGER_CASES = ["running_balance", "transfers", "ledger_size", "partitioned"]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
@@ -1311,6 +1516,9 @@ def main(argv):
         if "claims" in only:
             durability.switch("fast")
             claims(conn, report, clients=8, rows=10_000 if quick else 100_000, rounds=3)
+        if "citus" in only:
+            # Servers of their own (fast durability); skipped without Citus.
+            citus(conn, report, clients=8, seconds=3 if quick else 5, rounds=2 if quick else 3)
     finally:
         durability.restore()
         conn.close()

@@ -270,3 +270,20 @@ CREATE TABLE seqless (amount integer, balance integer);
 CREATE TRIGGER seqless_balance BEFORE INSERT ON seqless FOR EACH ROW EXECUTE FUNCTION
     raceguard.running_balance('amount', 'balance');
 SELECT sqlstate, message FROM regress.error_of($$SELECT * FROM raceguard.verify_running_balance('seqless')$$);
+
+-- Without Citus, a ledger created in the transaction that appends to it
+-- appends as always, even on a connection named like Citus's own (the
+-- refusal of rows Citus copies into a new shard needs Citus installed).
+SET application_name = 'citus_internal gpid=10000000001';
+BEGIN;
+CREATE TABLE new_ledger (account_id integer, amount bigint, balance bigint, n bigint);
+CREATE INDEX ON new_ledger (account_id, n);
+CREATE TRIGGER new_ledger_balance BEFORE INSERT ON new_ledger FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
+INSERT INTO new_ledger (account_id, amount) VALUES (1, 10), (1, 5), (2, 7);
+COPY new_ledger (account_id, amount) FROM STDIN;
+1	-3
+\.
+COMMIT;
+RESET application_name;
+SELECT account_id, n, amount, balance FROM new_ledger ORDER BY account_id, n;

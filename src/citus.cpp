@@ -9,10 +9,12 @@ extern "C" {
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "utils/guc.h"
 }
 
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 
 namespace raceguard::citus {
 
@@ -156,16 +158,22 @@ bool installed() {
 }
 
 TablePlacement placement_of(Oid relid) {
+    TablePlacement placement;
     if (!installed())
-        return TablePlacement{};
+        return placement;
     const PartitionRow own = read_partition_row(relid);
-    if (own.found)
-        return placement_from(own, relid, false);
-    const Oid table = table_of_shard(relid);
-    if (!OidIsValid(table))
-        return TablePlacement{};
-    const PartitionRow of_table = read_partition_row(table);
-    return of_table.found ? placement_from(of_table, table, true) : TablePlacement{};
+    const Oid table = own.found ? relid : table_of_shard(relid);
+    const PartitionRow of_table = own.found || !OidIsValid(table) ? own : read_partition_row(table);
+    if (of_table.found)
+        placement = placement_from(of_table, table, !own.found);
+    placement.citus_installed = true;
+    return placement;
+}
+
+bool is_internal_connection() {
+    // Citus's own prefix (CITUS_APPLICATION_NAME_PREFIX) for the connections it makes.
+    static constexpr char prefix[] = "citus_internal gpid=";
+    return application_name != nullptr && std::strncmp(application_name, prefix, sizeof(prefix) - 1) == 0;
 }
 
 std::optional<int32> local_group_id() {

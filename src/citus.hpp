@@ -23,6 +23,7 @@ enum class Placement {
 };
 
 struct TablePlacement {
+    bool citus_installed = false;     // the citus extension is installed in this database
     Placement placement = Placement::not_citus;
     bool is_shard = false;            // the relation is one shard of the Citus table below
     Oid table_relid = InvalidOid;     // the Citus table (the relation itself, or the one it is a shard of)
@@ -37,6 +38,12 @@ bool installed();
 // shard is known when this node has the Citus metadata, as workers have
 // since Citus 11).
 TablePlacement placement_of(Oid relid);
+
+// Whether this backend serves a connection that Citus opened from another
+// node (or from this one to itself): Citus names them "citus_internal
+// gpid=...". Any role can set its application_name, so this may only ever
+// lead to a refusal, never to a row being accepted unchecked.
+bool is_internal_connection();
 
 // This node's Citus group id (pg_dist_local_group; the coordinator's is 0),
 // none without Citus.

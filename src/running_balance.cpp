@@ -53,6 +53,7 @@
 // skip (the BEFORE trigger runs, the row is never inserted) would corrupt.
 #include "running_balance.hpp"
 
+#include "citus.hpp"
 #include "compat.hpp"
 #include "running_balance_lookup.hpp"
 #include "running_balance_restore.hpp"
@@ -250,9 +251,42 @@ void check_new_balance(const TriggerData* trigger_data, const RunningBalanceStat
     }
 }
 
+// ---- Citus --------------------------------------------------------------
+
+// Whether a row is one of the existing entries that Citus copies into a new
+// shard (create_distributed_table, create_reference_table,
+// citus_schema_distribute on a ledger that already has its trigger and
+// rows): Citus creates the shard with its trigger and copies the rows into
+// it in the same transaction, on a connection of its own, where the catalog
+// may not show the shard yet. Appended again, in copy order, they would get
+// new seq and balances, and the new chains would be self-consistent, so
+// verify_running_balance() could not tell. Such a row is refused; no row is
+// ever kept unchecked on this evidence (the application name is anyone's to
+// set), only through raceguard.restoring. The cost per row is one field.
+bool is_citus_copy(const TriggerData* trigger_data, const RunningBalanceState* state) {
+    return unlikely(state->citus_installed) &&
+           trigger_data->tg_relation->rd_createSubid != InvalidSubTransactionId &&
+           (state->citus_shard || citus::is_internal_connection());
+}
+
+[[noreturn]] void throw_citus_copy(const TriggerData* trigger_data) {
+    throw table_error(trigger_data->tg_relation, ERRCODE_FEATURE_NOT_SUPPORTED,
+                      "ledger table " + quoted(table_of(trigger_data)) +
+                          " takes no rows into a Citus shard in the transaction that created the shard")
+        .with_detail("Citus copies a ledger's existing entries into a new shard in the transaction that creates "
+                     "it (create_distributed_table or create_reference_table on a ledger that has its trigger and "
+                     "rows): appended again, they would get new seq and balances in copy order. To distribute such "
+                     "a ledger, drop its trigger, distribute the table and create the trigger again (docs/citus.md).")
+        .with_hint("Drop the trigger, distribute the table and create the trigger in one transaction, then check "
+                   "the ledger with raceguard.verify_running_balance(); append once that transaction has "
+                   "committed.");
+}
+
 // ---- events -------------------------------------------------------------
 
 Datum on_insert(const TriggerData* trigger_data, const RunningBalanceState* state, stats::Counters* counters) {
+    if (is_citus_copy(trigger_data, state))
+        throw_citus_copy(trigger_data);
     HeapTuple row = trigger_data->tg_trigtuple;
     TupleDesc columns = RelationGetDescr(trigger_data->tg_relation);
 

@@ -104,14 +104,15 @@ struct GroupColumnShape {
 // the shards, and each shard would keep a chain of its own, silently: seq 1
 // once per shard. Checked on the Citus table (CREATE TRIGGER and
 // check_guards() on the coordinator) and on its shards (their first row).
-void check_citus_placement(const TriggerDefinition& definition, const RunningBalanceArguments& arguments,
-                           Oid relid) {
+// Returns how Citus places the relation.
+citus::TablePlacement check_citus_placement(const TriggerDefinition& definition,
+                                            const RunningBalanceArguments& arguments, Oid relid) {
     const citus::TablePlacement placement = citus::placement_of(relid);
     if (placement.placement != citus::Placement::distributed)
-        return;
+        return placement;
     for (const std::string& group : arguments.groups)
         if (group == placement.distribution_column)
-            return;
+            return placement;
     const std::string table = placement.is_shard ? "its table " + quoted(placement.table_name) : "the table";
     const std::string distributed = "Citus distributes " + table + " by column " +
                                     quoted(placement.distribution_column) + ", ";
@@ -735,7 +736,10 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
             pg_call([&] { fmgr_info_cxt(hash_function, &group.hash, into); });
     }
 
-    check_citus_placement(definition, arguments, RelationGetRelid(trigger_data->tg_relation));
+    const citus::TablePlacement placement =
+        check_citus_placement(definition, arguments, RelationGetRelid(trigger_data->tg_relation));
+    state.citus_installed = placement.citus_installed;
+    state.citus_shard = placement.is_shard;
 
     const RootTrigger root = root_trigger(trigger_data);  // a partitioned ledger keeps its chains there
     if (root.trigger_oid != trigger_data->tg_trigger->tgoid) {

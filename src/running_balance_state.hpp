@@ -65,6 +65,13 @@ struct RunningBalanceState {
     Datum min_balance_numeric;
     bool amount_may_round;  // numeric: the balance's typmod could round an amount
     bool has_min_balance;
+    // Citus (SPEC §9): the citus extension is installed, and the firing
+    // relation is a shard Citus's catalog knows (while Citus copies rows
+    // into a new shard the catalog may not show it yet). A row that reaches
+    // a new shard in the transaction that created it is a copy of an
+    // existing entry, and is refused (running_balance.cpp).
+    bool citus_installed;
+    bool citus_shard;
     int group_count;
     GroupColumn* groups;
     Oid root_relid;  // the lock key: a partitioned ledger has one chain per group

@@ -18,6 +18,17 @@
 #     column, fails (the guard refuses the rows Citus copies into the
 #     shards; were the table empty, its first append would fail, and
 #     check_guards() reports it either way) and leaves the ledger as it was;
+#  1b. a ledger that has its trigger and rows: create_distributed_table (by
+#     its group column, and single-shard) and create_reference_table are
+#     refused (Citus would copy the rows into the new shards through the
+#     guard, renumbering them) and leave every seq and balance as it was, for
+#     a superuser and for an ordinary role (which cannot set
+#     raceguard.restoring); an append in the transaction that distributed
+#     the table is refused too; the documented procedure (drop the trigger,
+#     distribute, create the trigger, in one transaction) and
+#     raceguard.restoring set for the transaction by a superuser distribute
+#     it with every entry kept; a shard move and a split (block_writes) keep
+#     them, and the next appends continue each chain;
 #  2. lost updates: read-modify-write through the coordinator and through
 #     both workers against lock_version: 0 lost;
 #  3. a ledger distributed by its account column, appended to through the
@@ -62,6 +73,7 @@ for node in coordinator:$coordinator worker1:$worker1 worker2:$worker2; do
 shared_preload_libraries = 'citus,raceguard'
 max_prepared_transactions = 100
 citus.node_conninfo = 'sslmode=prefer'
+citus.local_hostname = '$faults'
 CONF
     start "$name"
     sql "$port" -c "CREATE EXTENSION citus"
@@ -146,10 +158,13 @@ INSERT INTO late (account_id, amount) SELECT 1, g FROM generate_series(1, 8) g;
 SQL
 # Citus copies the rows into the shards through the guard, which refuses
 # them; Citus reports that as XX000, with the guard's message (naming the
-# shard).
+# shard). Which refusal comes back depends on whether the shard's connection
+# already sees Citus's catalog: the distribution column's, or the copy's
+# (section 1b).
 if output=$(sql $coordinator -v VERBOSITY=verbose -c "SELECT create_distributed_table('late', 'id')" 2>&1); then
     fail "create_distributed_table accepted a ledger with its trigger, by id"
 elif grep -q 'ERROR:  .*Citus distributes its table "late" by column "id", which is not one of its group columns' \
+    <<<"$output" || grep -q 'ERROR:  .*takes no rows into a Citus shard in the transaction that created the shard' \
     <<<"$output"; then
     pass "distributing a ledger after its trigger by a column that is not a group column is refused"
 else
@@ -189,6 +204,156 @@ SELECT create_distributed_table('$long', 'id') \gset
 SQL
 expect_error $coordinator 0A000 "Citus distributes its table \"$long\" by column \"id\"" \
     "INSERT INTO $long (account_id, amount) VALUES (1, 100)"
+
+echo "--- 1b. distributing a ledger that has its trigger and rows"
+# Citus copies a table's rows into its new shards through the shards'
+# triggers: the guard would append them again in copy order (physical
+# order, which an UPDATE of another column changes) and renumber them.
+# Every such copy is refused and leaves the ledger as it was; the documented
+# procedure, and raceguard.restoring for a superuser, keep every entry.
+# make_history TABLE: a ledger with its trigger, 60 entries of 4 accounts,
+# some rows moved by an UPDATE of a column that is no ledger column, and
+# TABLE_before holding every entry's seq and balance.
+make_history() {
+    sql $coordinator <<SQL
+CREATE TABLE $1 (id bigserial, account_id integer NOT NULL, amount bigint NOT NULL, balance bigint, n bigint,
+                 note text, PRIMARY KEY (account_id, id));
+CREATE INDEX ON $1 (account_id, n);
+CREATE TRIGGER $1_balance BEFORE INSERT OR UPDATE OR DELETE ON $1 FOR EACH ROW
+    EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
+INSERT INTO $1 (account_id, amount) SELECT 1 + abs(hashint4(g + $seed)) % 4, abs(hashint4(g - $seed)) % 100 - 20
+  FROM generate_series(1, 60) g;
+UPDATE $1 SET note = 'moved' WHERE abs(hashint4(id::integer * $seed)) % 3 = 0;
+CREATE TABLE $1_before AS SELECT id, account_id, n, balance FROM $1;
+SQL
+}
+# unchanged TABLE: "ENTRIES DISTRIBUTED CHANGED": how many entries the
+# ledger holds, whether Citus distributes it, and how many of the entries in
+# TABLE_before are gone or have another seq or balance.
+unchanged() {
+    sql $coordinator -c "WITH now AS MATERIALIZED (SELECT id, n, balance FROM $1)
+                         SELECT (SELECT count(*) FROM now) || ' ' ||
+                                (SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = '$1'::regclass) || ' ' ||
+                                count(*) FILTER (WHERE now.id IS NULL OR now.n IS DISTINCT FROM b.n
+                                                 OR now.balance IS DISTINCT FROM b.balance)
+                           FROM $1_before b LEFT JOIN now USING (id)"
+}
+# distributed_intact TABLE WHAT: TABLE is distributed, with every entry of
+# TABLE_before as it was, and verify_running_balance() finds nothing.
+distributed_intact() {
+    local problems state
+    problems=$(sql $coordinator -c "SELECT count(*) FROM raceguard.verify_running_balance('$1')")
+    state=$(unchanged "$1")
+    [ "$state" = "60 1 0" ] && [ "$problems" = 0 ] &&
+        pass "$2: 60 entries distributed, every seq and balance kept, verify clean" ||
+        fail "$2: (entries, distributed, changed) = $state, verify rows $problems"
+}
+refused_copy='ERROR:  .*takes no rows into a Citus shard in the transaction that created the shard'
+make_history history
+for distribute in "create_distributed_table('history', 'account_id')" "create_reference_table('history')" \
+    "create_distributed_table('history', NULL)"; do
+    if output=$(sql $coordinator -v VERBOSITY=verbose -c "SELECT $distribute" 2>&1); then
+        fail "$distribute accepted a ledger with its trigger and rows"
+    elif grep -q "$refused_copy" <<<"$output" && grep -q 'DETAIL:  .*drop its trigger, distribute the table' <<<"$output"; then
+        pass "$distribute on a ledger with its trigger and rows is refused"
+    else
+        fail "$distribute failed otherwise: $output"
+    fi
+    state=$(unchanged history)
+    [ "$state" = "60 0 0" ] && pass "after $distribute the ledger is local, every seq and balance as before" ||
+        fail "after $distribute: (entries, distributed, changed) = $state"
+done
+# An ordinary role that owns its ledger: the copy runs as that role on the
+# workers, and raceguard.restoring is not that role's to set (a session that
+# has not loaded raceguard yet takes the SET as a placeholder, which the
+# workers drop with a WARNING when raceguard loads there).
+sql $coordinator -c "CREATE ROLE owner_role LOGIN" -c "GRANT CREATE ON SCHEMA public TO owner_role"
+make_history owned
+sql $coordinator -c "ALTER TABLE owned OWNER TO owner_role" -c "ALTER TABLE owned_before OWNER TO owner_role"
+# Statements one at a time: Citus propagates a string of several badly.
+as_owner() { "$bindir/psql" -h "$faults" -p "$coordinator" -U owner_role -d postgres -qXAt -v ON_ERROR_STOP=1 -v VERBOSITY=verbose 2>&1; }
+output=$(as_owner <<<"SELECT create_distributed_table('owned', 'account_id');" || true)
+grep -q "$refused_copy" <<<"$output" && pass "an ordinary role's create_distributed_table is refused too" ||
+    fail "an ordinary role's create_distributed_table: $output"
+output=$(as_owner <<'SQL' || true
+BEGIN;
+SET LOCAL citus.propagate_set_commands = 'local';
+SET LOCAL raceguard.restoring = on;
+SELECT create_distributed_table('owned', 'account_id');
+COMMIT;
+SQL
+)
+{ grep -q "$refused_copy" <<<"$output" ||
+    grep -q 'ERROR:  42501: permission denied to set parameter "raceguard.restoring"' <<<"$output"; } &&
+    pass "an ordinary role's raceguard.restoring keeps nothing: the copy is refused" ||
+    fail "raceguard.restoring as owner_role: $output"
+[ "$(unchanged owned)" = "60 0 0" ] && pass "the ordinary role's ledger stayed local and unchanged" ||
+    fail "owned: $(unchanged owned)"
+# An append in the transaction that distributed the table reaches a shard
+# that transaction created: refused as well (with its SQLSTATE, since it is
+# no copy), and nothing stays.
+output=$(sql $coordinator -v VERBOSITY=verbose 2>&1 <<'SQL' || true
+BEGIN;
+CREATE TABLE fresh (account_id integer NOT NULL, amount bigint NOT NULL, balance bigint, n bigint);
+CREATE INDEX ON fresh (account_id, n);
+SELECT create_distributed_table('fresh', 'account_id') \gset
+CREATE TRIGGER fresh_balance BEFORE INSERT OR UPDATE OR DELETE ON fresh FOR EACH ROW
+    EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
+INSERT INTO fresh (account_id, amount) VALUES (1, 5);
+COMMIT;
+SQL
+)
+grep -q 'ERROR:  0A000: ledger table "fresh" takes no rows into a Citus shard in the transaction that created the shard' \
+    <<<"$output" && grep -q 'HINT:  .*append once that transaction has committed' <<<"$output" &&
+    pass "an append in the transaction that distributed the ledger is refused with 0A000" ||
+    fail "an append in the distributing transaction: $output"
+[ "$(sql $coordinator -c "SELECT to_regclass('fresh') IS NULL")" = t ] && pass "nothing of it stayed" ||
+    fail "table fresh exists after its refused transaction"
+
+# The documented procedure (docs/citus.md), in one transaction.
+sql $coordinator <<'SQL'
+BEGIN;
+DROP TRIGGER history_balance ON history;
+SELECT create_distributed_table('history', 'account_id') \gset
+CREATE TRIGGER history_balance BEFORE INSERT OR UPDATE OR DELETE ON history FOR EACH ROW
+    EXECUTE FUNCTION raceguard.running_balance('amount', 'balance', 'account_id', 'seq=n');
+COMMIT;
+SQL
+distributed_intact history "drop trigger, distribute, create trigger"
+# raceguard.restoring, set for the distributed transaction by a superuser,
+# keeps the copied entries as they are, the trigger in place.
+make_history kept
+sql $coordinator <<'SQL'
+BEGIN;
+SET LOCAL citus.propagate_set_commands = 'local';
+SET LOCAL raceguard.restoring = on;
+SELECT create_distributed_table('kept', 'account_id') \gset
+COMMIT;
+SQL
+distributed_intact kept "raceguard.restoring"
+[ "$(sql $coordinator -c "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'kept'::regclass AND tgname = 'kept_balance'")" = 1 ] &&
+    pass "raceguard.restoring: the trigger stayed in place" || fail "kept lost its trigger"
+# Moving and splitting shards copies the rows before the shards get their
+# triggers: the entries stay as they are, and appends continue each chain.
+shard=$(sql $coordinator -c "SELECT shardid FROM citus_shards WHERE table_name = 'history'::regclass AND shard_size > 0
+                             AND nodeport = $worker1 ORDER BY shardid LIMIT 1")
+sql $coordinator -c "SELECT citus_move_shard_placement($shard, '$faults', $worker1, '$faults', $worker2, 'block_writes')" >/dev/null
+split=$(sql $coordinator -c "SELECT shardid FROM citus_shards WHERE table_name = 'history'::regclass AND shard_size > 0
+                             AND nodeport = $worker2 ORDER BY shardid LIMIT 1")
+sql $coordinator -c "SELECT citus_split_shard_by_split_points($split,
+                         ARRAY[((SELECT shardminvalue::bigint + shardmaxvalue::bigint FROM pg_dist_shard WHERE shardid = $split) / 2)::text],
+                         ARRAY[(SELECT nodeid FROM pg_dist_node WHERE nodeport = $worker2), (SELECT nodeid FROM pg_dist_node WHERE nodeport = $worker1)],
+                         'block_writes')" >/dev/null
+sql $coordinator -c "INSERT INTO history (account_id, amount) SELECT a, 1000 FROM generate_series(1, 4) a"
+problems=$(sql $coordinator -c "SELECT count(*) FROM raceguard.verify_running_balance('history')")
+continued=$(sql $coordinator -c "WITH appended AS MATERIALIZED (SELECT account_id, n, balance FROM history WHERE amount = 1000)
+                                SELECT count(*) FROM appended a
+                                  JOIN (SELECT DISTINCT ON (account_id) account_id, n, balance FROM history_before
+                                         ORDER BY account_id, n DESC) last USING (account_id)
+                                 WHERE a.n = last.n + 1 AND a.balance = last.balance + 1000")
+[ "$(unchanged history)" = "64 1 0" ] && [ "$problems" = 0 ] && [ "$continued" = 4 ] &&
+    pass "shard $shard moved, shard $split split: entries unchanged, 4 appends continue their chains, verify clean" ||
+    fail "after a move and a split: $(unchanged history), verify rows $problems, appends continuing a chain $continued"
 
 echo "--- 2. lost updates against lock_version"
 sql $coordinator <<'SQL'
