@@ -799,7 +799,10 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         TRIGGER_FOR_UPDATE(definition.trigger_type) && TRIGGER_FOR_DELETE(definition.trigger_type) &&
         !later_before_insert_trigger(trigger_data);
     state.reads_shared_entries = cannot_be_skipped_unnoticed && state.part_count > 1;
-    state.trusts_confirmed_entries = cannot_be_skipped_unnoticed && state.family == Family::integer;
+    // A TEMP ledger may be ON COMMIT DELETE ROWS: emptied at every commit,
+    // after the transaction confirmed its entries, by no TRUNCATE anyone sees.
+    state.trusts_confirmed_entries = cannot_be_skipped_unnoticed && state.family == Family::integer &&
+                                     trigger_data->tg_relation->rd_rel->relpersistence != RELPERSISTENCE_TEMP;
     ensure_transaction_callbacks();
     auto* stored = pg_call([&] {
         return static_cast<RunningBalanceState*>(MemoryContextAlloc(into, sizeof(RunningBalanceState)));
