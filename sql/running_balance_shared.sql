@@ -318,8 +318,29 @@ ALTER TABLE sf1 ALTER COLUMN amount TYPE bigint USING amount * 10, ALTER COLUMN 
 \c
 SET client_min_messages = warning;
 SELECT * FROM regress.append('sf1', 1, 10);
+-- A BEFORE UPDATE trigger that fires after the guard can change an entry's
+-- balance behind the UPDATE the guard allowed (check_guards() reports it):
+-- the guard then takes no confirmed entry, and the next append continues
+-- from the row as the index has it.
+CREATE FUNCTION regress.sf1_touch_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.balance := NEW.balance + 100;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER sf1_touch BEFORE UPDATE ON sf1 FOR EACH ROW EXECUTE FUNCTION regress.sf1_touch_balance();
+SELECT trigger_name, problem FROM raceguard.check_guards() WHERE table_name = 'sf1'::regclass;
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sf1', 1, 10);
+UPDATE sf1 SET booked = '2026-06-30' WHERE account = 1 AND n = 6;
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sf1', 1, 10);
+DROP TRIGGER sf1_touch ON sf1;
+DROP FUNCTION regress.sf1_touch_balance();
 SELECT account, n, balance FROM sf1 ORDER BY id;
-SELECT count(*) AS problems FROM raceguard.verify_running_balance('sf1');
+SELECT group_key, seq, problem, expected, stored FROM raceguard.verify_running_balance('sf1') ORDER BY 1, 2, 3;
 -- A TEMP ledger ON COMMIT DELETE ROWS is emptied at every commit, after its
 -- entries would be confirmed: it never confirms one.
 CREATE TEMP TABLE sf3 (account integer NOT NULL, booked date NOT NULL, amount bigint NOT NULL, balance bigint,
