@@ -288,7 +288,72 @@ SELECT * FROM regress.append('sf1', 1, 7);
 SELECT account, n, balance FROM sf1 ORDER BY id;
 SELECT count(*) AS problems FROM raceguard.verify_running_balance('sf1');
 
+-- 15. What a confirmed entry must not outlive, or take for its row.
+-- A CHECK constraint's function appends to the same table after a row's
+-- guard fired and before the row is inserted, and ON CONFLICT skips that
+-- inner append: the outer row's insert, counted after the inner append
+-- began, is not taken for the inner one's (which would confirm a seq and
+-- balance that no row has).
+INSERT INTO sf1 (account, booked, amount) VALUES (1, '2026-06-01', 500);
+CREATE FUNCTION regress.sf1_side_append(account integer) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF account = 2 THEN
+        INSERT INTO sf1 (account, booked, amount) VALUES (1, '2026-06-01', 500) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN true;
+END
+$$;
+ALTER TABLE sf1 ADD CONSTRAINT sf1_side CHECK (regress.sf1_side_append(account));
+INSERT INTO sf1 (account, booked, amount) VALUES (2, '2026-06-01', 1);
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sf1', 1, 1);
+ALTER TABLE sf1 DROP CONSTRAINT sf1_side;
+-- ALTER COLUMN ... TYPE ... USING rewrites the entries without a row
+-- trigger: it counts as a write around the guards.
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sf1', 1, 1);
+ALTER TABLE sf1 ALTER COLUMN amount TYPE bigint USING amount * 10, ALTER COLUMN balance TYPE bigint USING balance * 10;
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sf1', 1, 10);
+-- A BEFORE UPDATE trigger that fires after the guard can change an entry's
+-- balance behind the UPDATE the guard allowed (check_guards() reports it):
+-- the guard then takes no confirmed entry, and the next append continues
+-- from the row as the index has it.
+CREATE FUNCTION regress.sf1_touch_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.balance := NEW.balance + 100;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER sf1_touch BEFORE UPDATE ON sf1 FOR EACH ROW EXECUTE FUNCTION regress.sf1_touch_balance();
+SELECT trigger_name, problem FROM raceguard.check_guards() WHERE table_name = 'sf1'::regclass;
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sf1', 1, 10);
+UPDATE sf1 SET booked = '2026-06-30' WHERE account = 1 AND n = 6;
+\c
+SET client_min_messages = warning;
+SELECT * FROM regress.append('sf1', 1, 10);
+DROP TRIGGER sf1_touch ON sf1;
+DROP FUNCTION regress.sf1_touch_balance();
+SELECT account, n, balance FROM sf1 ORDER BY id;
+SELECT group_key, seq, problem, expected, stored FROM raceguard.verify_running_balance('sf1') ORDER BY 1, 2, 3;
+-- A TEMP ledger ON COMMIT DELETE ROWS is emptied at every commit, after its
+-- entries would be confirmed: it never confirms one.
+CREATE TEMP TABLE sf3 (account integer NOT NULL, booked date NOT NULL, amount bigint NOT NULL, balance bigint,
+                       n bigint) ON COMMIT DELETE ROWS;
+CREATE INDEX ON sf3 (account, n);
+CREATE TRIGGER sf3_balance BEFORE INSERT OR UPDATE OR DELETE ON sf3 FOR EACH ROW EXECUTE FUNCTION
+    raceguard.running_balance('amount', 'balance', 'account', 'seq=n');
+SELECT * FROM regress.append('sf3', 1, 1);
+SELECT * FROM regress.append('sf3', 1, 1);
+DROP TABLE sf3;
+
 DROP TABLE sm, si, sf, sf1;
+DROP FUNCTION regress.sf1_side_append(integer);
 DROP DOMAIN regress.f8;
 DROP FUNCTION regress.fold_account();
 DROP FUNCTION regress.append(regclass, integer, bigint, date);

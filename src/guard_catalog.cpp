@@ -24,6 +24,7 @@ extern "C" {
 #include "utils/tuplestore.h"
 }
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -266,6 +267,16 @@ std::vector<std::string> guard_problems_of(const GuardKind& kind, const OpenTrig
             problems.push_back("BEFORE INSERT trigger \"" + other +
                                "\" fires after this one (names sort later) and could change the amount or a "
                                "group column after the balance was computed");
+    // One on UPDATE only (those on INSERT too are reported above) could
+    // change an entry's ledger columns after the guard allowed the UPDATE.
+    if (&kind == &RUNNING_BALANCE_KIND && TRIGGER_FOR_UPDATE(open.trigger->tgtype)) {
+        const std::vector<std::string> on_insert = neighbouring_before_triggers(open, ON_INSERT, false);
+        for (const std::string& other : neighbouring_before_triggers(open, ON_UPDATE, false))
+            if (std::find(on_insert.begin(), on_insert.end(), other) == on_insert.end())
+                problems.push_back("BEFORE UPDATE trigger \"" + other +
+                                   "\" fires after this one (names sort later) and could change an entry's amount, "
+                                   "balance, seq or group after the UPDATE was checked");
+    }
     if (&kind == &TRANSITION_KIND)
         for (const std::string& other : neighbouring_before_triggers(open, ON_INSERT | ON_UPDATE, false))
             problems.push_back("warning: BEFORE trigger \"" + other +

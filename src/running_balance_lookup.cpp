@@ -115,6 +115,37 @@ int appends_to_confirm_count = 0;
 bool confirm_none = false;
 TransactionId confirming_transaction = InvalidTransactionId;
 
+// The last append begun on each leaf in this transaction. An insert
+// counted on a leaf is the row of the append begun last there only if every
+// earlier append's row was counted before it began: a row whose guard fired
+// but that is inserted later (a CHECK constraint's function, or anything
+// else run between a row's BEFORE triggers and its insert, appending to the
+// same leaf) would be counted as the later append's. So once an append on a
+// leaf begins with the leaf's previous append not counted exactly (skipped,
+// turned into an update, or still to be inserted), no append on that leaf
+// confirms until the transaction ends.
+struct LeafWindow {
+    Oid leaf;
+    bool attributable;
+    TableWrites writes_before;  // at the leaf's last append
+};
+
+constexpr int MAX_LEAF_WINDOWS = 64;
+LeafWindow leaf_windows[MAX_LEAF_WINDOWS];
+int leaf_window_count = 0;
+
+LeafWindow* leaf_window_of(Oid leaf) {
+    for (int w = 0; w < leaf_window_count; ++w)
+        if (leaf_windows[w].leaf == leaf)
+            return &leaf_windows[w];
+    return nullptr;
+}
+
+bool counted_row_is_the_appends(Oid leaf) {
+    const LeafWindow* window = leaf_window_of(leaf);
+    return window != nullptr && window->attributable;
+}
+
 AppendToConfirm* append_to_confirm_of(Oid root_trigger, uint32 group_hash, int group_count, const Datum* group_values) {
     for (int a = 0; a < appends_to_confirm_count; ++a) {
         AppendToConfirm& known = appends_to_confirm[a];
@@ -135,13 +166,32 @@ void settle_last_append_on(Oid leaf, const TableWrites& now) {
     for (int a = 0; a < appends_to_confirm_count; ++a) {
         AppendToConfirm& known = appends_to_confirm[a];
         if (known.leaf == leaf && known.fate == RowFate::unknown)
-            known.fate = exactly_one_insert_since(known.writes_before, now) ? RowFate::inserted
-                                                                              : RowFate::not_known_inserted;
+            known.fate = exactly_one_insert_since(known.writes_before, now) && counted_row_is_the_appends(leaf)
+                             ? RowFate::inserted
+                             : RowFate::not_known_inserted;
     }
+}
+
+// At every append's beginning, before its leaf's last append is settled.
+void open_leaf_window(Oid leaf, const TableWrites& now) {
+    LeafWindow* window = leaf_window_of(leaf);
+    if (window == nullptr) {
+        if (leaf_window_count == MAX_LEAF_WINDOWS) {
+            confirm_none = true;  // too many leaves to follow
+            return;
+        }
+        window = &leaf_windows[leaf_window_count++];
+        window->leaf = leaf;
+        window->attributable = true;
+    } else if (!exactly_one_insert_since(window->writes_before, now)) {
+        window->attributable = false;
+    }
+    window->writes_before = now;
 }
 
 void forget_appends_to_confirm() {
     appends_to_confirm_count = 0;
+    leaf_window_count = 0;
     confirm_none = false;
     confirming_transaction = InvalidTransactionId;
 }
@@ -150,7 +200,8 @@ void settle_before_commit() {
     for (int a = 0; a < appends_to_confirm_count; ++a) {
         AppendToConfirm& known = appends_to_confirm[a];
         if (known.fate == RowFate::unknown)
-            known.fate = exactly_one_insert_since(known.writes_before, counted_writes_of(known.leaf_writes))
+            known.fate = exactly_one_insert_since(known.writes_before, counted_writes_of(known.leaf_writes)) &&
+                                 counted_row_is_the_appends(known.leaf)
                              ? RowFate::inserted
                              : RowFate::not_known_inserted;
     }
@@ -472,8 +523,11 @@ PendingAppend begin_append(const RunningBalanceState* state, Relation relation) 
                              : pg_call([&] { return compat::table_write_counters(relation); });
     append.writes_now = counted_writes_of(append.leaf_writes);
     append.command_now = GetCurrentCommandId(false);
-    if (appends_to_confirm_count > 0)
-        settle_last_append_on(append.leaf, append.writes_now);
+    if (shared_last_entries::available()) {
+        open_leaf_window(append.leaf, append.writes_now);
+        if (appends_to_confirm_count > 0)
+            settle_last_append_on(append.leaf, append.writes_now);
+    }
     const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
                                    tracker->expecting_insert && tracker->command == append.command_now &&
                                    exactly_one_insert_since(tracker->writes_before, append.writes_now);

@@ -31,10 +31,11 @@
 // counted inserted and nothing undid it: no savepoint rolled back, no
 // write around a guard). Every append first writes its group's entry
 // unconfirmed, so an append that aborts, or whose row ON CONFLICT or a
-// later trigger skipped, leaves no confirmed entry behind; a TRUNCATE
-// counts as a write around the guards. Only the integer family, and only a
-// guard that nothing can skip unnoticed (the conditions above, and no
-// BEFORE INSERT trigger after it that could change the row).
+// later trigger skipped, leaves no confirmed entry behind; a TRUNCATE, or
+// a column altered, counts as a write around the guards. Only the integer
+// family, and only a guard that nothing can skip unnoticed (the conditions
+// above, and no BEFORE INSERT or UPDATE trigger after it that could change
+// the row).
 #pragma once
 
 #include "boundary.hpp"

@@ -575,15 +575,17 @@ bool compares_by_image(const GroupColumn& group) {
     return group.by_value && base_type != FLOAT4OID && base_type != FLOAT8OID;
 }
 
-// Whether a BEFORE ROW INSERT trigger fires after the guard on the firing
-// table (names sort later): it could change a row's group or seq after the
-// guard remembered them (check_guards() reports such a trigger).
-bool later_before_insert_trigger(const TriggerData* trigger_data) {
+// Whether a BEFORE ROW INSERT or UPDATE trigger fires after the guard on the
+// firing table (names sort later): it could change a row's group or seq
+// after the guard remembered them, or an entry's balance after the guard
+// checked its UPDATE (check_guards() reports such a trigger).
+bool later_before_write_trigger(const TriggerData* trigger_data) {
     const TriggerDesc* triggers = trigger_data->tg_relation->trigdesc;
     const char* guard_name = trigger_data->tg_trigger->tgname;
     for (int t = 0; triggers != nullptr && t < triggers->numtriggers; ++t) {
         const Trigger& other = triggers->triggers[t];
-        if (TRIGGER_TYPE_MATCHES(other.tgtype, TRIGGER_TYPE_ROW, TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_INSERT) &&
+        if ((TRIGGER_TYPE_MATCHES(other.tgtype, TRIGGER_TYPE_ROW, TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_INSERT) ||
+             TRIGGER_TYPE_MATCHES(other.tgtype, TRIGGER_TYPE_ROW, TRIGGER_TYPE_BEFORE, TRIGGER_TYPE_UPDATE)) &&
             strcmp(other.tgname, guard_name) > 0)
             return true;
     }
@@ -801,9 +803,12 @@ void* build_running_balance_state(const TriggerData* trigger_data, MemoryContext
         state.writes_shared_entries && state.every_clone_enabled &&
         (firing_mode == TRIGGER_FIRES_ON_ORIGIN || firing_mode == TRIGGER_FIRES_ALWAYS) &&
         TRIGGER_FOR_UPDATE(definition.trigger_type) && TRIGGER_FOR_DELETE(definition.trigger_type) &&
-        !later_before_insert_trigger(trigger_data);
+        !later_before_write_trigger(trigger_data);
     state.reads_shared_entries = cannot_be_skipped_unnoticed && state.part_count > 1;
-    state.trusts_confirmed_entries = cannot_be_skipped_unnoticed && state.family == Family::integer;
+    // A TEMP ledger may be ON COMMIT DELETE ROWS: emptied at every commit,
+    // after the transaction confirmed its entries, by no TRUNCATE anyone sees.
+    state.trusts_confirmed_entries = cannot_be_skipped_unnoticed && state.family == Family::integer &&
+                                     trigger_data->tg_relation->rd_rel->relpersistence != RELPERSISTENCE_TEMP;
     ensure_transaction_callbacks();
     auto* stored = pg_call([&] {
         return static_cast<RunningBalanceState*>(MemoryContextAlloc(into, sizeof(RunningBalanceState)));

@@ -500,6 +500,10 @@ void on_object_access(ObjectAccessType access, Oid class_id, Oid object_id, int 
     // confirmed last entry of its groups is gone with them.
     if (class_id == RelationRelationId && access == OAT_TRUNCATE)
         shared_last_entries::note_possible_bypass();
+    // A column altered (ALTER TABLE ... ALTER COLUMN ... TYPE ... USING)
+    // can rewrite a ledger's balances, seqs or groups without a row trigger.
+    if (class_id == RelationRelationId && access == OAT_POST_ALTER && sub_id != 0)
+        shared_last_entries::note_possible_bypass();
     if (access != OAT_DROP || sub_id != 0 || shared == nullptr)
         return;
     if (class_id == TriggerRelationId)
