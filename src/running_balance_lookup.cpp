@@ -128,16 +128,22 @@ struct LeafWindow {
     Oid leaf;
     bool attributable;
     TableWrites writes_before;  // at the leaf's last append
+    int unsettled;              // the record of that append while its fate is unknown, or -1
 };
 
 constexpr int MAX_LEAF_WINDOWS = 64;
 LeafWindow leaf_windows[MAX_LEAF_WINDOWS];
 int leaf_window_count = 0;
+int last_window = 0;  // where the last lookup found its leaf: a bulk load stays on one
 
 LeafWindow* leaf_window_of(Oid leaf) {
+    if (last_window < leaf_window_count && leaf_windows[last_window].leaf == leaf)
+        return &leaf_windows[last_window];
     for (int w = 0; w < leaf_window_count; ++w)
-        if (leaf_windows[w].leaf == leaf)
+        if (leaf_windows[w].leaf == leaf) {
+            last_window = w;
             return &leaf_windows[w];
+        }
     return nullptr;
 }
 
@@ -146,9 +152,23 @@ bool counted_row_is_the_appends(Oid leaf) {
     return window != nullptr && window->attributable;
 }
 
+// The records by group, open addressing over twice as many slots as
+// records (none is removed before the transaction ends), so that a bulk
+// load over many groups finds a group's record, or that it has none, in
+// about one probe per row.
+constexpr int RECORD_SLOTS = 2 * MAX_APPENDS_TO_CONFIRM;
+static_assert((RECORD_SLOTS & (RECORD_SLOTS - 1)) == 0, "a power of two, probed by mask");
+int8 record_slots[RECORD_SLOTS];  // record index + 1; 0: empty
+
+uint32 record_slot_start(Oid root_trigger, uint32 group_hash) {
+    return hash_combine(group_hash, root_trigger) & (RECORD_SLOTS - 1);
+}
+
 AppendToConfirm* append_to_confirm_of(Oid root_trigger, uint32 group_hash, int group_count, const Datum* group_values) {
-    for (int a = 0; a < appends_to_confirm_count; ++a) {
-        AppendToConfirm& known = appends_to_confirm[a];
+    for (uint32 slot = record_slot_start(root_trigger, group_hash);; slot = (slot + 1) & (RECORD_SLOTS - 1)) {
+        if (record_slots[slot] == 0)
+            return nullptr;
+        AppendToConfirm& known = appends_to_confirm[record_slots[slot] - 1];
         if (known.root_trigger != root_trigger || known.group_hash != group_hash || known.group_count != group_count)
             continue;
         bool same = true;
@@ -157,41 +177,59 @@ AppendToConfirm* append_to_confirm_of(Oid root_trigger, uint32 group_hash, int g
         if (same)
             return &known;
     }
-    return nullptr;
+}
+
+AppendToConfirm* new_append_to_confirm(Oid root_trigger, uint32 group_hash) {
+    if (appends_to_confirm_count == MAX_APPENDS_TO_CONFIRM)
+        return nullptr;
+    uint32 slot = record_slot_start(root_trigger, group_hash);
+    while (record_slots[slot] != 0)
+        slot = (slot + 1) & (RECORD_SLOTS - 1);
+    record_slots[slot] = static_cast<int8>(appends_to_confirm_count + 1);
+    return &appends_to_confirm[appends_to_confirm_count++];
 }
 
 // What became of the leaf's last append, seen from NOW (the leaf's counts
-// at the next append there, or at commit).
-void settle_last_append_on(Oid leaf, const TableWrites& now) {
-    for (int a = 0; a < appends_to_confirm_count; ++a) {
-        AppendToConfirm& known = appends_to_confirm[a];
-        if (known.leaf == leaf && known.fate == RowFate::unknown)
-            known.fate = exactly_one_insert_since(known.writes_before, now) && counted_row_is_the_appends(leaf)
-                             ? RowFate::inserted
-                             : RowFate::not_known_inserted;
-    }
+// at the next append there).
+void settle_last_append_on(LeafWindow* window, const TableWrites& now) {
+    const int unsettled = window->unsettled;
+    window->unsettled = -1;
+    if (unsettled < 0 || unsettled >= appends_to_confirm_count)
+        return;
+    AppendToConfirm& known = appends_to_confirm[unsettled];
+    // The record may since stand for a later append of its group, on another leaf.
+    if (known.leaf == window->leaf && known.fate == RowFate::unknown)
+        known.fate = exactly_one_insert_since(known.writes_before, now) && window->attributable
+                         ? RowFate::inserted
+                         : RowFate::not_known_inserted;
 }
 
-// At every append's beginning, before its leaf's last append is settled.
-void open_leaf_window(Oid leaf, const TableWrites& now) {
+// At every append's beginning: the leaf's window, updated for NOW, with its
+// last append settled; null when there are too many leaves to follow.
+LeafWindow* open_leaf_window(Oid leaf, const TableWrites& now) {
     LeafWindow* window = leaf_window_of(leaf);
     if (window == nullptr) {
         if (leaf_window_count == MAX_LEAF_WINDOWS) {
             confirm_none = true;  // too many leaves to follow
-            return;
+            return nullptr;
         }
         window = &leaf_windows[leaf_window_count++];
         window->leaf = leaf;
         window->attributable = true;
+        window->unsettled = -1;
     } else if (!exactly_one_insert_since(window->writes_before, now)) {
         window->attributable = false;
     }
+    settle_last_append_on(window, now);
     window->writes_before = now;
+    return window;
 }
 
 void forget_appends_to_confirm() {
     appends_to_confirm_count = 0;
+    memset(record_slots, 0, sizeof(record_slots));
     leaf_window_count = 0;
+    last_window = 0;
     confirm_none = false;
     confirming_transaction = InvalidTransactionId;
 }
@@ -265,9 +303,9 @@ void note_append_to_confirm(const RunningBalanceState* state, const PendingAppen
                               : known != nullptr    ? known->generation
                                                     : 0;
     if (known == nullptr) {
-        if (appends_to_confirm_count == MAX_APPENDS_TO_CONFIRM)
+        known = new_append_to_confirm(state->root_trigger_oid, append.group_hash);
+        if (known == nullptr)
             return;
-        known = &appends_to_confirm[appends_to_confirm_count++];
     }
     known->root_trigger = state->root_trigger_oid;
     known->layout = state->layout;
@@ -282,6 +320,11 @@ void note_append_to_confirm(const RunningBalanceState* state, const PendingAppen
     known->fate = RowFate::unknown;
     known->leaf_writes = append.leaf_writes;
     known->writes_before = append.writes_now;
+    LeafWindow* window = leaf_window_of(append.leaf);
+    if (window != nullptr)
+        window->unsettled = static_cast<int>(known - appends_to_confirm);
+    else
+        known->fate = RowFate::not_known_inserted;  // its leaf is not followed
 }
 
 // ---- the hint table -----------------------------------------------------
@@ -523,11 +566,8 @@ PendingAppend begin_append(const RunningBalanceState* state, Relation relation) 
                              : pg_call([&] { return compat::table_write_counters(relation); });
     append.writes_now = counted_writes_of(append.leaf_writes);
     append.command_now = GetCurrentCommandId(false);
-    if (shared_last_entries::available()) {
-        open_leaf_window(append.leaf, append.writes_now);
-        if (appends_to_confirm_count > 0)
-            settle_last_append_on(append.leaf, append.writes_now);
-    }
+    if (shared_last_entries::available())
+        (void)open_leaf_window(append.leaf, append.writes_now);
     const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
                                    tracker->expecting_insert && tracker->command == append.command_now &&
                                    exactly_one_insert_since(tracker->writes_before, append.writes_now);
@@ -594,7 +634,9 @@ void remember_append(const RunningBalanceState* state, const PendingAppend& appe
                 slot.group_values[g] = group_values[g];
         }
     }
-    if (state->writes_shared_entries) {
+    // An exact answer's group was marked unconfirmed by this transaction's
+    // first append to it, under the lock it still holds: nothing to write.
+    if (state->writes_shared_entries && !append.known_exactly) {
         const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, append.group_hash,
                                                 state->group_count, group_values};
         shared_last_entries::store(key, append.shared_generation, seq, append.leaf);
