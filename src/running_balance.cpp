@@ -369,7 +369,7 @@ Datum running_balance_trigger(FunctionCallInfo fcinfo) {
     // A restore that keeps dumped entries (running_balance_restore.hpp).
     if (unlikely(restoring_setting) && keep_restored_entry(fcinfo, trigger_data)) {
         // A row kept as dumped is written around the lookup.
-        shared_last_entries::note_possible_bypass();
+        shared_last_entries::note_restored_row();
         return PointerGetDatum(trigger_data->tg_trigtuple);
     }
     const auto* state = trigger_state<RunningBalanceState>(fcinfo, trigger_data, build_running_balance_state);

@@ -568,7 +568,10 @@ PendingAppend begin_append(const RunningBalanceState* state, Relation relation) 
     append.command_now = GetCurrentCommandId(false);
     if (shared_last_entries::available())
         (void)open_leaf_window(append.leaf, append.writes_now);
-    const bool previous_inserted = tracker->transaction_generation == transaction_generation &&
+    // A row written around the guard in this transaction (as a replica,
+    // even within this statement) could be taken for a skipped append's.
+    const bool previous_inserted = !shared_last_entries::this_transaction_wrote_around_guards() &&
+                                   tracker->transaction_generation == transaction_generation &&
                                    tracker->expecting_insert && tracker->command == append.command_now &&
                                    exactly_one_insert_since(tracker->writes_before, append.writes_now);
     if (!previous_inserted) {

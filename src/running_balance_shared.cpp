@@ -72,6 +72,9 @@ bool preloaded = false;
 
 // This backend's transaction is counted in Directory::bypassers.
 bool counted_as_bypasser = false;
+// This backend's transaction kept restored rows (noted with or without the
+// shared memory).
+bool kept_restored_rows = false;
 // session_replication_role was set to replica in this transaction (or the
 // session began so): guards that are not ENABLE ALWAYS were off for it.
 bool saw_replica_role = false;
@@ -156,6 +159,7 @@ void on_transaction_event(XactEvent event, void*) {
     case XACT_EVENT_PREPARE:
         end_bypass();
         saw_replica_role = false;
+        kept_restored_rows = false;
         break;
     }
 }
@@ -225,19 +229,33 @@ bool same_group(const Entry& entry, const GroupKey& key) {
 }  // namespace
 
 void initialize() {
+    // Whether this transaction wrote as a replica is followed in every
+    // backend that loads raceguard, preloaded or not: a statement's exact
+    // answers (running_balance_lookup.hpp) must not take a row written
+    // around the guard, even by set_config() in the middle of the
+    // statement, for the row of an append that was skipped.
+    wrap_replication_role_assign();
+    RegisterXactCallback(on_transaction_event, nullptr);
     if (!process_shared_preload_libraries_in_progress)
         return;
     preloaded = true;
     compat::request_preload_memory(directory_size);
     previous_startup_hook = shmem_startup_hook;
     shmem_startup_hook = attach_directory;
-    wrap_replication_role_assign();
-    RegisterXactCallback(on_transaction_event, nullptr);
 }
 
 bool available() { return preloaded && directory != nullptr; }
 
 void note_possible_bypass() { count_as_bypasser(); }
+
+void note_restored_row() {
+    kept_restored_rows = true;
+    count_as_bypasser();
+}
+
+bool this_transaction_wrote_around_guards() {
+    return kept_restored_rows || saw_replica_role || SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA;
+}
 
 uint64 trusted_generation() {
     if (!available())
@@ -258,9 +276,7 @@ uint64 trusted_generation() {
     return pg_atomic_read_u64(&directory->generation);
 }
 
-bool this_transaction_may_bypass() {
-    return counted_as_bypasser || saw_replica_role || SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA;
-}
+bool this_transaction_may_bypass() { return counted_as_bypasser || this_transaction_wrote_around_guards(); }
 
 bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
     if (generation == 0 || !available())

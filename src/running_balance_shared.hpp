@@ -54,8 +54,8 @@ struct GroupKey {
     const Datum* group_values;
 };
 
-// From _PG_init while shared_preload_libraries loads raceguard: reserves
-// the memory and installs the hooks. Does nothing otherwise.
+// From _PG_init: follows writes as a replica in every backend, and while
+// shared_preload_libraries loads raceguard reserves the memory too.
 void initialize();
 
 // Whether this server keeps shared last entries (raceguard preloaded).
@@ -65,12 +65,22 @@ bool available();
 // ends (and none written before it, after).
 void note_possible_bypass();
 
+// The same for a row kept by raceguard.restoring, which this backend's
+// exact answers must also know of (with or without the shared memory).
+void note_restored_row();
+
+// Whether this transaction wrote rows around a guard so far: as a replica
+// (session_replication_role, even set and reset within one statement) or
+// kept by raceguard.restoring. Followed in every backend since raceguard
+// was loaded in it, preloaded or not.
+bool this_transaction_wrote_around_guards();
+
 // The generation to compare entries with and to write them under, or 0
 // when none may be trusted now. Read before a lookup.
 uint64 trusted_generation();
 
-// Whether this transaction may have written around a guard so far: it
-// changed a trigger, kept restored rows or ran as a replica.
+// Whether this transaction may have written around a guard so far: the
+// above, or it changed a trigger (counted only with the shared memory).
 bool this_transaction_may_bypass();
 
 struct Remembered {
