@@ -24,6 +24,7 @@ extern "C" {
 #include "executor/tuptable.h"
 #include "pgstat.h"
 #include "utils/datum.h"
+#include "utils/snapmgr.h"
 }
 
 namespace raceguard {
@@ -566,6 +567,7 @@ PendingAppend begin_append(const RunningBalanceState* state, Relation relation) 
                              : pg_call([&] { return compat::table_write_counters(relation); });
     append.writes_now = counted_writes_of(append.leaf_writes);
     append.command_now = GetCurrentCommandId(false);
+    append.statement_command = ActiveSnapshotSet() ? GetActiveSnapshot()->curcid : InvalidCommandId;
     if (shared_last_entries::available())
         (void)open_leaf_window(append.leaf, append.writes_now);
     // A row written around the guard in this transaction (as a replica,
@@ -573,6 +575,8 @@ PendingAppend begin_append(const RunningBalanceState* state, Relation relation) 
     const bool previous_inserted = !shared_last_entries::this_transaction_wrote_around_guards() &&
                                    tracker->transaction_generation == transaction_generation &&
                                    tracker->expecting_insert && tracker->command == append.command_now &&
+                                   append.statement_command != InvalidCommandId &&
+                                   tracker->statement_command == append.statement_command &&
                                    exactly_one_insert_since(tracker->writes_before, append.writes_now);
     if (!previous_inserted) {
         tracker->transaction_generation = transaction_generation;
@@ -649,6 +653,7 @@ void remember_append(const RunningBalanceState* state, const PendingAppend& appe
     tracker->expecting_insert = true;
     tracker->writes_before = append.writes_now;
     tracker->command = append.command_now;
+    tracker->statement_command = append.statement_command;
 }
 
 }  // namespace raceguard

@@ -51,6 +51,7 @@ struct AppendTracker {
     bool expecting_insert;          // the previous call computed an append
     TableWrites writes_before;      // the table's counted writes at that call
     CommandId command;              // the command that call ran in
+    CommandId statement_command;    // its statement's snapshot's command
 };
 
 struct LastEntry {
@@ -65,6 +66,12 @@ struct PendingAppend {
     TableWrites writes_now;  // the table's counted writes when it began
     const PgStat_TableStatus* leaf_writes;  // where pgstat counts them (null: not counted)
     CommandId command_now;   // the command it runs in
+    // The command its statement's snapshot was taken at. The command it
+    // runs in alone does not tell statements apart: a subtransaction
+    // committed within a statement (as statistics' first attach does from
+    // PostgreSQL 17) moves the command counter, so that the next statement
+    // can run in the same command as the rows of this one.
+    CommandId statement_command;
     bool known_exactly;      // the statement's exact answer, not a lookup under the lock
     uint32 group_hash;       // the lock key, set by find_group_last_entry
     Oid leaf;                // the firing relation, where the row goes
