@@ -96,6 +96,33 @@ bool take_when_released(const LOCKTAG* tag, uint32 group_hash, TimestampTz start
     return taken;
 }
 
+void group_lock_tag(LOCKTAG* tag, Oid root_relid, uint32 group_hash) {
+    SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, root_relid, group_hash, RACEGUARD_LOCK_TAG);
+}
+
+// Tried without waiting first, so that a wait is seen and counted (the
+// count before the wait, which may end in an error; its time after).
+void take_group_lock_as_owner(Oid root_relid, uint32 group_hash, stats::Counters* counters) {
+    LOCKTAG tag;
+    group_lock_tag(&tag, root_relid, group_hash);
+    const LockAcquireResult first = LockAcquire(&tag, ExclusiveLock, false, true);
+    if (first == LOCKACQUIRE_NOT_AVAIL) {
+        ++counters->n[stats::RB_WAITED];
+        const TimestampTz started = GetCurrentTimestamp();
+        if (!take_when_released(&tag, group_hash, started))
+            (void)LockAcquire(&tag, ExclusiveLock, false, false);
+        const int64 waited = GetCurrentTimestamp() - started;  // microseconds
+        counters->n[stats::RB_WAIT_US] += waited;
+        if (waited > counters->wait_max_us)
+            counters->wait_max_us = waited;
+    } else if (first != LOCKACQUIRE_OK) {
+        // Held already: one count per owner, so that one release at
+        // pre-commit lets it go.
+        LockRelease(&tag, ExclusiveLock, false);
+    }
+    note_locked(group_hash);
+}
+
 }  // namespace
 
 void initialize_group_lock_wakeups() {
@@ -107,22 +134,35 @@ void initialize_group_lock_wakeups() {
     RegisterResourceReleaseCallback(broadcast_released, nullptr);
 }
 
-// Tried without waiting first, so that a wait is seen and counted (the
-// count before the wait, which may end in an error; its time after).
+// The lock is owned by the (sub)transaction, not by the statement's portal,
+// whose resource owner may outlive the statement until commit: a
+// transaction that hands its groups over at pre-commit
+// (running_balance_shared.hpp) then finds every such lock with its
+// top-level resource owner. A subtransaction's abort still releases what it
+// took.
 void take_group_lock(Oid root_relid, uint32 group_hash, stats::Counters* counters) {
-    LOCKTAG tag;
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, root_relid, group_hash, RACEGUARD_LOCK_TAG);
-    if (!try_lock(&tag)) {
-        ++counters->n[stats::RB_WAITED];
-        const TimestampTz started = GetCurrentTimestamp();
-        if (!take_when_released(&tag, group_hash, started))
-            (void)LockAcquire(&tag, ExclusiveLock, false, false);
-        const int64 waited = GetCurrentTimestamp() - started;  // microseconds
-        counters->n[stats::RB_WAIT_US] += waited;
-        if (waited > counters->wait_max_us)
-            counters->wait_max_us = waited;
+    ResourceOwner statement_owner = CurrentResourceOwner;
+    CurrentResourceOwner = CurTransactionResourceOwner;
+    PG_TRY();
+    {
+        take_group_lock_as_owner(root_relid, group_hash, counters);
     }
-    note_locked(group_hash);
+    PG_FINALLY();
+    {
+        CurrentResourceOwner = statement_owner;
+    }
+    PG_END_TRY();
+}
+
+void hand_over_group_lock(Oid root_relid, uint32 group_hash) {
+    LOCKTAG tag;
+    group_lock_tag(&tag, root_relid, group_hash);
+    ResourceOwner statement_owner = CurrentResourceOwner;
+    CurrentResourceOwner = TopTransactionResourceOwner;
+    const bool released = LockRelease(&tag, ExclusiveLock, false);
+    CurrentResourceOwner = statement_owner;
+    if (released && wakeups != nullptr)
+        ConditionVariableBroadcast(&wakeups[wakeup_of(group_hash)]);
 }
 
 }  // namespace raceguard

@@ -36,6 +36,12 @@ constexpr uint16 RACEGUARD_LOCK_TAG = 0x5247;
 void initialize_group_lock_wakeups();
 
 // C-side: takes the group's lock until transaction end, counting a wait.
+// Owned by the (sub)transaction, once however often it is taken.
 void take_group_lock(Oid root_relid, uint32 group_hash, stats::Counters* counters);
+
+// C-side, at pre-commit: lets the group's lock go before the commit ends,
+// once the group's last entry is handed over (running_balance_shared.hpp),
+// and wakes its waiters.
+void hand_over_group_lock(Oid root_relid, uint32 group_hash);
 
 }  // namespace raceguard

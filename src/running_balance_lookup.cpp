@@ -19,11 +19,15 @@ extern "C" {
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/datum.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 }
 
@@ -106,6 +110,8 @@ struct AppendToConfirm {
     RowFate fate;
     const PgStat_TableStatus* leaf_writes;
     TableWrites writes_before;  // the leaf's, when the append began
+    Oid lock_relid;             // the group lock's key: (lock_relid, group_hash)
+    bool handed_over;           // written in flight at pre-commit
 };
 
 // Beyond this many groups in one transaction (a bulk load), the rest stay
@@ -114,7 +120,57 @@ constexpr int MAX_APPENDS_TO_CONFIRM = 32;
 AppendToConfirm appends_to_confirm[MAX_APPENDS_TO_CONFIRM];
 int appends_to_confirm_count = 0;
 bool confirm_none = false;
+// Some append of this transaction has no record (or a guard that cannot
+// confirm): its group's lock may share a key with a recorded one, so no
+// lock is handed over.
+bool hand_over_none = false;
 TransactionId confirming_transaction = InvalidTransactionId;
+
+// The transactions that handed over entries this transaction built on,
+// still in flight when read: it must not commit before them, nor if one
+// did not commit (running_balance_shared.hpp). Beyond this many, an append
+// waits for its predecessor at once.
+constexpr int MAX_AWAITED_WRITERS = 8;
+TransactionId awaited_writers[MAX_AWAITED_WRITERS];
+Oid awaited_ledgers[MAX_AWAITED_WRITERS];  // for the message
+int awaited_writer_count = 0;
+
+// C-side: waits until WRITER, which handed over a group, has ended; when
+// BUILT_ON, this transaction's append used its entry, so it must have
+// committed.
+void wait_for_writer(TransactionId writer, Oid ledger, bool built_on) {
+    XactLockTableWait(writer, nullptr, nullptr, XLTW_None);
+    if (!built_on || TransactionIdDidCommit(writer))
+        return;
+    const char* name = get_rel_name(ledger);
+    ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                    errmsg("could not serialize an append to table \"%s\": the transaction whose entry it built on did "
+                           "not commit",
+                           name != nullptr ? name : "?"),
+                    errdetail("That transaction failed while committing, after it had let the group go."),
+                    errhint("Retry the transaction.")));
+}
+
+// C-side: an append built on an entry handed over by WRITER.
+void await_writer(TransactionId writer, Oid ledger) {
+    for (int w = 0; w < awaited_writer_count; ++w)
+        if (TransactionIdEquals(awaited_writers[w], writer))
+            return;
+    if (awaited_writer_count == MAX_AWAITED_WRITERS) {
+        wait_for_writer(writer, ledger, true);
+        return;
+    }
+    awaited_writers[awaited_writer_count] = writer;
+    awaited_ledgers[awaited_writer_count] = ledger;
+    ++awaited_writer_count;
+}
+
+// As the transaction commits or prepares, before it hands anything over.
+void wait_for_awaited_writers() {
+    for (int w = 0; w < awaited_writer_count; ++w)
+        wait_for_writer(awaited_writers[w], awaited_ledgers[w], true);
+    awaited_writer_count = 0;
+}
 
 // The last append begun on each leaf in this transaction. An insert
 // counted on a leaf is the row of the append begun last there only if every
@@ -232,7 +288,9 @@ void forget_appends_to_confirm() {
     leaf_window_count = 0;
     last_window = 0;
     confirm_none = false;
+    hand_over_none = false;
     confirming_transaction = InvalidTransactionId;
+    awaited_writer_count = 0;
 }
 
 void settle_before_commit() {
@@ -249,26 +307,70 @@ void settle_before_commit() {
     confirming_transaction = GetTopTransactionIdIfAny();
 }
 
-// At commit, still holding every group lock the transaction took.
-void confirm_at_commit() {
-    if (!confirm_none && TransactionIdIsValid(confirming_transaction))
-        for (int a = 0; a < appends_to_confirm_count; ++a) {
-            const AppendToConfirm& known = appends_to_confirm[a];
-            if (known.fate != RowFate::inserted || known.generation == 0)
-                continue;
-            const shared_last_entries::GroupKey key{known.root_trigger, known.layout, known.group_hash,
-                                                    known.group_count, known.group_values};
-            shared_last_entries::confirm(key, known.generation, known.seq, known.leaf, known.balance,
-                                         confirming_transaction);
+shared_last_entries::GroupKey key_of(const AppendToConfirm& known) {
+    return shared_last_entries::GroupKey{known.root_trigger, known.layout, known.group_hash, known.group_count,
+                                         known.group_values};
+}
+
+bool confirmable(const AppendToConfirm& known) {
+    return !confirm_none && TransactionIdIsValid(confirming_transaction) && known.fate == RowFate::inserted &&
+           known.generation != 0;
+}
+
+// At pre-commit, after settle_before_commit and the awaited writers: hands
+// over the groups whose every append is confirmable, and lets their locks
+// go (running_balance_shared.hpp). A lock is let go only if every record
+// under its key was handed over; the others are kept to the end.
+void hand_over_at_pre_commit() {
+    if (hand_over_none || confirm_none || IsolationIsSerializable() || !TransactionIdIsValid(confirming_transaction))
+        return;
+    bool kept[MAX_APPENDS_TO_CONFIRM] = {};
+    for (int a = 0; a < appends_to_confirm_count; ++a) {
+        AppendToConfirm& known = appends_to_confirm[a];
+        known.handed_over = confirmable(known) &&
+                            shared_last_entries::hand_over(key_of(known), known.generation, known.seq, known.leaf,
+                                                           known.balance, confirming_transaction);
+        kept[a] = !known.handed_over;
+    }
+    for (int a = 0; a < appends_to_confirm_count; ++a) {
+        const AppendToConfirm& known = appends_to_confirm[a];
+        bool release = known.handed_over;
+        for (int b = 0; release && b < appends_to_confirm_count; ++b) {
+            const AppendToConfirm& other = appends_to_confirm[b];
+            if (other.lock_relid == known.lock_relid && other.group_hash == known.group_hash)
+                release = b < a ? false : !kept[b];  // the first record of a key releases it
         }
+        if (release)
+            hand_over_group_lock(known.lock_relid, known.group_hash);
+    }
+}
+
+// At commit, still holding every group lock the transaction did not hand
+// over; or at abort after a hand-over.
+void confirm_at_end(bool committed) {
+    for (int a = 0; a < appends_to_confirm_count; ++a) {
+        const AppendToConfirm& known = appends_to_confirm[a];
+        if (known.handed_over)
+            shared_last_entries::end_hand_over(key_of(known), confirming_transaction, committed);
+        else if (committed && confirmable(known))
+            shared_last_entries::confirm(key_of(known), known.generation, known.seq, known.leaf, known.balance,
+                                         confirming_transaction);
+    }
     forget_appends_to_confirm();
 }
 
 void forget_transaction(XactEvent event, void*) {
-    if (event == XACT_EVENT_PRE_COMMIT && appends_to_confirm_count > 0)
-        settle_before_commit();
-    if (event == XACT_EVENT_COMMIT && appends_to_confirm_count > 0)
-        confirm_at_commit();
+    if (event == XACT_EVENT_PRE_COMMIT) {
+        if (appends_to_confirm_count > 0)
+            settle_before_commit();
+        wait_for_awaited_writers();
+        if (appends_to_confirm_count > 0)
+            hand_over_at_pre_commit();
+    }
+    if (event == XACT_EVENT_PRE_PREPARE)
+        wait_for_awaited_writers();
+    if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) && appends_to_confirm_count > 0)
+        confirm_at_end(event == XACT_EVENT_COMMIT);
     if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
         event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PREPARE) {
         ++transaction_generation;
@@ -289,13 +391,16 @@ void forget_subtransaction(SubXactEvent event, SubTransactionId, SubTransactionI
 // not confirmed in its place.
 void note_append_to_confirm(const RunningBalanceState* state, const PendingAppend& append, int64 seq,
                             Datum balance, const Datum* group_values) {
-    if (state->group_count > shared_last_entries::MAX_GROUP_COLUMNS)
+    if (state->group_count > shared_last_entries::MAX_GROUP_COLUMNS) {
+        hand_over_none = true;
         return;  // such a guard never confirms (writes_shared_entries)
+    }
     AppendToConfirm* known =
         append_to_confirm_of(state->root_trigger_oid, append.group_hash, state->group_count, group_values);
     if (!state->trusts_confirmed_entries || confirm_none) {
         if (known != nullptr)
             known->fate = RowFate::not_known_inserted;
+        hand_over_none = true;
         return;
     }
     // An exact answer was not read under the lock: the generation read
@@ -305,8 +410,10 @@ void note_append_to_confirm(const RunningBalanceState* state, const PendingAppen
                                                     : 0;
     if (known == nullptr) {
         known = new_append_to_confirm(state->root_trigger_oid, append.group_hash);
-        if (known == nullptr)
+        if (known == nullptr) {
+            hand_over_none = true;
             return;
+        }
     }
     known->root_trigger = state->root_trigger_oid;
     known->layout = state->layout;
@@ -321,6 +428,8 @@ void note_append_to_confirm(const RunningBalanceState* state, const PendingAppen
     known->fate = RowFate::unknown;
     known->leaf_writes = append.leaf_writes;
     known->writes_before = append.writes_now;
+    known->lock_relid = state->root_relid;
+    known->handed_over = false;
     LeafWindow* window = leaf_window_of(append.leaf);
     if (window != nullptr)
         window->unsettled = static_cast<int>(known - appends_to_confirm);
@@ -462,21 +571,31 @@ uint64 shared_generation_now(const RunningBalanceState* state) {
 // shared entry holds it, or read from the one leaf the shared entry names,
 // if that leaf still holds it at the remembered seq and nothing after it
 // (running_balance_shared.hpp).
+//
+// An entry handed over by a transaction still committing is taken, and
+// that transaction awaited before this one commits. Any other way to the
+// entry first waits for such a transaction to end: its rows are not in the
+// ledger for this one to see until then.
 bool find_remembered_last_entry(const RunningBalanceState* state, const Datum* group_values, uint32 group_hash,
                                 uint64 generation, LastEntry* last) {
     const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, group_hash, state->group_count,
                                             group_values};
     shared_last_entries::Remembered remembered{};
-    if (!shared_last_entries::find(key, generation, &remembered))
-        return false;
-    if (remembered.confirmed && state->trusts_confirmed_entries) {
+    const bool matched = shared_last_entries::find(key, generation, &remembered);
+    const TransactionId in_flight = remembered.in_flight;
+    if (matched && remembered.confirmed && state->trusts_confirmed_entries &&
+        (!TransactionIdIsValid(in_flight) || TransactionIdEquals(in_flight, remembered.creator))) {
         last->found = true;
         last->seq = remembered.seq;
         last->balance = integer_to_datum(remembered.balance, state->balance_type);
         last->creator = remembered.creator;
+        if (TransactionIdIsValid(in_flight))
+            await_writer(in_flight, state->root_relid);
         return true;
     }
-    if (!state->reads_shared_entries)
+    if (TransactionIdIsValid(in_flight) && !TransactionIdIsCurrentTransactionId(in_flight))
+        wait_for_writer(in_flight, state->root_relid, false);
+    if (!matched || !state->reads_shared_entries)
         return false;
     const int64 seq = remembered.seq;
     for (int p = 0; p < state->part_count; ++p)
@@ -613,8 +732,9 @@ LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* g
             group_hash = lock_group(state, group_values, counters);
             if (state->writes_shared_entries)
                 append->shared_generation = shared_generation_now(state);
+            // Consulted whatever the generation: a slot in flight must be waited for.
             LastEntry remembered{};
-            if ((state->reads_shared_entries || state->trusts_confirmed_entries) && append->shared_generation != 0 &&
+            if (shared_last_entries::available() &&
                 find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered))
                 return remembered;
             const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;

@@ -46,6 +46,7 @@ struct Entry {
     bool confirmed;
     int64 balance;           // when confirmed
     TransactionId creator;   // when confirmed
+    TransactionId in_flight;  // handed over, not ended: never given to another slot
     uint64 last_used;
     Datum group_values[MAX_GROUP_COLUMNS];
 };
@@ -217,6 +218,8 @@ bool same_slot(const Entry& entry, const GroupKey& key) {
            entry.group_hash == key.group_hash;
 }
 
+bool occupied(const Entry& entry) { return entry.generation != 0 || TransactionIdIsValid(entry.in_flight); }
+
 bool same_group(const Entry& entry, const GroupKey& key) {
     if (!same_slot(entry, key))
         return false;
@@ -279,19 +282,22 @@ uint64 trusted_generation() {
 bool this_transaction_may_bypass() { return counted_as_bypasser || this_transaction_wrote_around_guards(); }
 
 bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
-    if (generation == 0 || !available())
+    found_entry->in_flight = InvalidTransactionId;
+    if (!available())
         return false;
     Bucket* bucket = bucket_of(key);
     bool found = false;
     SpinLockAcquire(&bucket->lock);
     for (Entry& entry : bucket->ways)
-        if (entry.generation != 0 && same_slot(entry, key)) {
-            found = entry.generation == generation && entry.layout == key.layout && same_group(entry, key);
+        if (occupied(entry) && same_slot(entry, key)) {
+            found = generation != 0 && entry.generation == generation && entry.layout == key.layout &&
+                    same_group(entry, key);
             found_entry->seq = entry.seq;
             found_entry->leaf = entry.leaf;
             found_entry->confirmed = entry.confirmed;
             found_entry->balance = entry.balance;
             found_entry->creator = entry.creator;
+            found_entry->in_flight = entry.in_flight;
             entry.last_used = ++bucket->clock;
             break;
         }
@@ -301,23 +307,35 @@ bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
 
 namespace {
 
-void write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bool confirmed, int64 balance,
-                 TransactionId creator) {
+// Writes the slot's entry; IN_FLIGHT (valid) marks it handed over by that
+// transaction, else the slot's mark stays. False when nothing was written:
+// no generation, or every way of the bucket in flight for other slots, or
+// (handing over) the slot in flight for another transaction.
+bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bool confirmed, int64 balance,
+                 TransactionId creator, TransactionId in_flight) {
     if (!available())
-        return;
+        return false;
     Bucket* bucket = bucket_of(key);
     SpinLockAcquire(&bucket->lock);
     Entry* chosen = nullptr;
     for (Entry& entry : bucket->ways)
-        if (entry.generation != 0 && same_slot(entry, key)) {
+        if (occupied(entry) && same_slot(entry, key)) {
             chosen = &entry;
             break;
         }
     if (chosen == nullptr && generation != 0)
-        for (Entry& entry : bucket->ways)
+        for (Entry& entry : bucket->ways) {
+            if (TransactionIdIsValid(entry.in_flight))
+                continue;  // another slot's, in flight
             if (chosen == nullptr || entry.generation == 0 ||
                 (chosen->generation != 0 && entry.last_used < chosen->last_used))
                 chosen = &entry;
+        }
+    if (chosen != nullptr && TransactionIdIsValid(in_flight) && TransactionIdIsValid(chosen->in_flight) &&
+        !TransactionIdEquals(chosen->in_flight, in_flight))
+        chosen = nullptr;
+    if (chosen != nullptr && !same_slot(*chosen, key))
+        chosen->in_flight = InvalidTransactionId;  // a free or evicted way
     if (chosen != nullptr) {
         chosen->database = MyDatabaseId;
         chosen->root_trigger = key.root_trigger;
@@ -331,20 +349,47 @@ void write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bo
         chosen->confirmed = confirmed;
         chosen->balance = balance;
         chosen->creator = creator;
+        if (TransactionIdIsValid(in_flight))
+            chosen->in_flight = in_flight;
         chosen->last_used = ++bucket->clock;
     }
     SpinLockRelease(&bucket->lock);
+    return chosen != nullptr;
 }
 
 }  // namespace
 
 void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
-    write_entry(key, generation, seq, leaf, false, 0, InvalidTransactionId);
+    (void)write_entry(key, generation, seq, leaf, false, 0, InvalidTransactionId, InvalidTransactionId);
 }
 
 void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator) {
     if (generation != 0)
-        write_entry(key, generation, seq, leaf, true, balance, creator);
+        (void)write_entry(key, generation, seq, leaf, true, balance, creator, InvalidTransactionId);
+}
+
+bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator) {
+    return generation != 0 && TransactionIdIsValid(creator) &&
+           write_entry(key, generation, seq, leaf, true, balance, creator, creator);
+}
+
+void end_hand_over(const GroupKey& key, TransactionId creator, bool committed) {
+    if (!available())
+        return;
+    Bucket* bucket = bucket_of(key);
+    SpinLockAcquire(&bucket->lock);
+    for (Entry& entry : bucket->ways)
+        if (same_slot(entry, key) && TransactionIdEquals(entry.in_flight, creator)) {
+            entry.in_flight = InvalidTransactionId;
+            // Aborted: the entry (its own, or one built on it by an append
+            // that will fail) is not the group's.
+            if (!committed) {
+                entry.generation = 0;
+                entry.confirmed = false;
+            }
+            break;
+        }
+    SpinLockRelease(&bucket->lock);
 }
 
 }  // namespace raceguard::shared_last_entries

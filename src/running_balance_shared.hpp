@@ -36,6 +36,28 @@
 // family, and only a guard that nothing can skip unnoticed (the conditions
 // above, and no BEFORE INSERT or UPDATE trigger after it that could change
 // the row).
+//
+// Handed over at pre-commit: a transaction whose every append under a
+// group lock can be confirmed writes those entries as its commit begins
+// (XACT_EVENT_PRE_COMMIT, when no user code can run any more) marked in
+// flight, and lets the locks go before its commit record is written and
+// flushed. The next append of the group then builds on an entry whose
+// transaction has not finished, so:
+//  - it waits for that transaction before it commits (or prepares), and
+//    fails with 40001 if it did not commit (its commit failed after the
+//    hand-over: rare, since nothing but an I/O error, a NOTIFY queue full or
+//    an ON COMMIT action can fail there; SERIALIZABLE transactions, whose
+//    commit may still fail its checks, never hand over);
+//  - an append that cannot use the entry (another generation, another
+//    group on the slot, a state that does not trust it) waits for that
+//    transaction to end before it reads the ledger, whose rows it could not
+//    see yet;
+//  - a slot in flight is never given to another group, and a transaction
+//    hands over only the groups it could mark: so an append that finds no
+//    slot in flight knows that no transaction still committing wrote its
+//    group.
+// The writer clears the mark as it ends (and forgets its entry if it
+// aborted), before its locks, and so before its waiters, go.
 #pragma once
 
 #include "boundary.hpp"
@@ -89,9 +111,13 @@ struct Remembered {
     bool confirmed;  // then also:
     int64 balance;
     TransactionId creator;  // the top-level transaction that appended it
+    // A transaction that handed the slot's groups over and has not ended
+    // (whatever the generation), or invalid.
+    TransactionId in_flight;
 };
 
-// The group's remembered last entry, if written under GENERATION.
+// The group's remembered last entry, if written under GENERATION (which
+// may be 0: then only whether the slot is in flight is filled in).
 bool find(const GroupKey& key, uint64 generation, Remembered* found);
 
 // Remembers the group's last entry, unconfirmed (GENERATION 0: forgets it).
@@ -100,5 +126,13 @@ void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf);
 // Confirms the group's last entry: only by the transaction that appended
 // it, as it commits, holding the group's lock.
 void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator);
+
+// The same at pre-commit, marked in flight for CREATOR; false when no slot
+// could be kept for it (the group's lock must then be held to the end).
+bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator);
+
+// As CREATOR, which handed the group over, ends: clears the mark, and
+// forgets the entry unless it committed. Never fails.
+void end_hand_over(const GroupKey& key, TransactionId creator, bool committed);
 
 }  // namespace raceguard::shared_last_entries
