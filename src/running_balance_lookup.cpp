@@ -104,6 +104,7 @@ struct AppendToConfirm {
     int group_count;
     Datum group_values[shared_last_entries::MAX_GROUP_COLUMNS];
     uint64 generation;  // read under the group's lock in this transaction, or 0
+    uint32 slot_epoch;  // read with it
     int64 seq;
     int64 balance;
     Oid leaf;
@@ -124,6 +125,9 @@ bool confirm_none = false;
 // confirm): its group's lock may share a key with a recorded one, so no
 // lock is handed over.
 bool hand_over_none = false;
+// Some group lock was let go at pre-commit: no append may follow (as one
+// could from another extension's pre-commit work) without the lock.
+bool handed_over_groups = false;
 TransactionId confirming_transaction = InvalidTransactionId;
 
 // The transactions that handed over entries this transaction built on,
@@ -289,6 +293,7 @@ void forget_appends_to_confirm() {
     last_window = 0;
     confirm_none = false;
     hand_over_none = false;
+    handed_over_groups = false;
     confirming_transaction = InvalidTransactionId;
     awaited_writer_count = 0;
 }
@@ -317,9 +322,9 @@ bool confirmable(const AppendToConfirm& known) {
            known.generation != 0;
 }
 
-// At pre-commit, after settle_before_commit and the awaited writers: hands
-// over the groups whose every append is confirmable, and lets their locks
-// go (running_balance_shared.hpp). A lock is let go only if every record
+// At pre-commit, after settle_before_commit and before the awaited
+// writers: hands over the groups whose every append is confirmable, and
+// lets their locks go (running_balance_shared.hpp). A lock is let go only if every record
 // under its key was handed over; the others are kept to the end.
 void hand_over_at_pre_commit() {
     if (hand_over_none || confirm_none || IsolationIsSerializable() || !TransactionIdIsValid(confirming_transaction))
@@ -329,7 +334,7 @@ void hand_over_at_pre_commit() {
         AppendToConfirm& known = appends_to_confirm[a];
         known.handed_over = confirmable(known) &&
                             shared_last_entries::hand_over(key_of(known), known.generation, known.seq, known.leaf,
-                                                           known.balance, confirming_transaction);
+                                                           known.balance, confirming_transaction, known.slot_epoch);
         kept[a] = !known.handed_over;
     }
     for (int a = 0; a < appends_to_confirm_count; ++a) {
@@ -340,8 +345,10 @@ void hand_over_at_pre_commit() {
             if (other.lock_relid == known.lock_relid && other.group_hash == known.group_hash)
                 release = b < a ? false : !kept[b];  // the first record of a key releases it
         }
-        if (release)
+        if (release) {
+            handed_over_groups = true;
             hand_over_group_lock(known.lock_relid, known.group_hash);
+        }
     }
 }
 
@@ -361,11 +368,13 @@ void confirm_at_end(bool committed) {
 
 void forget_transaction(XactEvent event, void*) {
     if (event == XACT_EVENT_PRE_COMMIT) {
-        if (appends_to_confirm_count > 0)
+        if (appends_to_confirm_count > 0) {
             settle_before_commit();
-        wait_for_awaited_writers();
-        if (appends_to_confirm_count > 0)
             hand_over_at_pre_commit();
+        }
+        // After the hand-over: the next appends of its groups need not
+        // wait for those this one waits for.
+        wait_for_awaited_writers();
     }
     if (event == XACT_EVENT_PRE_PREPARE)
         wait_for_awaited_writers();
@@ -422,6 +431,7 @@ void note_append_to_confirm(const RunningBalanceState* state, const PendingAppen
     for (int g = 0; g < shared_last_entries::MAX_GROUP_COLUMNS; ++g)
         known->group_values[g] = g < state->group_count ? group_values[g] : 0;
     known->generation = generation;
+    known->slot_epoch = !append.known_exactly ? append.slot_epoch : known->slot_epoch;
     known->seq = seq;
     known->balance = integer_from_datum(balance, state->balance_type);
     known->leaf = append.leaf;
@@ -577,24 +587,30 @@ uint64 shared_generation_now(const RunningBalanceState* state) {
 // entry first waits for such a transaction to end: its rows are not in the
 // ledger for this one to see until then.
 bool find_remembered_last_entry(const RunningBalanceState* state, const Datum* group_values, uint32 group_hash,
-                                uint64 generation, LastEntry* last) {
+                                uint64 generation, LastEntry* last, uint32* slot_epoch) {
     const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, group_hash, state->group_count,
                                             group_values};
     shared_last_entries::Remembered remembered{};
     const bool matched = shared_last_entries::find(key, generation, &remembered);
-    const TransactionId in_flight = remembered.in_flight;
+    *slot_epoch = remembered.epoch;
+    // The entry is the group's last if it was written by the last holder
+    // of the lock: with transactions in flight, by one of them (the last).
+    bool creator_in_flight = false;
+    for (int w = 0; w < remembered.in_flight_count; ++w)
+        creator_in_flight |= TransactionIdEquals(remembered.in_flight[w], remembered.creator);
     if (matched && remembered.confirmed && state->trusts_confirmed_entries &&
-        (!TransactionIdIsValid(in_flight) || TransactionIdEquals(in_flight, remembered.creator))) {
+        (remembered.in_flight_count == 0 || creator_in_flight)) {
         last->found = true;
         last->seq = remembered.seq;
         last->balance = integer_to_datum(remembered.balance, state->balance_type);
         last->creator = remembered.creator;
-        if (TransactionIdIsValid(in_flight))
-            await_writer(in_flight, state->root_relid);
+        if (creator_in_flight)
+            await_writer(remembered.creator, state->root_relid);
         return true;
     }
-    if (TransactionIdIsValid(in_flight) && !TransactionIdIsCurrentTransactionId(in_flight))
-        wait_for_writer(in_flight, state->root_relid, false);
+    // No one can join them while this transaction holds the lock.
+    for (int w = 0; w < remembered.in_flight_count; ++w)
+        wait_for_writer(remembered.in_flight[w], state->root_relid, false);
     if (!matched || !state->reads_shared_entries)
         return false;
     const int64 seq = remembered.seq;
@@ -661,6 +677,10 @@ bool entry_visible_to_snapshot(const RunningBalanceState* state, const Datum* gr
 // ---- the tracker's steps in an append -----------------------------------
 
 PendingAppend begin_append(const RunningBalanceState* state, Relation relation) {
+    if (unlikely(handed_over_groups))
+        throw table_error(relation, ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                          "cannot append to table " + quoted(RelationGetRelationName(relation)) +
+                              " while the transaction commits: it has let its groups go");
     PendingAppend append{};
     // Was the previous append's row inserted? Then every exact answer of
     // this epoch still holds; otherwise start a new epoch.
@@ -735,7 +755,8 @@ LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* g
             // Consulted whatever the generation: a slot in flight must be waited for.
             LastEntry remembered{};
             if (shared_last_entries::available() &&
-                find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered))
+                find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered,
+                                           &append->slot_epoch))
                 return remembered;
             const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;
             return find_last_entry(state, group_values, hint != nullptr ? &hint->seq : nullptr);

@@ -46,7 +46,10 @@ struct Entry {
     bool confirmed;
     int64 balance;           // when confirmed
     TransactionId creator;   // when confirmed
-    TransactionId in_flight;  // handed over, not ended: never given to another slot
+    // Transactions that handed the slot over and have not ended (invalid:
+    // free places): while any is, the way is not given to another slot.
+    TransactionId in_flight[MAX_IN_FLIGHT];
+    uint32 epoch;  // moves when one of them aborts
     uint64 last_used;
     Datum group_values[MAX_GROUP_COLUMNS];
 };
@@ -218,7 +221,14 @@ bool same_slot(const Entry& entry, const GroupKey& key) {
            entry.group_hash == key.group_hash;
 }
 
-bool occupied(const Entry& entry) { return entry.generation != 0 || TransactionIdIsValid(entry.in_flight); }
+bool any_in_flight(const Entry& entry) {
+    for (TransactionId writer : entry.in_flight)
+        if (TransactionIdIsValid(writer))
+            return true;
+    return false;
+}
+
+bool occupied(const Entry& entry) { return entry.generation != 0 || any_in_flight(entry); }
 
 bool same_group(const Entry& entry, const GroupKey& key) {
     if (!same_slot(entry, key))
@@ -282,7 +292,8 @@ uint64 trusted_generation() {
 bool this_transaction_may_bypass() { return counted_as_bypasser || this_transaction_wrote_around_guards(); }
 
 bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
-    found_entry->in_flight = InvalidTransactionId;
+    found_entry->in_flight_count = 0;
+    found_entry->epoch = 0;
     if (!available())
         return false;
     Bucket* bucket = bucket_of(key);
@@ -297,7 +308,10 @@ bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
             found_entry->confirmed = entry.confirmed;
             found_entry->balance = entry.balance;
             found_entry->creator = entry.creator;
-            found_entry->in_flight = entry.in_flight;
+            for (TransactionId writer : entry.in_flight)
+                if (TransactionIdIsValid(writer))
+                    found_entry->in_flight[found_entry->in_flight_count++] = writer;
+            found_entry->epoch = entry.epoch;
             entry.last_used = ++bucket->clock;
             break;
         }
@@ -307,12 +321,13 @@ bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
 
 namespace {
 
-// Writes the slot's entry; IN_FLIGHT (valid) marks it handed over by that
-// transaction, else the slot's mark stays. False when nothing was written:
-// no generation, or every way of the bucket in flight for other slots, or
-// (handing over) the slot in flight for another transaction.
+// Writes the slot's entry. Handing over (IN_FLIGHT valid) also marks that
+// transaction in flight, only if the slot's epoch is still EPOCH and has a
+// free place. False when nothing was written: no generation, every way of
+// the bucket in flight for other slots, or (handing over) the epoch moved
+// or no place.
 bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bool confirmed, int64 balance,
-                 TransactionId creator, TransactionId in_flight) {
+                 TransactionId creator, TransactionId in_flight, uint32 epoch) {
     if (!available())
         return false;
     Bucket* bucket = bucket_of(key);
@@ -323,19 +338,25 @@ bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bo
             chosen = &entry;
             break;
         }
-    if (chosen == nullptr && generation != 0)
+    if (chosen == nullptr && generation != 0) {
         for (Entry& entry : bucket->ways) {
-            if (TransactionIdIsValid(entry.in_flight))
+            if (any_in_flight(entry))
                 continue;  // another slot's, in flight
             if (chosen == nullptr || entry.generation == 0 ||
                 (chosen->generation != 0 && entry.last_used < chosen->last_used))
                 chosen = &entry;
         }
-    if (chosen != nullptr && TransactionIdIsValid(in_flight) && TransactionIdIsValid(chosen->in_flight) &&
-        !TransactionIdEquals(chosen->in_flight, in_flight))
-        chosen = nullptr;
-    if (chosen != nullptr && !same_slot(*chosen, key))
-        chosen->in_flight = InvalidTransactionId;  // a free or evicted way
+        if (chosen != nullptr)
+            chosen->epoch = 0;  // a free or evicted way: a new slot
+    }
+    int place = -1;
+    if (chosen != nullptr && TransactionIdIsValid(in_flight)) {
+        for (int p = 0; p < MAX_IN_FLIGHT && place < 0; ++p)
+            if (!TransactionIdIsValid(chosen->in_flight[p]))
+                place = p;
+        if (place < 0 || chosen->epoch != epoch)
+            chosen = nullptr;
+    }
     if (chosen != nullptr) {
         chosen->database = MyDatabaseId;
         chosen->root_trigger = key.root_trigger;
@@ -349,8 +370,8 @@ bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bo
         chosen->confirmed = confirmed;
         chosen->balance = balance;
         chosen->creator = creator;
-        if (TransactionIdIsValid(in_flight))
-            chosen->in_flight = in_flight;
+        if (place >= 0)
+            chosen->in_flight[place] = in_flight;
         chosen->last_used = ++bucket->clock;
     }
     SpinLockRelease(&bucket->lock);
@@ -360,17 +381,18 @@ bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bo
 }  // namespace
 
 void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
-    (void)write_entry(key, generation, seq, leaf, false, 0, InvalidTransactionId, InvalidTransactionId);
+    (void)write_entry(key, generation, seq, leaf, false, 0, InvalidTransactionId, InvalidTransactionId, 0);
 }
 
 void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator) {
     if (generation != 0)
-        (void)write_entry(key, generation, seq, leaf, true, balance, creator, InvalidTransactionId);
+        (void)write_entry(key, generation, seq, leaf, true, balance, creator, InvalidTransactionId, 0);
 }
 
-bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator) {
+bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator,
+               uint32 epoch) {
     return generation != 0 && TransactionIdIsValid(creator) &&
-           write_entry(key, generation, seq, leaf, true, balance, creator, creator);
+           write_entry(key, generation, seq, leaf, true, balance, creator, creator, epoch);
 }
 
 void end_hand_over(const GroupKey& key, TransactionId creator, bool committed) {
@@ -378,17 +400,25 @@ void end_hand_over(const GroupKey& key, TransactionId creator, bool committed) {
         return;
     Bucket* bucket = bucket_of(key);
     SpinLockAcquire(&bucket->lock);
-    for (Entry& entry : bucket->ways)
-        if (same_slot(entry, key) && TransactionIdEquals(entry.in_flight, creator)) {
-            entry.in_flight = InvalidTransactionId;
-            // Aborted: the entry (its own, or one built on it by an append
-            // that will fail) is not the group's.
-            if (!committed) {
-                entry.generation = 0;
-                entry.confirmed = false;
+    for (Entry& entry : bucket->ways) {
+        if (!same_slot(entry, key))
+            continue;
+        bool was_in_flight = false;
+        for (TransactionId& writer : entry.in_flight)
+            if (TransactionIdEquals(writer, creator)) {
+                writer = InvalidTransactionId;
+                was_in_flight = true;
             }
-            break;
+        // Aborted: the entry (its own, or one built on it by an append that
+        // will fail) is not the group's.
+        if (was_in_flight && !committed) {
+            entry.generation = 0;
+            entry.confirmed = false;
+            ++entry.epoch;
         }
+        if (was_in_flight)
+            break;
+    }
     SpinLockRelease(&bucket->lock);
 }
 

@@ -40,24 +40,30 @@
 // Handed over at pre-commit: a transaction whose every append under a
 // group lock can be confirmed writes those entries as its commit begins
 // (XACT_EVENT_PRE_COMMIT, when no user code can run any more) marked in
-// flight, and lets the locks go before its commit record is written and
-// flushed. The next append of the group then builds on an entry whose
-// transaction has not finished, so:
+// flight, lets the locks go, and only then waits for the transactions
+// whose entries it built on, before its commit record is written. The
+// next append of the group builds on an entry whose transaction has not
+// finished, so:
 //  - it waits for that transaction before it commits (or prepares), and
 //    fails with 40001 if it did not commit (its commit failed after the
-//    hand-over: rare, since nothing but an I/O error, a NOTIFY queue full or
-//    an ON COMMIT action can fail there; SERIALIZABLE transactions, whose
-//    commit may still fail its checks, never hand over);
+//    hand-over: a wait there canceled or timed out, an I/O error, a NOTIFY
+//    queue full, an ON COMMIT action; SERIALIZABLE transactions, whose
+//    commit may still fail its checks, never hand over). Commits of a
+//    group's appends thus come in seq order, in the WAL as on a standby;
 //  - an append that cannot use the entry (another generation, another
-//    group on the slot, a state that does not trust it) waits for that
-//    transaction to end before it reads the ledger, whose rows it could not
-//    see yet;
-//  - a slot in flight is never given to another group, and a transaction
-//    hands over only the groups it could mark: so an append that finds no
-//    slot in flight knows that no transaction still committing wrote its
-//    group.
-// The writer clears the mark as it ends (and forgets its entry if it
-// aborted), before its locks, and so before its waiters, go.
+//    group on the slot, a state that does not trust it) waits for every
+//    transaction in flight on the slot to end before it reads the ledger,
+//    whose rows it could not see yet;
+//  - a slot with transactions in flight is never given to another group,
+//    and a transaction hands over only the groups it could mark: so an
+//    append that finds no transaction in flight on its slot knows that no
+//    transaction still committing wrote its group;
+//  - a transaction in flight that aborts forgets the slot's entry and
+//    moves the slot's epoch: an entry built on it, by an append that will
+//    fail, is then not handed over (the append keeps its lock to its end),
+//    which stops a chain of such failures at the next append.
+// Each transaction clears its own mark as it ends, before its locks, and
+// so before its waiters, go.
 #pragma once
 
 #include "boundary.hpp"
@@ -105,15 +111,21 @@ uint64 trusted_generation();
 // above, or it changed a trigger (counted only with the shared memory).
 bool this_transaction_may_bypass();
 
+// The most transactions in flight on one slot (a hot group's chain of
+// commits): a transaction that finds no room keeps its locks to its end.
+constexpr int MAX_IN_FLIGHT = 8;
+
 struct Remembered {
     int64 seq;
     Oid leaf;
     bool confirmed;  // then also:
     int64 balance;
     TransactionId creator;  // the top-level transaction that appended it
-    // A transaction that handed the slot's groups over and has not ended
-    // (whatever the generation), or invalid.
-    TransactionId in_flight;
+    // The transactions that handed the slot over and have not ended
+    // (whatever the generation), and the slot's epoch.
+    TransactionId in_flight[MAX_IN_FLIGHT];
+    int in_flight_count;
+    uint32 epoch;
 };
 
 // The group's remembered last entry, if written under GENERATION (which
@@ -128,8 +140,10 @@ void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf);
 void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator);
 
 // The same at pre-commit, marked in flight for CREATOR; false when no slot
-// could be kept for it (the group's lock must then be held to the end).
-bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator);
+// could be kept for it, or the slot's epoch is no longer EPOCH (the group's
+// lock must then be held to the end).
+bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator,
+               uint32 epoch);
 
 // As CREATOR, which handed the group over, ends: clears the mark, and
 // forgets the entry unless it committed. Never fails.
