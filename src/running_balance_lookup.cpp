@@ -104,7 +104,7 @@ struct AppendToConfirm {
     int group_count;
     Datum group_values[shared_last_entries::MAX_GROUP_COLUMNS];
     uint64 generation;  // read under the group's lock in this transaction, or 0
-    uint32 slot_epoch;  // read with it
+    uint32 slot_epoch;  // the slot's, as this transaction's lookup left it
     int64 seq;
     int64 balance;
     Oid leaf;
@@ -125,8 +125,9 @@ bool confirm_none = false;
 // confirm): its group's lock may share a key with a recorded one, so no
 // lock is handed over.
 bool hand_over_none = false;
-// Some group lock was let go at pre-commit: no append may follow (as one
-// could from another extension's pre-commit work) without the lock.
+// Some entry was handed over at pre-commit: no append may follow (as one
+// could from another extension's pre-commit work), without its lock or
+// past the record that ends the entry's mark.
 bool handed_over_groups = false;
 TransactionId confirming_transaction = InvalidTransactionId;
 
@@ -143,6 +144,8 @@ int awaited_writer_count = 0;
 // BUILT_ON, this transaction's append used its entry, so it must have
 // committed.
 void wait_for_writer(TransactionId writer, Oid ledger, bool built_on) {
+    if (TransactionIdIsCurrentTransactionId(writer))
+        return;  // cannot be: no append follows this transaction's hand-over
     XactLockTableWait(writer, nullptr, nullptr, XLTW_None);
     if (!built_on || TransactionIdDidCommit(writer))
         return;
@@ -329,6 +332,11 @@ bool confirmable(const AppendToConfirm& known) {
 void hand_over_at_pre_commit() {
     if (hand_over_none || confirm_none || IsolationIsSerializable() || !TransactionIdIsValid(confirming_transaction))
         return;
+    // Built on an entry whose transaction already failed: this one will
+    // fail too, and hands nothing over that others could build on.
+    for (int w = 0; w < awaited_writer_count; ++w)
+        if (TransactionIdDidAbort(awaited_writers[w]))
+            return;
     bool kept[MAX_APPENDS_TO_CONFIRM] = {};
     for (int a = 0; a < appends_to_confirm_count; ++a) {
         AppendToConfirm& known = appends_to_confirm[a];
@@ -336,6 +344,7 @@ void hand_over_at_pre_commit() {
                             shared_last_entries::hand_over(key_of(known), known.generation, known.seq, known.leaf,
                                                            known.balance, confirming_transaction, known.slot_epoch);
         kept[a] = !known.handed_over;
+        handed_over_groups |= known.handed_over;
     }
     for (int a = 0; a < appends_to_confirm_count; ++a) {
         const AppendToConfirm& known = appends_to_confirm[a];
@@ -345,10 +354,8 @@ void hand_over_at_pre_commit() {
             if (other.lock_relid == known.lock_relid && other.group_hash == known.group_hash)
                 release = b < a ? false : !kept[b];  // the first record of a key releases it
         }
-        if (release) {
-            handed_over_groups = true;
+        if (release)
             hand_over_group_lock(known.lock_relid, known.group_hash);
-        }
     }
 }
 
@@ -399,7 +406,7 @@ void forget_subtransaction(SubXactEvent event, SubTransactionId, SubTransactionI
 // this state cannot confirm it, makes sure an earlier one of the group is
 // not confirmed in its place.
 void note_append_to_confirm(const RunningBalanceState* state, const PendingAppend& append, int64 seq,
-                            Datum balance, const Datum* group_values) {
+                            Datum balance, const Datum* group_values, uint32 slot_epoch) {
     if (state->group_count > shared_last_entries::MAX_GROUP_COLUMNS) {
         hand_over_none = true;
         return;  // such a guard never confirms (writes_shared_entries)
@@ -431,7 +438,10 @@ void note_append_to_confirm(const RunningBalanceState* state, const PendingAppen
     for (int g = 0; g < shared_last_entries::MAX_GROUP_COLUMNS; ++g)
         known->group_values[g] = g < state->group_count ? group_values[g] : 0;
     known->generation = generation;
-    known->slot_epoch = !append.known_exactly ? append.slot_epoch : known->slot_epoch;
+    // Stored under the lock after the lookup: an entry in flight that the
+    // append built on and that then aborted moves the epoch or empties the
+    // slot, and this append is then not handed over.
+    known->slot_epoch = !append.known_exactly ? slot_epoch : known->slot_epoch;
     known->seq = seq;
     known->balance = integer_from_datum(balance, state->balance_type);
     known->leaf = append.leaf;
@@ -587,12 +597,11 @@ uint64 shared_generation_now(const RunningBalanceState* state) {
 // entry first waits for such a transaction to end: its rows are not in the
 // ledger for this one to see until then.
 bool find_remembered_last_entry(const RunningBalanceState* state, const Datum* group_values, uint32 group_hash,
-                                uint64 generation, LastEntry* last, uint32* slot_epoch) {
+                                uint64 generation, LastEntry* last) {
     const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, group_hash, state->group_count,
                                             group_values};
     shared_last_entries::Remembered remembered{};
     const bool matched = shared_last_entries::find(key, generation, &remembered);
-    *slot_epoch = remembered.epoch;
     // The entry is the group's last if it was written by the last holder
     // of the lock: with transactions in flight, by one of them (the last).
     bool creator_in_flight = false;
@@ -755,8 +764,7 @@ LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* g
             // Consulted whatever the generation: a slot in flight must be waited for.
             LastEntry remembered{};
             if (shared_last_entries::available() &&
-                find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered,
-                                           &append->slot_epoch))
+                find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered))
                 return remembered;
             const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;
             return find_last_entry(state, group_values, hint != nullptr ? &hint->seq : nullptr);
@@ -784,13 +792,14 @@ void remember_append(const RunningBalanceState* state, const PendingAppend& appe
     }
     // An exact answer's group was marked unconfirmed by this transaction's
     // first append to it, under the lock it still holds: nothing to write.
+    uint32 slot_epoch = shared_last_entries::NO_SLOT_EPOCH;
     if (state->writes_shared_entries && !append.known_exactly) {
         const shared_last_entries::GroupKey key{state->root_trigger_oid, state->layout, append.group_hash,
                                                 state->group_count, group_values};
-        shared_last_entries::store(key, append.shared_generation, seq, append.leaf);
+        slot_epoch = shared_last_entries::store(key, append.shared_generation, seq, append.leaf);
     }
     if (shared_last_entries::available())
-        note_append_to_confirm(state, append, seq, balance, group_values);
+        note_append_to_confirm(state, append, seq, balance, group_values, slot_epoch);
     tracker->expecting_insert = true;
     tracker->writes_before = append.writes_now;
     tracker->command = append.command_now;

@@ -78,7 +78,6 @@ struct PendingAppend {
     // The shared entries' generation read under the group's lock, or 0:
     // the append's entry is then written as forgotten.
     uint64 shared_generation;
-    uint32 slot_epoch;  // the group's shared slot's epoch, read with it
 };
 
 // An append's first step: makes the hint table at the first append (and

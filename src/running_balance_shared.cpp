@@ -57,6 +57,7 @@ struct Entry {
 struct Bucket {
     slock_t lock;
     uint64 clock;
+    uint32 last_epoch;  // a new slot's epoch is never one its way had
     Entry ways[WAYS];
 };
 
@@ -293,7 +294,6 @@ bool this_transaction_may_bypass() { return counted_as_bypasser || this_transact
 
 bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
     found_entry->in_flight_count = 0;
-    found_entry->epoch = 0;
     if (!available())
         return false;
     Bucket* bucket = bucket_of(key);
@@ -311,7 +311,6 @@ bool find(const GroupKey& key, uint64 generation, Remembered* found_entry) {
             for (TransactionId writer : entry.in_flight)
                 if (TransactionIdIsValid(writer))
                     found_entry->in_flight[found_entry->in_flight_count++] = writer;
-            found_entry->epoch = entry.epoch;
             entry.last_used = ++bucket->clock;
             break;
         }
@@ -327,7 +326,7 @@ namespace {
 // the bucket in flight for other slots, or (handing over) the epoch moved
 // or no place.
 bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bool confirmed, int64 balance,
-                 TransactionId creator, TransactionId in_flight, uint32 epoch) {
+                 TransactionId creator, TransactionId in_flight, uint32 epoch, uint32* written_epoch_out) {
     if (!available())
         return false;
     Bucket* bucket = bucket_of(key);
@@ -346,8 +345,13 @@ bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bo
                 (chosen->generation != 0 && entry.last_used < chosen->last_used))
                 chosen = &entry;
         }
-        if (chosen != nullptr)
-            chosen->epoch = 0;  // a free or evicted way: a new slot
+        if (chosen != nullptr) {
+            // A free or evicted way: a new slot, with an epoch no append
+            // can have read (0 stands for "no slot").
+            if (++bucket->last_epoch == NO_SLOT_EPOCH)
+                ++bucket->last_epoch;
+            chosen->epoch = bucket->last_epoch;
+        }
     }
     int place = -1;
     if (chosen != nullptr && TransactionIdIsValid(in_flight)) {
@@ -374,25 +378,30 @@ bool write_entry(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, bo
             chosen->in_flight[place] = in_flight;
         chosen->last_used = ++bucket->clock;
     }
+    const uint32 written_epoch = chosen != nullptr ? chosen->epoch : NO_SLOT_EPOCH;
     SpinLockRelease(&bucket->lock);
+    if (written_epoch_out != nullptr)
+        *written_epoch_out = written_epoch;
     return chosen != nullptr;
 }
 
 }  // namespace
 
-void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
-    (void)write_entry(key, generation, seq, leaf, false, 0, InvalidTransactionId, InvalidTransactionId, 0);
+uint32 store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf) {
+    uint32 epoch = NO_SLOT_EPOCH;
+    (void)write_entry(key, generation, seq, leaf, false, 0, InvalidTransactionId, InvalidTransactionId, 0, &epoch);
+    return epoch;
 }
 
 void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator) {
     if (generation != 0)
-        (void)write_entry(key, generation, seq, leaf, true, balance, creator, InvalidTransactionId, 0);
+        (void)write_entry(key, generation, seq, leaf, true, balance, creator, InvalidTransactionId, 0, nullptr);
 }
 
 bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator,
                uint32 epoch) {
     return generation != 0 && TransactionIdIsValid(creator) &&
-           write_entry(key, generation, seq, leaf, true, balance, creator, creator, epoch);
+           write_entry(key, generation, seq, leaf, true, balance, creator, creator, epoch, nullptr);
 }
 
 void end_hand_over(const GroupKey& key, TransactionId creator, bool committed) {

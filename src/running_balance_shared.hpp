@@ -122,26 +122,30 @@ struct Remembered {
     int64 balance;
     TransactionId creator;  // the top-level transaction that appended it
     // The transactions that handed the slot over and have not ended
-    // (whatever the generation), and the slot's epoch.
+    // (whatever the generation).
     TransactionId in_flight[MAX_IN_FLIGHT];
     int in_flight_count;
-    uint32 epoch;
 };
+
+// The epoch of no slot: a slot's epoch is never 0.
+constexpr uint32 NO_SLOT_EPOCH = 0;
 
 // The group's remembered last entry, if written under GENERATION (which
 // may be 0: then only whether the slot is in flight is filled in).
 bool find(const GroupKey& key, uint64 generation, Remembered* found);
 
-// Remembers the group's last entry, unconfirmed (GENERATION 0: forgets it).
-void store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf);
+// Remembers the group's last entry, unconfirmed (GENERATION 0: forgets
+// it). Returns the slot's epoch after the write (NO_SLOT_EPOCH: none).
+uint32 store(const GroupKey& key, uint64 generation, int64 seq, Oid leaf);
 
 // Confirms the group's last entry: only by the transaction that appended
 // it, as it commits, holding the group's lock.
 void confirm(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator);
 
 // The same at pre-commit, marked in flight for CREATOR; false when no slot
-// could be kept for it, or the slot's epoch is no longer EPOCH (the group's
-// lock must then be held to the end).
+// could be kept for it, or the slot's epoch is no longer EPOCH, the one
+// store() returned for the append (the group's lock must then be held to
+// the end).
 bool hand_over(const GroupKey& key, uint64 generation, int64 seq, Oid leaf, int64 balance, TransactionId creator,
                uint32 epoch);
 
