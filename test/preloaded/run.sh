@@ -7,8 +7,9 @@
 # every running_balance test and isolation spec again, since with preload
 # their appends go through the shared entries and the group lock's wakeups
 # too; a prepared transaction written around the guard across a restart
-# (test/preloaded/prepared_restart.sh); and the running_balance stress
-# test, flat and partitioned by month.
+# (test/preloaded/prepared_restart.sh); the running_balance stress test,
+# flat and partitioned by month; and the hand-over's stress test
+# (test/stress/handover.py).
 #     PG_CONFIG=... bash test/preloaded/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +30,8 @@ env -u PGPORT -u PGSYSCONFDIR -u PG_CLUSTER_CONF_ROOT REGRESS="$regress" ISOLATI
         createdb raceguard_stress && psql -qX -d raceguard_stress -c "CREATE EXTENSION raceguard" || exit 1
         for layout in flat monthly; do
             PGDATABASE=raceguard_stress STRESS_LAYOUT=$layout bash test/stress/running_balance.sh || exit 1
-        done' || status=1
+        done
+        PGDATABASE=raceguard_stress /usr/bin/python3 test/stress/handover.py || exit 1' || status=1
 if [ $status -ne 0 ]; then
     for diffs in regression.diffs output_iso/regression.diffs; do
         [ -f "$diffs" ] && cat "$diffs"

@@ -1,0 +1,178 @@
+"""Stress of running_balance's hand-over at commit (raceguard preloaded).
+
+Several sessions append to two hot accounts, one or two appends per
+transaction, at READ COMMITTED or REPEATABLE READ, each transaction also
+writing to its session's temporary table ON COMMIT DELETE ROWS, which a
+gatekeeper session locks now and then for a few milliseconds: a commit
+then waits there, after its hand-over, and the next appends pile up on
+its entries. Each transaction ends at random: COMMIT; COMMIT with statement_timeout or
+lock_timeout at 1 ms (the wait at COMMIT for a transaction still
+committing then often fails, after this one has handed its groups over, so
+the transactions built on its entries must fail with 40001); COMMIT after
+a savepoint rolled back; ROLLBACK. Seeded (RACEGUARD_SEED), bounded.
+
+Afterwards: every transaction whose COMMIT returned is in the ledger
+exactly once and no other, every account's chain is exact (seq 1..n,
+balance = previous balance + amount), and verify_running_balance() agrees.
+The outcomes at COMMIT are printed (how often the hand-over's failures
+were met), not asserted: they depend on timing.
+    PGDATABASE=... python3 test/stress/handover.py
+"""
+import collections
+import os
+import random
+import sys
+import threading
+
+import psycopg2
+import psycopg2.extensions
+
+SESSIONS = int(os.environ.get("STRESS_SESSIONS", "6"))
+TRANSACTIONS = int(os.environ.get("STRESS_TRANSACTIONS", "150"))
+SEED = int(os.environ.get("RACEGUARD_SEED", str(random.randrange(1 << 31))))
+
+
+def connect():
+    conn = psycopg2.connect("")
+    conn.set_session(autocommit=True)
+    return conn
+
+
+def setup():
+    conn = connect()
+    with conn.cursor() as cur:
+        cur.execute("SET client_min_messages = warning")
+        cur.execute("DROP TABLE IF EXISTS handover_ledger")
+        cur.execute("CREATE TABLE handover_ledger (account_id integer NOT NULL, amount bigint NOT NULL,"
+                    " running_balance bigint, entry_no bigint, tag text NOT NULL)")
+        cur.execute("CREATE UNIQUE INDEX ON handover_ledger (account_id, entry_no)")
+        cur.execute("CREATE TRIGGER handover_ledger_balance BEFORE INSERT OR UPDATE OR DELETE ON handover_ledger"
+                    " FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance',"
+                    " 'account_id', 'seq=entry_no')")
+        cur.execute("SHOW shared_preload_libraries")
+        preload = cur.fetchone()[0]
+    conn.close()
+    if preload != "raceguard":
+        sys.exit(f"shared_preload_libraries is {preload!r}, not raceguard: the hand-over needs it")
+
+
+def session(number, committed, outcomes, failures):
+    rng = random.Random(SEED * 1000 + number)
+    conn = connect()
+    cur = conn.cursor()
+    cur.execute("CREATE TEMP TABLE handover_gate (i integer) ON COMMIT DELETE ROWS")
+    for t in range(TRANSACTIONS):
+        tag_base = f"{number}.{t}"
+        isolation = "REPEATABLE READ" if rng.random() < 0.3 else "READ COMMITTED"
+        ending = rng.choices(["commit", "statement_timeout", "lock_timeout", "savepoint", "rollback"],
+                             [55, 15, 10, 10, 10])[0]
+        appends = [(rng.choice([1, 2]), rng.randint(-50, 100)) for _ in range(rng.choice([1, 2]))]
+        kept = []
+        stage = "append"
+        try:
+            cur.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+            cur.execute("INSERT INTO handover_gate VALUES (1)")
+            for i, (account, amount) in enumerate(appends):
+                tag = f"{tag_base}.{i}"
+                if ending == "savepoint" and i == len(appends) - 1:
+                    cur.execute("SAVEPOINT s")
+                    cur.execute("INSERT INTO handover_ledger (account_id, amount, tag) VALUES (%s, %s, %s)",
+                                (account, amount, tag))
+                    cur.execute("ROLLBACK TO SAVEPOINT s")
+                    continue
+                cur.execute("INSERT INTO handover_ledger (account_id, amount, tag) VALUES (%s, %s, %s)",
+                            (account, amount, tag))
+                kept.append((tag, account, amount))
+            if ending == "rollback":
+                cur.execute("ROLLBACK")
+                outcomes["rolled back"] += 1
+                continue
+            if ending in ("statement_timeout", "lock_timeout"):
+                cur.execute(f"SET LOCAL {ending} = '1ms'")
+            stage = "commit"
+            cur.execute("COMMIT")
+            outcomes["committed"] += 1
+            for row in kept:
+                committed[row[0]] = row
+        except psycopg2.Error as error:
+            outcomes[f"{error.pgcode} at {stage}"] += 1
+            if error.pgcode not in ("40001", "40P01", "55P03", "57014"):
+                failures.append(f"session {number} transaction {t}: unexpected {error.pgcode}: {error.pgerror}")
+            if conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                cur.execute("ROLLBACK")
+    conn.close()
+
+
+def gatekeeper(done):
+    """Locks every session's gate for 5 ms, then lets them go for 5 ms."""
+    conn = connect()
+    cur = conn.cursor()
+    while not done.is_set():
+        cur.execute("BEGIN")
+        cur.execute("SELECT c.oid::regclass::text FROM pg_class c WHERE c.relname = 'handover_gate'"
+                    " AND c.relpersistence = 't'")
+        for (gate,) in cur.fetchall():
+            try:
+                cur.execute("SAVEPOINT g")
+                cur.execute(f"LOCK TABLE {gate} IN ACCESS SHARE MODE")
+                cur.execute("RELEASE SAVEPOINT g")
+            except psycopg2.Error:
+                cur.execute("ROLLBACK TO SAVEPOINT g")  # its session ended
+        cur.execute("SELECT pg_sleep(0.005)")
+        cur.execute("COMMIT")
+        done.wait(0.005)
+    conn.close()
+
+
+def main():
+    print(f"hand-over stress: seed {SEED}, {SESSIONS} sessions x {TRANSACTIONS} transactions over 2 accounts")
+    setup()
+    committed = {}
+    outcomes = collections.Counter()
+    failures = []
+    threads = [threading.Thread(target=session, args=(n, committed, outcomes, failures)) for n in range(SESSIONS)]
+    done = threading.Event()
+    keeper = threading.Thread(target=gatekeeper, args=(done,))
+    keeper.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    keeper.join()
+    print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    conn = connect()
+    with conn.cursor() as cur:
+        cur.execute("SELECT tag, account_id, amount FROM handover_ledger")
+        stored = {tag: (tag, account, amount) for tag, account, amount in cur.fetchall()}
+        cur.execute("SELECT count(*) FROM handover_ledger")
+        if cur.fetchone()[0] != len(stored):
+            failures.append("a transaction's entry is in the ledger twice")
+        for tag in committed.keys() - stored.keys():
+            failures.append(f"committed entry {tag} is missing")
+        for tag in stored.keys() - committed.keys():
+            failures.append(f"entry {tag} is in the ledger, but its transaction did not commit")
+        cur.execute("""
+            SELECT account_id, entry_no, running_balance,
+                   row_number() OVER w AS expected_no,
+                   sum(amount) OVER (w ROWS UNBOUNDED PRECEDING) AS expected_balance
+              FROM handover_ledger WINDOW w AS (PARTITION BY account_id ORDER BY entry_no)""")
+        broken = [r for r in cur.fetchall() if r[1] != r[3] or r[2] != r[4]]
+        for row in broken[:5]:
+            failures.append(f"account {row[0]}: entry {row[1]} balance {row[2]}, expected entry {row[3]} balance {row[4]}")
+        cur.execute("SELECT count(*) FROM raceguard.verify_running_balance('handover_ledger')")
+        problems = cur.fetchone()[0]
+        if problems != 0:
+            failures.append(f"verify_running_balance: {problems} problems")
+        cur.execute("DROP TABLE handover_ledger")
+    conn.close()
+    print(f"{len(stored)} entries from {outcomes['committed']} committed transactions")
+    if failures:
+        for failure in failures[:20]:
+            print("FAIL: " + failure)
+        sys.exit(1)
+    print("ok: every committed entry once, no other, every chain exact")
+
+
+if __name__ == "__main__":
+    main()
