@@ -159,6 +159,7 @@ void hand_over_group_lock(Oid root_relid, uint32 group_hash) {
     group_lock_tag(&tag, root_relid, group_hash);
     ResourceOwner statement_owner = CurrentResourceOwner;
     CurrentResourceOwner = TopTransactionResourceOwner;
+    // No error to guard against: a lock not found is a WARNING.
     const bool released = LockRelease(&tag, ExclusiveLock, false);
     CurrentResourceOwner = statement_owner;
     if (released && wakeups != nullptr)

@@ -761,9 +761,12 @@ LastEntry find_group_last_entry(const RunningBalanceState* state, const Datum* g
             group_hash = lock_group(state, group_values, counters);
             if (state->writes_shared_entries)
                 append->shared_generation = shared_generation_now(state);
-            // Consulted whatever the generation: a slot in flight must be waited for.
+            // Consulted whatever the generation: a slot in flight must be
+            // waited for. A state that writes no shared entries has none:
+            // whether it does is fixed by the trigger's columns, and no
+            // other backend's state of the trigger writes one either.
             LastEntry remembered{};
-            if (shared_last_entries::available() &&
+            if (state->writes_shared_entries &&
                 find_remembered_last_entry(state, group_values, group_hash, append->shared_generation, &remembered))
                 return remembered;
             const SeqHint* hint = hints != nullptr ? find_hint(tracker, group_hash) : nullptr;

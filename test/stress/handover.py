@@ -1,15 +1,24 @@
 """Stress of running_balance's hand-over at commit (raceguard preloaded).
 
-Several sessions append to two hot accounts, one or two appends per
-transaction, at READ COMMITTED or REPEATABLE READ, each transaction also
-writing to its session's temporary table ON COMMIT DELETE ROWS, which a
-gatekeeper session locks now and then for a few milliseconds: a commit
-then waits there, after its hand-over, and the next appends pile up on
-its entries. Each transaction ends at random: COMMIT; COMMIT with statement_timeout or
-lock_timeout at 1 ms (the wait at COMMIT for a transaction still
-committing then often fails, after this one has handed its groups over, so
-the transactions built on its entries must fail with 40001); COMMIT after
-a savepoint rolled back; ROLLBACK. Seeded (RACEGUARD_SEED), bounded.
+Several sessions append to two or three hot accounts, one to three
+appends per transaction, at READ COMMITTED or REPEATABLE READ, each
+transaction also writing to its session's temporary table ON COMMIT DELETE
+ROWS, which a gatekeeper session locks now and then for a few
+milliseconds: a commit then waits there, after its hand-over, and the next
+appends pile up on its entries. Each transaction ends at random: COMMIT;
+COMMIT with statement_timeout or lock_timeout at 1 ms (the wait at COMMIT
+for a transaction still committing then often fails, after this one has
+handed its groups over, so the transactions built on its entries must
+fail with 40001); COMMIT after a savepoint rolled back; ROLLBACK.
+
+Each run draws several ledger shapes from the seed (RACEGUARD_SEED):
+flat, or partitioned by month with each append booked into a random month
+(a group's entries move between leaves); with or without another BEFORE
+INSERT trigger that sorts before the guard (it stamps a memo; the guard
+still trusts confirmed entries) or after it (the guard then confirms and
+hands over nothing); and with or without a second, numeric ledger that
+some transactions also append to (a guard that never confirms: that
+transaction hands nothing over). Bounded.
 
 Afterwards: every transaction whose COMMIT returned is in the ledger
 exactly once and no other, every account's chain is exact (seq 1..n,
@@ -28,7 +37,8 @@ import psycopg2
 import psycopg2.extensions
 
 SESSIONS = int(os.environ.get("STRESS_SESSIONS", "6"))
-TRANSACTIONS = int(os.environ.get("STRESS_TRANSACTIONS", "150"))
+TRANSACTIONS = int(os.environ.get("STRESS_TRANSACTIONS", "100"))
+SHAPES = int(os.environ.get("STRESS_SHAPES", "3"))
 SEED = int(os.environ.get("RACEGUARD_SEED", str(random.randrange(1 << 31))))
 
 
@@ -38,15 +48,44 @@ def connect():
     return conn
 
 
-def setup():
+def draw_shape(rng):
+    return {
+        "layout": rng.choice(["flat", "monthly"]),
+        "accounts": rng.choice([2, 3]),
+        "neighbour": rng.choice(["none", "before", "after"]),
+        "side_ledger": rng.random() < 0.5,
+    }
+
+
+def setup(shape):
     conn = connect()
     with conn.cursor() as cur:
         cur.execute("SET client_min_messages = warning")
-        cur.execute("DROP TABLE IF EXISTS handover_ledger")
-        cur.execute("CREATE TABLE handover_ledger (account_id integer NOT NULL, amount bigint NOT NULL,"
-                    " running_balance bigint, entry_no bigint, tag text NOT NULL)")
-        cur.execute("CREATE UNIQUE INDEX ON handover_ledger (account_id, entry_no)")
+        cur.execute("DROP TABLE IF EXISTS handover_ledger, handover_side")
+        columns = ("account_id integer NOT NULL, amount bigint NOT NULL, running_balance bigint, entry_no bigint,"
+                   " tag text NOT NULL, memo text, booked date NOT NULL DEFAULT '2026-06-15'")
+        if shape["layout"] == "monthly":
+            cur.execute(f"CREATE TABLE handover_ledger ({columns}) PARTITION BY RANGE (booked)")
+            for month in range(1, 7):
+                cur.execute(f"CREATE TABLE handover_ledger_{month} PARTITION OF handover_ledger"
+                            f" FOR VALUES FROM ('2026-{month:02d}-01') TO ('2026-{month + 1:02d}-01')")
+            cur.execute("CREATE INDEX ON handover_ledger (account_id, entry_no)")
+        else:
+            cur.execute(f"CREATE TABLE handover_ledger ({columns})")
+            cur.execute("CREATE UNIQUE INDEX ON handover_ledger (account_id, entry_no)")
         cur.execute("CREATE TRIGGER handover_ledger_balance BEFORE INSERT OR UPDATE OR DELETE ON handover_ledger"
+                    " FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance',"
+                    " 'account_id', 'seq=entry_no')")
+        if shape["neighbour"] != "none":
+            cur.execute("CREATE OR REPLACE FUNCTION handover_stamp() RETURNS trigger LANGUAGE plpgsql AS"
+                        " $$ BEGIN NEW.memo := 'stamped'; RETURN NEW; END $$")
+            name = "a_stamp" if shape["neighbour"] == "before" else "z_stamp"
+            cur.execute(f"CREATE TRIGGER {name} BEFORE INSERT ON handover_ledger"
+                        " FOR EACH ROW EXECUTE FUNCTION handover_stamp()")
+        cur.execute("CREATE TABLE handover_side (account_id integer NOT NULL, amount numeric NOT NULL,"
+                    " running_balance numeric, entry_no bigint)")
+        cur.execute("CREATE UNIQUE INDEX ON handover_side (account_id, entry_no)")
+        cur.execute("CREATE TRIGGER handover_side_balance BEFORE INSERT OR UPDATE OR DELETE ON handover_side"
                     " FOR EACH ROW EXECUTE FUNCTION raceguard.running_balance('amount', 'running_balance',"
                     " 'account_id', 'seq=entry_no')")
         cur.execute("SHOW shared_preload_libraries")
@@ -56,17 +95,20 @@ def setup():
         sys.exit(f"shared_preload_libraries is {preload!r}, not raceguard: the hand-over needs it")
 
 
-def session(number, committed, outcomes, failures):
-    rng = random.Random(SEED * 1000 + number)
+def session(shape_number, shape, number, committed, outcomes, failures):
+    rng = random.Random((SEED * 100 + shape_number) * 1000 + number)
     conn = connect()
     cur = conn.cursor()
     cur.execute("CREATE TEMP TABLE handover_gate (i integer) ON COMMIT DELETE ROWS")
+    accounts = list(range(1, shape["accounts"] + 1))
+    insert = "INSERT INTO handover_ledger (account_id, amount, tag, booked) VALUES (%s, %s, %s, %s)"
     for t in range(TRANSACTIONS):
         tag_base = f"{number}.{t}"
         isolation = "REPEATABLE READ" if rng.random() < 0.3 else "READ COMMITTED"
         ending = rng.choices(["commit", "statement_timeout", "lock_timeout", "savepoint", "rollback"],
                              [55, 15, 10, 10, 10])[0]
-        appends = [(rng.choice([1, 2]), rng.randint(-50, 100)) for _ in range(rng.choice([1, 2]))]
+        appends = [(rng.choice(accounts), rng.randint(-50, 100)) for _ in range(rng.choice([1, 2, 3]))]
+        side = shape["side_ledger"] and rng.random() < 0.3
         kept = []
         stage = "append"
         try:
@@ -74,15 +116,17 @@ def session(number, committed, outcomes, failures):
             cur.execute("INSERT INTO handover_gate VALUES (1)")
             for i, (account, amount) in enumerate(appends):
                 tag = f"{tag_base}.{i}"
+                month = rng.randint(1, 6) if shape["layout"] == "monthly" else 6
+                values = (account, amount, tag, f"2026-{month:02d}-15")
                 if ending == "savepoint" and i == len(appends) - 1:
                     cur.execute("SAVEPOINT s")
-                    cur.execute("INSERT INTO handover_ledger (account_id, amount, tag) VALUES (%s, %s, %s)",
-                                (account, amount, tag))
+                    cur.execute(insert, values)
                     cur.execute("ROLLBACK TO SAVEPOINT s")
                     continue
-                cur.execute("INSERT INTO handover_ledger (account_id, amount, tag) VALUES (%s, %s, %s)",
-                            (account, amount, tag))
+                cur.execute(insert, values)
                 kept.append((tag, account, amount))
+            if side:
+                cur.execute("INSERT INTO handover_side (account_id, amount) VALUES (%s, 0.5)", (appends[0][0],))
             if ending == "rollback":
                 cur.execute("ROLLBACK")
                 outcomes["rolled back"] += 1
@@ -124,23 +168,7 @@ def gatekeeper(done):
     conn.close()
 
 
-def main():
-    print(f"hand-over stress: seed {SEED}, {SESSIONS} sessions x {TRANSACTIONS} transactions over 2 accounts")
-    setup()
-    committed = {}
-    outcomes = collections.Counter()
-    failures = []
-    threads = [threading.Thread(target=session, args=(n, committed, outcomes, failures)) for n in range(SESSIONS)]
-    done = threading.Event()
-    keeper = threading.Thread(target=gatekeeper, args=(done,))
-    keeper.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done.set()
-    keeper.join()
-    print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+def check(shape_number, shape, committed, outcomes, failures):
     conn = connect()
     with conn.cursor() as cur:
         cur.execute("SELECT tag, account_id, amount FROM handover_ledger")
@@ -152,21 +180,54 @@ def main():
             failures.append(f"committed entry {tag} is missing")
         for tag in stored.keys() - committed.keys():
             failures.append(f"entry {tag} is in the ledger, but its transaction did not commit")
-        cur.execute("""
-            SELECT account_id, entry_no, running_balance,
-                   row_number() OVER w AS expected_no,
-                   sum(amount) OVER (w ROWS UNBOUNDED PRECEDING) AS expected_balance
-              FROM handover_ledger WINDOW w AS (PARTITION BY account_id ORDER BY entry_no)""")
-        broken = [r for r in cur.fetchall() if r[1] != r[3] or r[2] != r[4]]
-        for row in broken[:5]:
-            failures.append(f"account {row[0]}: entry {row[1]} balance {row[2]}, expected entry {row[3]} balance {row[4]}")
-        cur.execute("SELECT count(*) FROM raceguard.verify_running_balance('handover_ledger')")
-        problems = cur.fetchone()[0]
-        if problems != 0:
-            failures.append(f"verify_running_balance: {problems} problems")
-        cur.execute("DROP TABLE handover_ledger")
+        for table in ("handover_ledger", "handover_side"):
+            cur.execute(f"""
+                SELECT account_id, entry_no, running_balance,
+                       row_number() OVER w AS expected_no,
+                       sum(amount) OVER (w ROWS UNBOUNDED PRECEDING) AS expected_balance
+                  FROM {table} WINDOW w AS (PARTITION BY account_id ORDER BY entry_no)""")
+            broken = [r for r in cur.fetchall() if r[1] != r[3] or r[2] != r[4]]
+            for row in broken[:5]:
+                failures.append(f"{table} account {row[0]}: entry {row[1]} balance {row[2]},"
+                                f" expected entry {row[3]} balance {row[4]}")
+            cur.execute(f"SELECT count(*) FROM raceguard.verify_running_balance('{table}')")
+            problems = cur.fetchone()[0]
+            if problems != 0:
+                failures.append(f"{table}: verify_running_balance reports {problems} problems")
+        cur.execute("DROP TABLE handover_ledger, handover_side")
     conn.close()
-    print(f"{len(stored)} entries from {outcomes['committed']} committed transactions")
+    # A BEFORE trigger after the guard: the guard confirms nothing, so no
+    # transaction hands over, and none can fail at COMMIT for another's.
+    if shape["neighbour"] == "after" and outcomes["40001 at commit"] != 0:
+        failures.append(f"shape {shape_number}: {outcomes['40001 at commit']} commits failed with 40001, but a guard"
+                        " with a later BEFORE trigger must hand nothing over")
+    print(f"shape {shape_number} {shape}: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
+          + f"; {len(stored)} entries")
+
+
+def main():
+    print(f"hand-over stress: seed {SEED}, {SHAPES} shapes, {SESSIONS} sessions x {TRANSACTIONS} transactions")
+    shape_rng = random.Random(SEED)
+    failures = []
+    for shape_number in range(SHAPES):
+        shape = draw_shape(shape_rng)
+        setup(shape)
+        committed = {}
+        outcomes = collections.Counter()
+        threads = [threading.Thread(target=session, args=(shape_number, shape, n, committed, outcomes, failures))
+                   for n in range(SESSIONS)]
+        done = threading.Event()
+        keeper = threading.Thread(target=gatekeeper, args=(done,))
+        keeper.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        done.set()
+        keeper.join()
+        check(shape_number, shape, committed, outcomes, failures)
+        if failures:
+            break
     if failures:
         for failure in failures[:20]:
             print("FAIL: " + failure)
