@@ -9,6 +9,8 @@ export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 passed=0
 failed=0
 failures=()
+# How long each suite took, printed at the end: CI's budget is spent here.
+timings=()
 run_suite() {
     local name=$1
     shift
@@ -18,12 +20,16 @@ run_suite() {
     # that suite instead of stalling the whole run.
     local limit=()
     declare -F "$1" >/dev/null || limit=(timeout --kill-after=30 "${RACEGUARD_SUITE_TIMEOUT:-1200}")
+    local started=$SECONDS
     if "${limit[@]}" "$@"; then
         passed=$((passed + 1))
+        echo "--- passed in $((SECONDS - started)) s: $name"
     else
         failed=$((failed + 1))
         failures+=("$name")
+        echo "--- FAILED in $((SECONDS - started)) s: $name"
     fi
+    timings+=("$(printf '%5d s  %s' $((SECONDS - started)) "$name")")
 }
 
 regress() {
@@ -89,6 +95,8 @@ done
 run_suite "docs: every SQL example, link and object of README.md and docs/" python3 test/docs/examples.py
 
 echo
+echo "suite times:"
+printf '  %s\n' "${timings[@]}"
 [ $failed -eq 0 ] || echo "failed suites: ${failures[*]}"
 echo "suites: $passed passed, $failed failed"
 [ $failed -eq 0 ]
