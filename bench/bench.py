@@ -214,15 +214,50 @@ def pgbench(script_text, clients, *, seconds=None, transactions=None, options=No
     return float(match.group(1)), output
 
 
-def interleaved_tps(scripts, clients, seconds, rounds):
+def interleaved_tps(scripts, clients, seconds, rounds, wal=None):
     """Runs each side's pgbench script for `seconds`, round after round in
-    rotating order; returns (TPS of each round, median TPS) by side."""
+    rotating order; returns (TPS of each round, median TPS) by side. With
+    wal (a connection), also counts each side's WAL flushes: wal.flushes."""
     tps = {name: [] for name in scripts}
     for round_number in range(rounds):
         for name in rotated(list(scripts), round_number):
-            rate, _ = pgbench(scripts[name], clients, seconds=seconds)
+            before = wal and wal.read()
+            rate, output = pgbench(scripts[name], clients, seconds=seconds)
             tps[name].append(rate)
+            if wal:
+                wal.add(name, before, output, seconds)
     return tps, {name: statistics.median(values) for name, values in tps.items()}
+
+
+class WalFlushes:
+    """Each side's commits per WAL flush, and the share of its run the WAL
+    spent in fsync (pg_stat_wal; the time needs track_wal_io_timing). With
+    durable commits, a commit that must follow another's cannot share its
+    flush: this shows how far a side's throughput is the disk's."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.by_side = {}
+
+    def read(self):
+        return execute(self.conn, "SELECT wal_sync, wal_sync_time FROM pg_stat_wal")[0]
+
+    def add(self, side, before, output, seconds):
+        syncs, sync_ms = self.read()
+        match = re.search(r"number of transactions actually processed: ([0-9]+)", output)
+        total = self.by_side.setdefault(side, [0, 0, 0.0, 0.0])
+        total[0] += int(match.group(1)) if match else 0
+        total[1] += syncs - before[0]
+        total[2] += sync_ms - before[1]
+        total[3] += seconds * 1000.0
+
+    def summary(self):
+        """None when no flush was counted (fsync off)."""
+        if not any(total[1] for total in self.by_side.values()):
+            return None
+        return ", ".join(f"{side} {total[0] / max(total[1], 1):.2f} commits per flush"
+                         f" (fsync {100 * total[2] / total[3]:.0f}% of the time)"
+                         for side, total in self.by_side.items())
 
 
 # ---------------------------------------------------------------------------
@@ -747,10 +782,13 @@ def transfers_under(conn, report, clients, seconds, rounds, accounts):
                    f" a credit entry) per transaction, {seconds}s per side, median of {rounds} rounds")
     for side in sides:
         create_transfer_books(conn, side, accounts)
+    wal = WalFlushes(conn)
     tps, median = interleaved_tps({side: transfer_script(side, accounts) for side in sides},
-                                  clients, seconds, rounds)
+                                  clients, seconds, rounds, wal)
     report.measured("transfers", tps, accounts=accounts)
     report.info("median TPS: " + ", ".join(f"{side} {median[side]:.0f}" for side in sides))
+    if wal.summary():
+        report.info("WAL flushes: " + wal.summary())
 
     def ratio(label, top, bottom, op=None, target=None):
         report.ratio(f"transfers, {short}: {label}", median[top] / median[bottom], op, target,

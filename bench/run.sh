@@ -35,6 +35,9 @@ settings=(
     # figure is measured with statistics on, as installed, and stats_cost
     # compares on with off.
     shared_preload_libraries=raceguard
+    # The transfers report each side's commits per WAL flush and the share
+    # of time spent in fsync (two clock reads per flush).
+    track_wal_io_timing=on
 )
 options=()
 for setting in "${settings[@]}"; do options+=(-o "$setting"); done
