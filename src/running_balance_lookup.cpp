@@ -135,9 +135,14 @@ TransactionId confirming_transaction = InvalidTransactionId;
 // still in flight when read: it must not commit before them, nor if one
 // did not commit (running_balance_shared.hpp). Beyond this many, an append
 // waits for its predecessor at once.
+// Each is kept with the subtransaction that first built on it, or the
+// outermost one that did since: a rolled-back subtransaction's rows are
+// gone, and so is its reason to wait (subtransaction ids only grow, so
+// those it and its children noted are the ones from its id on).
 constexpr int MAX_AWAITED_WRITERS = 8;
 TransactionId awaited_writers[MAX_AWAITED_WRITERS];
 Oid awaited_ledgers[MAX_AWAITED_WRITERS];  // for the message
+SubTransactionId awaited_since[MAX_AWAITED_WRITERS];
 int awaited_writer_count = 0;
 
 // C-side: waits until WRITER, which handed over a group, has ended; when
@@ -160,16 +165,34 @@ void wait_for_writer(TransactionId writer, Oid ledger, bool built_on) {
 
 // C-side: an append built on an entry handed over by WRITER.
 void await_writer(TransactionId writer, Oid ledger) {
+    const SubTransactionId subtransaction = GetCurrentSubTransactionId();
     for (int w = 0; w < awaited_writer_count; ++w)
-        if (TransactionIdEquals(awaited_writers[w], writer))
+        if (TransactionIdEquals(awaited_writers[w], writer)) {
+            awaited_since[w] = Min(awaited_since[w], subtransaction);
             return;
+        }
     if (awaited_writer_count == MAX_AWAITED_WRITERS) {
         wait_for_writer(writer, ledger, true);
         return;
     }
     awaited_writers[awaited_writer_count] = writer;
     awaited_ledgers[awaited_writer_count] = ledger;
+    awaited_since[awaited_writer_count] = subtransaction;
     ++awaited_writer_count;
+}
+
+// A subtransaction rolled back: the writers only it (or its children)
+// built on are no longer awaited.
+void forget_awaited_since(SubTransactionId rolled_back) {
+    int kept = 0;
+    for (int w = 0; w < awaited_writer_count; ++w)
+        if (awaited_since[w] < rolled_back) {
+            awaited_writers[kept] = awaited_writers[w];
+            awaited_ledgers[kept] = awaited_ledgers[w];
+            awaited_since[kept] = awaited_since[w];
+            ++kept;
+        }
+    awaited_writer_count = kept;
 }
 
 // As the transaction commits or prepares, before it hands anything over.
@@ -394,11 +417,12 @@ void forget_transaction(XactEvent event, void*) {
     }
 }
 
-void forget_subtransaction(SubXactEvent event, SubTransactionId, SubTransactionId, void*) {
+void forget_subtransaction(SubXactEvent event, SubTransactionId rolled_back, SubTransactionId, void*) {
     if (event == SUBXACT_EVENT_ABORT_SUB) {
         ++transaction_generation;
         // Its group locks are released, and its rows gone.
         confirm_none = true;
+        forget_awaited_since(rolled_back);
     }
 }
 
