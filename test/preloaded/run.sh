@@ -18,7 +18,7 @@ major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
 bash test/isolation/build_tester.sh || exit 1
 rm -rf results/ regression.diffs regression.out output_iso/
 regress="setup running_balance_shared running_balance running_balance_errors running_balance_shapes running_balance_groups"
-isolation="helpers running_balance_shared running_balance_group_lock running_balance_same_group running_balance_other_groups running_balance_repeatable_read running_balance_memo_update running_balance_min_balance running_balance_idempotent running_balance_deadlock running_balance_routing running_balance_confirmed running_balance_handover"
+isolation="helpers running_balance_shared running_balance_group_lock running_balance_same_group running_balance_other_groups running_balance_repeatable_read running_balance_memo_update running_balance_min_balance running_balance_idempotent running_balance_deadlock running_balance_routing running_balance_confirmed running_balance_handover running_balance_handover_limit"
 status=0
 # A cluster beside the suites' own: pg_virtualenv would reuse the port and
 # settings directory the outer one exported.
