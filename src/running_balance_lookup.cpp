@@ -129,6 +129,10 @@ bool hand_over_none = false;
 // could from another extension's pre-commit work), without its lock or
 // past the record that ends the entry's mark.
 bool handed_over_groups = false;
+// This transaction's pre-commit (or pre-prepare) wait is done: an append
+// after it (another extension's commit-time work, run after ours) waits
+// at once for any transaction it builds on, since nothing else will.
+bool awaited_writers_done = false;
 TransactionId confirming_transaction = InvalidTransactionId;
 
 // The transactions that handed over entries this transaction built on,
@@ -171,7 +175,7 @@ void await_writer(TransactionId writer, Oid ledger) {
             awaited_since[w] = Min(awaited_since[w], subtransaction);
             return;
         }
-    if (awaited_writer_count == MAX_AWAITED_WRITERS) {
+    if (awaited_writer_count == MAX_AWAITED_WRITERS || awaited_writers_done) {
         wait_for_writer(writer, ledger, true);
         return;
     }
@@ -200,6 +204,7 @@ void wait_for_awaited_writers() {
     for (int w = 0; w < awaited_writer_count; ++w)
         wait_for_writer(awaited_writers[w], awaited_ledgers[w], true);
     awaited_writer_count = 0;
+    awaited_writers_done = true;
 }
 
 // The last append begun on each leaf in this transaction. An insert
@@ -322,6 +327,7 @@ void forget_appends_to_confirm() {
     handed_over_groups = false;
     confirming_transaction = InvalidTransactionId;
     awaited_writer_count = 0;
+    awaited_writers_done = false;
 }
 
 void settle_before_commit() {
