@@ -217,7 +217,7 @@ def pgbench(script_text, clients, *, seconds=None, transactions=None, options=No
 def interleaved_tps(scripts, clients, seconds, rounds, wal=None):
     """Runs each side's pgbench script for `seconds`, round after round in
     rotating order; returns (TPS of each round, median TPS) by side. With
-    wal (a connection), also counts each side's WAL flushes: wal.flushes."""
+    wal (a WalFlushes), also counts each side's commits and WAL flushes."""
     tps = {name: [] for name in scripts}
     for round_number in range(rounds):
         for name in rotated(list(scripts), round_number):
@@ -787,8 +787,9 @@ def transfers_under(conn, report, clients, seconds, rounds, accounts):
                                   clients, seconds, rounds, wal)
     report.measured("transfers", tps, accounts=accounts)
     report.info("median TPS: " + ", ".join(f"{side} {median[side]:.0f}" for side in sides))
-    if wal.summary():
-        report.info("WAL flushes: " + wal.summary())
+    flushes = wal.summary()
+    if flushes:
+        report.info("WAL flushes: " + flushes)
 
     def ratio(label, top, bottom, op=None, target=None):
         report.ratio(f"transfers, {short}: {label}", median[top] / median[bottom], op, target,

@@ -215,8 +215,10 @@ def main():
         shape = draw_shape(shape_rng)
         setup(shape)
         committed = {}
-        outcomes = collections.Counter()
-        threads = [threading.Thread(target=session, args=(shape_number, shape, n, committed, outcomes, failures))
+        # One counter per session: a shared Counter's += from several
+        # threads can lose counts, and the check below relies on them.
+        per_session = [collections.Counter() for _ in range(SESSIONS)]
+        threads = [threading.Thread(target=session, args=(shape_number, shape, n, committed, per_session[n], failures))
                    for n in range(SESSIONS)]
         done = threading.Event()
         keeper = threading.Thread(target=gatekeeper, args=(done,))
@@ -227,6 +229,7 @@ def main():
             thread.join()
         done.set()
         keeper.join()
+        outcomes = sum(per_session, collections.Counter())
         check(shape_number, shape, committed, outcomes, failures)
         if failures:
             break
